@@ -1,0 +1,28 @@
+# Two commands for a fresh clone (see README.md):
+#   make train   install on first use, then train the SST-2 CNN with GloVe
+#   make test    install on first use, then run the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+DATA_DIR ?= $(abspath ../shared/data)
+export DKNN_DATA_DIR ?= $(DATA_DIR)
+
+.PHONY: install train test clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	PIP_CONSTRAINT=$(abspath constraints.txt) $(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+train: install
+	$(PY) train_text_classifier.py --dataset stsa.binary --model cnn --epoch 5 \
+	    --word_vectors $(DKNN_DATA_DIR)/glove/glove.6B.50d.txt.gz --force
+
+test: install
+	$(PY) -m pytest -q tests
+
+clean:
+	rm -rf $(VENV)

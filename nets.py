@@ -1,0 +1,386 @@
+"""Encoders and classifiers, with the hidden layers DkNN searches.
+
+Every classifier takes a list of B inputs: (L,)-shaped int32 token-id
+arrays, or (premise, hypothesis) pairs of them for :class:`SNLIClassifier`.
+It exposes:
+
+* ``logits(xs)``: a (B, n_class) Variable;
+* ``predict(xs)``: logits and an ordered dict of hidden layers, each a
+  (B, D_layer) array, in test mode without backprop; ``layer_names``
+  says which layer is which (the last one feeds the output layer);
+* ``embedding_gradients(xs, ys)``: d loss / d embedding of every token,
+  with the embeddings themselves, shaped like the inputs: (L, E) arrays.
+
+Layer names per encoder (``n`` = ``--layer``):
+
+====== ======================================================
+cnn    ``cnn`` (pooled widths 3/4/5, after ReLU), ``mlp1..n``
+rnn    ``lstm1..n`` (last hidden state of each LSTM layer)
+bilstm ``bilstm1..n`` (forward and backward last states, concatenated)
+bow    ``bow`` (mean embedding), ``mlp1..n``
+====== ======================================================
+
+:class:`SNLIClassifier` has ``features`` ([u, v, |u-v|, u*v]) and
+``mlp1..n`` instead.
+"""
+import collections
+import json
+import os
+
+import numpy
+
+import chainer
+import chainer.functions as F
+import chainer.links as L
+from chainer import reporter
+from tqdm import tqdm
+
+import nlp_utils
+
+embed_init = chainer.initializers.Uniform(.25)
+
+
+class ModelSetupError(nlp_utils.UserError):
+    """An ``args.json`` whose files are missing or do not match."""
+
+
+class MLP(chainer.ChainList):
+    """``n_layers`` of dropout -> Linear -> ReLU.
+
+    Returns the last activation and the list of all of them, each (B, U).
+    """
+
+    def __init__(self, n_layers, n_in, n_units, dropout=0.1):
+        super().__init__(*[L.Linear(n_in if i == 0 else n_units, n_units)
+                           for i in range(n_layers)])
+        self.dropout = dropout
+
+    def forward(self, h):
+        layers = []
+        for link in self.children():
+            h = F.relu(link(F.dropout(h, self.dropout)))
+            layers.append(h)
+        return h, layers
+
+
+class Encoder(chainer.Chain):
+    """Base: an embedding and ``encode`` over embedded sequences.
+
+    ``encode(exs)`` takes a list of B (L_i, E) Variables and returns the
+    (B, out_units) encoding and a list of (name, (B, D)) hidden layers.
+    """
+
+    def __init__(self, n_vocab, n_embed, initialW=None):
+        super().__init__()
+        with self.init_scope():
+            self.embed = L.EmbedID(n_vocab, n_embed,
+                                   initialW=initialW if initialW is not None
+                                   else embed_init)
+
+
+class CNNEncoder(Encoder):
+    """Widths 3, 4, 5 (n_units // 3 filters each), max over time, MLP."""
+
+    def __init__(self, n_vocab, n_embed, n_units, n_layers, dropout=0.1,
+                 initialW=None):
+        super().__init__(n_vocab, n_embed, initialW)
+        n_filters = n_units // 3
+        with self.init_scope():
+            self.convs = chainer.ChainList(*[
+                L.Convolution2D(n_embed, n_filters, ksize=(w, 1),
+                                pad=(w - 1, 0), nobias=True)
+                for w in (3, 4, 5)])
+            self.mlp = MLP(n_layers, 3 * n_filters, n_units, dropout)
+        self.dropout = dropout
+        self.out_units = n_units if n_layers else 3 * n_filters
+        self.layer_names = ['cnn'] + ['mlp%d' % (i + 1)
+                                      for i in range(n_layers)]
+
+    def encode(self, exs):
+        # Zero padding adds windows whose output is exactly 0 (no bias); the
+        # ReLU after the max makes the result independent of the batch.
+        e = F.pad_sequence(exs, padding=0)                    # (B, L, E)
+        e = F.dropout(e, self.dropout)
+        e = F.transpose(e, (0, 2, 1))[:, :, :, None]          # (B, E, L, 1)
+        pooled = [F.max(conv(e), axis=(2, 3)) for conv in self.convs]
+        h = F.relu(F.concat(pooled, axis=1))                  # (B, 3F)
+        out, mlp_layers = self.mlp(h)
+        return out, list(zip(self.layer_names, [h] + mlp_layers))
+
+
+class RNNEncoder(Encoder):
+    """An ``n_layers`` LSTM; each layer's last hidden state is a layer."""
+
+    bidirectional = False
+
+    def __init__(self, n_vocab, n_embed, n_units, n_layers, dropout=0.1,
+                 initialW=None):
+        super().__init__(n_vocab, n_embed, initialW)
+        rnn = L.NStepBiLSTM if self.bidirectional else L.NStepLSTM
+        with self.init_scope():
+            self.rnn = rnn(n_layers, n_embed, n_units, dropout)
+        self.dropout = dropout
+        self.n_layers = n_layers
+        n_dir = 2 if self.bidirectional else 1
+        self.out_units = n_units * n_dir
+        prefix = 'bilstm' if self.bidirectional else 'lstm'
+        self.layer_names = ['%s%d' % (prefix, i + 1) for i in range(n_layers)]
+
+    def encode(self, exs):
+        exs = [F.dropout(e, self.dropout) for e in exs]
+        hy, _, _ = self.rnn(None, None, exs)   # (n_layers * n_dir, B, U)
+        if self.bidirectional:
+            layers = [F.concat([hy[2 * i], hy[2 * i + 1]], axis=1)
+                      for i in range(self.n_layers)]
+        else:
+            layers = [hy[i] for i in range(self.n_layers)]
+        return layers[-1], list(zip(self.layer_names, layers))
+
+
+class BiLSTMEncoder(RNNEncoder):
+    """A bidirectional LSTM; a layer is (B, 2 * n_units)."""
+
+    bidirectional = True
+
+
+class BOWMLPEncoder(Encoder):
+    """Mean of the embeddings, then an MLP."""
+
+    def __init__(self, n_vocab, n_embed, n_units, n_layers, dropout=0.1,
+                 initialW=None):
+        super().__init__(n_vocab, n_embed, initialW)
+        with self.init_scope():
+            self.mlp = MLP(n_layers, n_embed, n_units, dropout)
+        self.out_units = n_units if n_layers else n_embed
+        self.layer_names = ['bow'] + ['mlp%d' % (i + 1)
+                                      for i in range(n_layers)]
+
+    def encode(self, exs):
+        lengths = self.xp.array([[len(e)] for e in exs], numpy.float32)
+        h = F.sum(F.pad_sequence(exs, padding=0), axis=1) / lengths  # (B, E)
+        out, mlp_layers = self.mlp(h)
+        return out, list(zip(self.layer_names, [h] + mlp_layers))
+
+
+ENCODERS = {'cnn': CNNEncoder, 'rnn': RNNEncoder, 'bilstm': BiLSTMEncoder,
+            'bow': BOWMLPEncoder}
+
+
+class Classifier(chainer.Chain):
+    """Shared logic: subclasses define ``_sequences``/``_regroup`` and
+    ``_features`` (embedded sequences -> (B, D) features, hidden layers)."""
+
+    def __init__(self, encoder, n_class, dropout=0.1):
+        super().__init__()
+        with self.init_scope():
+            self.encoder = encoder
+        self.n_class = n_class
+        self.dropout = dropout
+
+    def _sequences(self, xs):
+        return list(xs)
+
+    def _regroup(self, seqs, n):
+        return list(seqs)
+
+    def _embed(self, seqs):
+        """Flat list of (L_i,) id arrays -> list of (L_i, E) Variables."""
+        sections = numpy.cumsum([len(s) for s in seqs[:-1]])
+        flat = self.encoder.embed(self.xp.concatenate(seqs, axis=0))
+        return F.split_axis(flat, sections, axis=0, force_tuple=True)
+
+    def forward_embedded(self, exs):
+        """Embedded sequences -> ((B, C) logits, ordered dict of layers)."""
+        h, layers = self._features(exs)
+        logits = self.output(F.dropout(h, self.dropout))
+        return logits, collections.OrderedDict(layers)
+
+    def logits(self, xs):
+        """Inputs -> (B, n_class) logits Variable."""
+        return self.forward_embedded(self._embed(self._sequences(xs)))[0]
+
+    def forward(self, xs, ys):
+        logits = self.logits(xs)
+        loss = F.softmax_cross_entropy(logits, ys)
+        reporter.report({'loss': loss, 'accuracy': F.accuracy(logits, ys)},
+                        self)
+        return loss
+
+    def predict(self, xs):
+        """Test-mode forward pass without backprop.
+
+        Returns:
+            tuple: (B, C) logits array and an ordered dict ``layer name ->
+            (B, D) array`` in the order of ``layer_names``.
+        """
+        with chainer.using_config('train', False), \
+                chainer.no_backprop_mode():
+            logits, layers = self.forward_embedded(
+                self._embed(self._sequences(xs)))
+        return logits.array, collections.OrderedDict(
+            (k, v.array) for k, v in layers.items())
+
+    def embedding_gradients(self, xs, ys=None):
+        """Gradient of the loss with respect to each token's embedding.
+
+        Args:
+            xs (list): B inputs.
+            ys ((B,) int array): labels the loss is taken against; None
+                takes the model's own predictions.
+
+        Returns:
+            tuple: (grads, embeddings), each shaped like ``xs`` with every
+            (L,) id array replaced by an (L, E) float array. Each example's
+            loss is its own (the batch loss is a sum), so examples do not mix.
+        """
+        seqs = self._sequences(xs)
+        with chainer.using_config('train', False):
+            ids = self.xp.concatenate(seqs, axis=0)
+            flat = chainer.Variable(self.encoder.embed.W.array[ids])
+            sections = numpy.cumsum([len(s) for s in seqs[:-1]])
+            exs = F.split_axis(flat, sections, axis=0, force_tuple=True)
+            logits, _ = self.forward_embedded(exs)
+            if ys is None:
+                ys = logits.array.argmax(axis=1).astype(numpy.int32)
+            loss = F.sum(F.softmax_cross_entropy(logits, ys, reduce='no'))
+            loss.backward()
+        grads = self.xp.split(flat.grad, sections)
+        embs = self.xp.split(flat.array, sections)
+        return self._regroup(grads, len(xs)), self._regroup(embs, len(xs))
+
+
+class TextClassifier(Classifier):
+    """A sentence encoder, dropout, and a Linear output layer."""
+
+    def __init__(self, encoder, n_class, dropout=0.1):
+        super().__init__(encoder, n_class, dropout)
+        with self.init_scope():
+            self.output = L.Linear(encoder.out_units, n_class)
+        self.layer_names = list(encoder.layer_names)
+
+    def _features(self, exs):
+        return self.encoder.encode(exs)
+
+
+class SNLIClassifier(Classifier):
+    """Encode premise u and hypothesis v with one encoder, then an MLP over
+    [u, v, |u-v|, u*v] (a (B, 4 * out_units) ``features`` layer)."""
+
+    def __init__(self, encoder, n_class=3, n_units=300, n_layers=3,
+                 dropout=0.1):
+        super().__init__(encoder, n_class, dropout)
+        with self.init_scope():
+            self.mlp = MLP(n_layers, 4 * encoder.out_units, n_units, dropout)
+            self.output = L.Linear(
+                n_units if n_layers else 4 * encoder.out_units, n_class)
+        self.layer_names = ['features'] + ['mlp%d' % (i + 1)
+                                           for i in range(n_layers)]
+
+    def _sequences(self, xs):
+        """B pairs -> 2B sequences: all premises, then all hypotheses."""
+        return [p for p, _ in xs] + [h for _, h in xs]
+
+    def _regroup(self, seqs, n):
+        return list(zip(seqs[:n], seqs[n:]))
+
+    def _features(self, exs):
+        n = len(exs) // 2
+        h, _ = self.encoder.encode(list(exs))
+        u, v = h[:n], h[n:]
+        features = F.concat([u, v, F.absolute(u - v), u * v], axis=1)
+        out, mlp_layers = self.mlp(F.dropout(features, self.dropout))
+        return out, list(zip(self.layer_names, [features] + mlp_layers))
+
+
+# ----------------------------------------------------------- saved models
+
+def build_model(setup, initialW=None):
+    """A fresh classifier from a run's settings (``args.json`` contents)."""
+    if setup['model'] not in ENCODERS:
+        raise ModelSetupError('unknown model {!r}; choose one of {}'.format(
+            setup['model'], ', '.join(ENCODERS)))
+    encoder = ENCODERS[setup['model']](
+        setup['n_vocab'], setup['n_embed'], setup['unit'], setup['layer'],
+        setup['dropout'], initialW=initialW)
+    if setup.get('pair'):
+        return SNLIClassifier(encoder, setup['n_class'], setup['unit'],
+                              setup['layer'], setup['dropout'])
+    return TextClassifier(encoder, setup['n_class'])
+
+
+def read_setup(setup_path):
+    """Read ``args.json``; adds ``run_dir``, the folder it lives in."""
+    if not os.path.isfile(setup_path):
+        raise ModelSetupError(
+            '{}: no such file. Pass the args.json that '
+            'train_text_classifier.py wrote into its result folder.'.format(
+                setup_path))
+    try:
+        with open(setup_path) as f:
+            setup = json.load(f)
+    except ValueError as e:
+        raise ModelSetupError('{}: not valid JSON ({})'.format(setup_path, e))
+    setup['run_dir'] = os.path.dirname(os.path.abspath(setup_path))
+    return setup
+
+
+def run_path(setup, key):
+    """Absolute path of a file named in ``args.json`` (relative to it)."""
+    return os.path.join(setup['run_dir'], setup[key])
+
+
+def load_model(setup_path, device=None):
+    """Rebuild a trained classifier from its ``args.json``.
+
+    Args:
+        setup_path (str): ``result/DATASET_MODEL/args.json``.
+        device: a Chainer device or device specifier; None means CPU.
+
+    Returns:
+        tuple: (model on ``device``, setup dict, vocab dict).
+    """
+    setup = read_setup(setup_path)
+    model_path = run_path(setup, 'model_path')
+    vocab_path = run_path(setup, 'vocab_path')
+    for path in (model_path, vocab_path):
+        if not os.path.isfile(path):
+            raise ModelSetupError('{}: missing ({} names it). Train the '
+                                  'model again.'.format(path, setup_path))
+    with open(vocab_path) as f:
+        vocab = json.load(f)
+    model = build_model(setup)
+    try:
+        chainer.serializers.load_npz(model_path, model)
+    except (KeyError, ValueError, OSError) as e:
+        raise ModelSetupError('{} does not match the model {} describes ({}: '
+                              '{})'.format(model_path, setup_path,
+                                           type(e).__name__, e)) from None
+    model.to_device(chainer.get_device(device if device is not None
+                                       else '@numpy'))
+    return model, setup, vocab
+
+
+def predict_dataset(model, examples, device, batchsize=256, desc=None):
+    """Logits and hidden layers of every example, batch by batch.
+
+    Args:
+        examples (list): array examples ``(x, y)``.
+        desc (str): tqdm label; None shows no bar.
+
+    Returns:
+        tuple: (N, C) float32 logits, an ordered dict ``layer -> (N, D)``
+        float32 arrays (on the CPU), and the (N,) int32 labels.
+    """
+    logits, layers = [], collections.defaultdict(list)
+    starts = range(0, len(examples), batchsize)
+    for i in tqdm(starts, desc=desc, disable=desc is None, leave=False):
+        batch = nlp_utils.convert_seq(examples[i:i + batchsize], device)
+        out, hidden = model.predict(batch['xs'])
+        logits.append(chainer.backend.CpuDevice().send(out))
+        for name, h in hidden.items():
+            layers[name].append(chainer.backend.CpuDevice().send(h))
+    labels = numpy.concatenate([y for _, y in examples]).astype(numpy.int32)
+    return (numpy.concatenate(logits).astype(numpy.float32),
+            collections.OrderedDict((k, numpy.concatenate(v).astype(
+                numpy.float32)) for k, v in layers.items()),
+            labels)

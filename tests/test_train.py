@@ -1,0 +1,123 @@
+import json
+import os
+
+import numpy
+import pytest
+
+import nets
+import text_datasets
+import train_text_classifier
+from conftest import TINY_TRAIN
+
+
+def train(data, out, *extra):
+    return train_text_classifier.main(
+        TINY_TRAIN + ['--data-dir', data, '--out', str(out)] + list(extra))
+
+
+@pytest.mark.parametrize('model', ['cnn', 'rnn', 'bilstm', 'bow'])
+def test_main_writes_a_complete_result_folder(tiny_data, tmp_path, model):
+    results = train(tiny_data, tmp_path / 'r', '--model', model)
+    run = tmp_path / 'r' / ('stsa.binary_' + model)
+    assert sorted(os.listdir(str(run))) == [
+        'args.json', 'best_model.npz', 'calib.json', 'log',
+        'train_results.json', 'vocab.json']
+    setup = json.loads((run / 'args.json').read_text())
+    assert setup['model_path'] == 'best_model.npz'  # relative: movable
+    assert setup['n_class'] == 2 and setup['model'] == model
+    calib = json.loads((run / 'calib.json').read_text())
+    assert len(calib) == 10
+    # the reloaded model reproduces the reported test accuracy
+    model_, setup_, vocab = nets.load_model(str(run / 'args.json'))
+    splits = text_datasets.get_dataset('stsa.binary', tiny_data,
+                                       n_calib=10, vocab=vocab)
+    assert splits.calib_indices == calib
+    logits, _, labels = nets.predict_dataset(model_, splits.test, None)
+    assert (logits.argmax(1) == labels).mean() == \
+        pytest.approx(results['test_accuracy'])
+    assert 0 <= results['val_accuracy'] <= 1
+    assert not [p for p in os.listdir(str(tmp_path / 'r'))
+                if p.startswith('.')]
+
+
+def test_tiny_model_learns(tiny_data, tmp_path):
+    results = train(tiny_data, tmp_path, '--model', 'bow', '--epoch', '15',
+                    '--unit', '16', '--dropout', '0')
+    assert results['test_accuracy'] >= 0.8
+
+
+def test_word_vectors_set_the_embedding(tiny_data, tmp_path):
+    vec = tmp_path / 'vec.txt'
+    vec.write_text('good 1 1 1 1\nbad -1 -1 -1 -1\n')
+    train(tiny_data, tmp_path / 'r', '--word_vectors', str(vec))
+    model, setup, vocab = nets.load_model(
+        str(tmp_path / 'r' / 'stsa.binary_cnn' / 'args.json'))
+    assert setup['n_embed'] == 4
+    # one epoch of 7 Adam steps moves each value by well under 0.05
+    numpy.testing.assert_allclose(
+        model.encoder.embed.W.array[vocab['good']], [1, 1, 1, 1], atol=0.05)
+
+
+def test_refuses_a_folder_holding_another_run(tiny_data, tmp_path):
+    train(tiny_data, tmp_path)
+    train(tiny_data, tmp_path)  # the same settings: retrained in place
+    with pytest.raises(SystemExit, match='another run.*unit.*--force'):
+        train(tiny_data, tmp_path, '--unit', '12')
+    train(tiny_data, tmp_path, '--unit', '12', '--force')
+    setup = json.loads(
+        (tmp_path / 'stsa.binary_cnn' / 'args.json').read_text())
+    assert setup['unit'] == 12
+
+
+def fails_cleanly(out, argv, match):
+    with pytest.raises(SystemExit, match=match) as e:
+        train_text_classifier.main(argv + ['--out', str(out)])
+    assert str(e.value.code).startswith('error: ')
+    assert not os.path.exists(str(out)) or os.listdir(str(out)) == []
+
+
+def test_bad_input_is_one_line_and_leaves_nothing(tiny_data, tmp_path):
+    out = tmp_path / 'r'
+    fails_cleanly(out, TINY_TRAIN + ['--data-dir', tiny_data, '--model',
+                                     'transformer'], 'unknown model')
+    fails_cleanly(out, ['--dataset', 'sst9', '--data-dir', tiny_data],
+                  'unknown dataset')
+    fails_cleanly(out, TINY_TRAIN + ['--data-dir', tiny_data, '--epoch', '0'],
+                  'at least 1')
+    vec = tmp_path / 'vec.txt'
+    vec.write_text('good 1 1 1\nbad 1 1\n')
+    fails_cleanly(out, TINY_TRAIN + ['--data-dir', tiny_data,
+                                     '--word_vectors', str(vec)],
+                  r'vec.txt:2:')
+    # a corrupt data file
+    with open(os.path.join(tiny_data, 'stsa.binary.dev'), 'a') as f:
+        f.write('garbage line here\n')
+    fails_cleanly(out, TINY_TRAIN + ['--data-dir', tiny_data],
+                  r'stsa.binary.dev:13:')
+
+
+def test_empty_training_set(tmp_path):
+    data = tmp_path / 'data'
+    data.mkdir()
+    for split in ('train', 'dev', 'test'):
+        (data / ('stsa.binary.' + split)).write_text(
+            '' if split == 'train' else '1 good film\n')
+    fails_cleanly(tmp_path / 'r', TINY_TRAIN[:-2] + ['--n-calib', '0',
+                                                     '--data-dir', str(data)],
+                  'training set is empty')
+
+
+def test_missing_data_offline(tmp_path, monkeypatch):
+    monkeypatch.setattr(text_datasets, 'URL_SENT', 'http://127.0.0.1:9/')
+    fails_cleanly(tmp_path / 'r', ['--dataset', 'mpqa', '--data-dir',
+                                   str(tmp_path)], 'mpqa.all not found')
+
+
+def test_real_sst2_trains_end_to_end(real_data, tmp_path):
+    results = train_text_classifier.main(
+        ['--dataset', 'stsa.binary', '--model', 'bow', '--unit', '32',
+         '--layer', '1', '--epoch', '2', '--data-dir', real_data,
+         '--out', str(tmp_path), '--word_vectors', os.path.join(
+             real_data, 'glove', 'glove.6B.50d.shared-vocab.txt.gz')])
+    assert (results['n_train'], results['n_test']) == (5920, 1821)
+    assert results['test_accuracy'] > 0.6

@@ -1,0 +1,247 @@
+#!/usr/bin/env python
+"""Train a text classifier and write its result folder.
+
+    python train_text_classifier.py --dataset stsa.binary --model cnn
+
+writes ``result/stsa.binary_cnn/``: ``best_model.npz`` (best validation
+accuracy), ``vocab.json``, ``args.json`` (everything needed to rebuild the
+model and its data; paths relative to the folder), ``calib.json`` (the
+calibration examples' indices into the training pool), ``log`` and
+``train_results.json``. The folder appears only when training succeeded.
+"""
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+import numpy
+
+import chainer
+from chainer import training
+from chainer.training import extensions
+
+import nets
+import nlp_utils
+import text_datasets
+
+# Settings that define a run: a folder holding another value is another run.
+RUN_KEYS = ('dataset', 'model', 'batchsize', 'epoch', 'unit', 'layer',
+            'dropout', 'char_based', 'word_vectors', 'seed', 'n_calib',
+            'val_ratio', 'max_vocab')
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[1],
+                                formatter_class=argparse.
+                                ArgumentDefaultsHelpFormatter)
+    p.add_argument('--dataset', '-data', default='stsa.binary',
+                   help='one of: ' + ', '.join(text_datasets.DATASETS))
+    p.add_argument('--model', '-model', default='cnn',
+                   help='encoder: ' + ', '.join(nets.ENCODERS))
+    p.add_argument('--batchsize', '-b', type=int, default=128)
+    p.add_argument('--epoch', '-e', type=int, default=10)
+    p.add_argument('--unit', '-u', type=int, default=300,
+                   help='hidden units (and embedding size without vectors)')
+    p.add_argument('--layer', '-l', type=int, default=3,
+                   help='LSTM layers, or MLP layers after the CNN/BoW/pair')
+    p.add_argument('--dropout', '-d', type=float, default=0.4)
+    p.add_argument('--char-based', action='store_true',
+                   help='character tokens instead of words')
+    p.add_argument('--word_vectors', default=None,
+                   help='GloVe/word2vec/fastText text file (.gz ok); the '
+                        'embedding takes its dimension')
+    p.add_argument('--out', '-o', default='result',
+                   help='parent folder; the run goes to OUT/DATASET_MODEL')
+    nlp_utils.add_device_args(p)
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--data-dir', default=None,
+                   help='data folder (default: $%s, else download)'
+                        % text_datasets.DATA_ENV)
+    p.add_argument('--n-calib', type=int, default=1000,
+                   help='training examples set aside for calibration')
+    p.add_argument('--val-ratio', type=float, default=0.1,
+                   help='share of train used for validation where the '
+                        'dataset has no dev file')
+    p.add_argument('--max-vocab', type=int, default=20000)
+    p.add_argument('--force', action='store_true',
+                   help='replace a result folder that holds another run')
+    return p
+
+
+def run_name(args):
+    return '{}_{}{}'.format(args.dataset, args.model,
+                            '_char' if args.char_based else '')
+
+
+def check_run_dir(path, setup, force):
+    """Refuse to overwrite a folder holding a run with other settings."""
+    old_path = os.path.join(path, 'args.json')
+    if not os.path.exists(path) or force:
+        return
+    if not os.path.isfile(old_path):
+        raise nlp_utils.UserError(
+            '{} exists and is not a result folder; pass --force to replace '
+            'it or --out to write elsewhere'.format(path))
+    with open(old_path) as f:
+        old = json.load(f)
+    diff = [k for k in RUN_KEYS if old.get(k) != setup.get(k)]
+    if diff:
+        raise nlp_utils.UserError(
+            '{} holds another run (differs in {}); pass --force to replace '
+            'it or --out to write elsewhere'.format(path, ', '.join(diff)))
+
+
+def initial_embeddings(path, vocab, seed):
+    """GloVe-style vectors for ``vocab``: ((V, D) matrix, D), with coverage
+    printed; (None, None) without a file."""
+    if not path:
+        print('no word vectors: the embedding starts at random')
+        return None, None
+    matrix, covered = nlp_utils.load_word_vectors(
+        path, vocab, numpy.random.RandomState(seed))
+    n_words = len(vocab) - 2  # <eos> and <unk> are never in a vectors file
+    print('word vectors: {} of {} vocabulary words covered ({:.1%}), '
+          'dimension {}'.format(int(covered[2:].sum()), n_words,
+                                covered[2:].sum() / max(n_words, 1),
+                                matrix.shape[1]))
+    return matrix, matrix.shape[1]
+
+
+def make_trainer(model, splits, args, device, out):
+    """Adam + weight decay, validation each epoch, best model snapshot."""
+    optimizer = chainer.optimizers.Adam()
+    optimizer.setup(model)
+    optimizer.add_hook(chainer.optimizer_hooks.WeightDecay(1e-4))
+    order = chainer.iterators.ShuffleOrderSampler(
+        numpy.random.RandomState(args.seed))
+    train_iter = chainer.iterators.SerialIterator(
+        splits.train, args.batchsize, order_sampler=order)
+    val_iter = chainer.iterators.SerialIterator(
+        splits.val, args.batchsize, repeat=False, shuffle=False)
+    updater = training.updaters.StandardUpdater(
+        train_iter, optimizer, converter=nlp_utils.convert_seq, device=device)
+    trainer = training.Trainer(updater, (args.epoch, 'epoch'), out=out)
+    # Evaluate on the validation split (never test) every epoch
+    trainer.extend(extensions.Evaluator(
+        val_iter, model, converter=nlp_utils.convert_seq, device=device))
+    # Keep the model with the best validation accuracy
+    trainer.extend(extensions.snapshot_object(model, 'best_model.npz'),
+                   trigger=training.triggers.MaxValueTrigger(
+                       'validation/main/accuracy', (1, 'epoch')))
+    # Log and print each epoch's statistics, with a progress bar
+    trainer.extend(extensions.LogReport())
+    trainer.extend(extensions.PrintReport(
+        ['epoch', 'main/loss', 'validation/main/loss', 'main/accuracy',
+         'validation/main/accuracy', 'elapsed_time']))
+    trainer.extend(extensions.ProgressBar(update_interval=10))
+    return trainer
+
+
+def accuracy(model, examples, device, batchsize):
+    logits, _, labels = nets.predict_dataset(model, examples, device,
+                                             batchsize)
+    return float((logits.argmax(axis=1) == labels).mean())
+
+
+def write_json(path, obj):
+    with open(path, 'w') as f:
+        json.dump(obj, f, indent=2)
+
+
+def train(args, device, final_dir):
+    """Train into a temporary folder; return (its path, the results)."""
+    splits = text_datasets.get_dataset(
+        args.dataset, args.data_dir, args.char_based, args.seed,
+        args.n_calib, args.val_ratio, max_vocab_size=args.max_vocab)
+    print('# train {}  validation {}  calibration {}  test {}  vocab {}  '
+          'class {}  (skipped {} lines with no text)'.format(
+              len(splits.train), len(splits.val), len(splits.calib),
+              len(splits.test), len(splits.vocab), splits.n_class,
+              splits.skipped))
+    numpy.random.seed(args.seed)  # Chainer's initializers draw from it
+    initialW, n_embed = initial_embeddings(args.word_vectors, splits.vocab,
+                                           args.seed)
+    setup = dict(vars(args))
+    setup.update(n_vocab=len(splits.vocab), n_embed=n_embed or args.unit,
+                 n_class=splits.n_class, label_names=splits.label_names,
+                 pair=text_datasets.DATASETS[args.dataset].pair,
+                 model_path='best_model.npz', vocab_path='vocab.json',
+                 calib_path='calib.json', device=str(device), gpu=None)
+    model = nets.build_model(setup, initialW=initialW)
+    model.to_device(device)
+
+    parent = os.path.dirname(os.path.abspath(final_dir))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix='.' + os.path.basename(final_dir) + '.',
+                           dir=parent)
+    try:
+        write_json(os.path.join(tmp, 'vocab.json'), splits.vocab)
+        write_json(os.path.join(tmp, 'calib.json'), splits.calib_indices)
+        write_json(os.path.join(tmp, 'args.json'), setup)
+        start = time.time()
+        make_trainer(model, splits, args, device, tmp).run()
+        seconds = time.time() - start
+        chainer.serializers.load_npz(os.path.join(tmp, 'best_model.npz'),
+                                     model)
+        results = {
+            'val_accuracy': accuracy(model, splits.val, device,
+                                     args.batchsize),
+            'test_accuracy': accuracy(model, splits.test, device,
+                                      args.batchsize),
+            'seconds_per_epoch': seconds / args.epoch,
+            'n_train': len(splits.train), 'n_val': len(splits.val),
+            'n_test': len(splits.test), 'n_calib': len(splits.calib)}
+        write_json(os.path.join(tmp, 'train_results.json'), results)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return tmp, results
+
+
+def replace_dir(tmp, final_dir):
+    """Move the finished run into place, replacing an older one."""
+    if os.path.exists(final_dir):
+        trash = tempfile.mkdtemp(dir=os.path.dirname(final_dir))
+        os.rename(final_dir, os.path.join(trash, 'old'))
+        os.rename(tmp, final_dir)
+        shutil.rmtree(trash)
+    else:
+        os.rename(tmp, final_dir)
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    print(json.dumps(vars(args), indent=2))
+    final_dir = os.path.join(args.out, run_name(args))
+    try:
+        if args.dataset not in text_datasets.DATASETS:
+            raise nlp_utils.UserError('unknown dataset {!r}; choose one of {}'
+                                      .format(args.dataset, ', '.join(
+                                          text_datasets.DATASETS)))
+        if args.model not in nets.ENCODERS:
+            raise nlp_utils.UserError('unknown model {!r}; choose one of {}'
+                                      .format(args.model,
+                                              ', '.join(nets.ENCODERS)))
+        for flag in ('epoch', 'batchsize', 'unit'):
+            if getattr(args, flag) < 1:
+                raise nlp_utils.UserError('--{} must be at least 1'.format(
+                    flag))
+        check_run_dir(final_dir, vars(args), args.force)
+        device = nlp_utils.device_from_args(args)
+        device.use()
+        tmp, results = train(args, device, final_dir)
+    except nlp_utils.UserError as e:
+        raise SystemExit('error: {}'.format(e))
+    replace_dir(tmp, final_dir)
+    print('{}: validation accuracy {:.4f}, test accuracy {:.4f} ({:.1f} s '
+          'per epoch)'.format(final_dir, results['val_accuracy'],
+                              results['test_accuracy'],
+                              results['seconds_per_epoch']))
+    return results
+
+
+if __name__ == '__main__':
+    main()
