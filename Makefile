@@ -18,8 +18,9 @@ $(VENV)/.installed: requirements.txt constraints.txt
 	touch $@
 
 train: install
-	$(PY) train_text_classifier.py --dataset stsa.binary --model cnn --epoch 5 \
-	    --word_vectors $(DKNN_DATA_DIR)/glove/glove.6B.50d.txt.gz --force
+	$(PY) train_text_classifier.py --dataset stsa.binary --model cnn \
+	    --epoch 5 --batchsize 32 --dropout 0.2 \
+	    --word_vectors $(DKNN_DATA_DIR)/glove/glove.6B.50d.txt.gz
 
 test: install
 	$(PY) -m pytest -q tests

@@ -360,6 +360,11 @@ def load_model(setup_path, device=None):
     return model, setup, vocab
 
 
+def to_cpu(array):
+    """A NumPy copy of a NumPy or CuPy array."""
+    return chainer.backend.CpuDevice().send(array)
+
+
 def predict_dataset(model, examples, device, batchsize=256, desc=None):
     """Logits and hidden layers of every example, batch by batch.
 
@@ -376,9 +381,9 @@ def predict_dataset(model, examples, device, batchsize=256, desc=None):
     for i in tqdm(starts, desc=desc, disable=desc is None, leave=False):
         batch = nlp_utils.convert_seq(examples[i:i + batchsize], device)
         out, hidden = model.predict(batch['xs'])
-        logits.append(chainer.backend.CpuDevice().send(out))
+        logits.append(to_cpu(out))
         for name, h in hidden.items():
-            layers[name].append(chainer.backend.CpuDevice().send(h))
+            layers[name].append(to_cpu(h))
     labels = numpy.concatenate([y for _, y in examples]).astype(numpy.int32)
     return (numpy.concatenate(logits).astype(numpy.float32),
             collections.OrderedDict((k, numpy.concatenate(v).astype(

@@ -11,6 +11,9 @@ example:
 import collections
 import gzip
 import io
+import json
+import os
+import tempfile
 
 import numpy
 
@@ -23,6 +26,25 @@ UNK = '<unk>'
 class UserError(Exception):
     """Bad input a user can fix; scripts print it as one line, no traceback.
     """
+
+
+def save_atomic(path, write, mode='wb'):
+    """Write a file through ``write(fileobj)`` into a temporary file beside
+    it, then rename: an interrupted run leaves no half-written file."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
+                               prefix='.' + os.path.basename(path) + '.')
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def save_json(path, obj):
+    """Atomically write ``obj`` as indented JSON."""
+    save_atomic(path, lambda f: json.dump(obj, f, indent=2), mode='w')
 
 
 def add_device_args(parser):

@@ -395,3 +395,28 @@ def get_dataset(name, data_dir=None, char_based=False, seed=0, n_calib=1000,
                   raw.skipped,
                   raw={'train': train, 'val': dev, 'test': raw.test,
                        'calib': calib})
+
+
+def splits_for_setup(setup, vocab, data_dir=None):
+    """Rebuild a trained run's splits from its ``args.json`` settings.
+
+    Args:
+        setup (dict): from :func:`nets.read_setup` (has ``run_dir``).
+        vocab (dict): the run's saved vocabulary.
+        data_dir (str): overrides the data folder the run was trained with.
+
+    Raises:
+        DataError: if the calibration examples differ from ``calib.json``
+            (the data files changed since training).
+    """
+    splits = get_dataset(setup['dataset'], data_dir or setup.get('data_dir'),
+                         setup['char_based'], setup['seed'],
+                         setup['n_calib'], setup['val_ratio'], vocab=vocab)
+    calib_path = os.path.join(setup['run_dir'], setup['calib_path'])
+    with open(calib_path) as f:
+        saved = json.load(f)
+    if saved != splits.calib_indices:
+        raise DataError('{}: the calibration examples differ from those set '
+                        'aside at training time; the data files changed. '
+                        'Train the model again.'.format(calib_path))
+    return splits

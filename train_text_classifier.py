@@ -146,11 +146,6 @@ def accuracy(model, examples, device, batchsize):
     return float((logits.argmax(axis=1) == labels).mean())
 
 
-def write_json(path, obj):
-    with open(path, 'w') as f:
-        json.dump(obj, f, indent=2)
-
-
 def train(args, device, final_dir):
     """Train into a temporary folder; return (its path, the results)."""
     splits = text_datasets.get_dataset(
@@ -165,7 +160,8 @@ def train(args, device, final_dir):
     initialW, n_embed = initial_embeddings(args.word_vectors, splits.vocab,
                                            args.seed)
     setup = dict(vars(args))
-    setup.update(n_vocab=len(splits.vocab), n_embed=n_embed or args.unit,
+    data_dir = text_datasets.data_dir_from(args.data_dir)
+    setup.update(data_dir=data_dir and os.path.abspath(data_dir),n_vocab=len(splits.vocab), n_embed=n_embed or args.unit,
                  n_class=splits.n_class, label_names=splits.label_names,
                  pair=text_datasets.DATASETS[args.dataset].pair,
                  model_path='best_model.npz', vocab_path='vocab.json',
@@ -178,9 +174,9 @@ def train(args, device, final_dir):
     tmp = tempfile.mkdtemp(prefix='.' + os.path.basename(final_dir) + '.',
                            dir=parent)
     try:
-        write_json(os.path.join(tmp, 'vocab.json'), splits.vocab)
-        write_json(os.path.join(tmp, 'calib.json'), splits.calib_indices)
-        write_json(os.path.join(tmp, 'args.json'), setup)
+        nlp_utils.save_json(os.path.join(tmp, 'vocab.json'), splits.vocab)
+        nlp_utils.save_json(os.path.join(tmp, 'calib.json'), splits.calib_indices)
+        nlp_utils.save_json(os.path.join(tmp, 'args.json'), setup)
         start = time.time()
         make_trainer(model, splits, args, device, tmp).run()
         seconds = time.time() - start
@@ -194,7 +190,7 @@ def train(args, device, final_dir):
             'seconds_per_epoch': seconds / args.epoch,
             'n_train': len(splits.train), 'n_val': len(splits.val),
             'n_test': len(splits.test), 'n_calib': len(splits.calib)}
-        write_json(os.path.join(tmp, 'train_results.json'), results)
+        nlp_utils.save_json(os.path.join(tmp, 'train_results.json'), results)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

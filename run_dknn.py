@@ -1,0 +1,169 @@
+#!/usr/bin/env python
+"""Evaluate a trained classifier with and without its DkNN head.
+
+    python run_dknn.py --model-setup result/stsa.binary_cnn/args.json
+
+Builds (or loads) the DkNN index of the run's training set, calibrates it
+on the ``calib.json`` examples, and evaluates the test set. Prints and
+writes ``dknn_results.json``; also saves the index (``dknn_index.npz``)
+and the test credibilities (``dknn_credibility.npz``) beside the model.
+"""
+import argparse
+import json
+import os
+import time
+
+import numpy
+
+import dknn
+import nets
+import nlp_utils
+import text_datasets
+from scaling import expected_calibration_error
+
+INDEX_FILE = 'dknn_index.npz'
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[1],
+                                formatter_class=argparse.
+                                ArgumentDefaultsHelpFormatter)
+    p.add_argument('--model-setup', required=True,
+                   help='args.json of a trained run')
+    p.add_argument('--k', type=int, default=75, help='neighbours per layer')
+    p.add_argument('--layers', default='last',
+                   help='"last" (the paper), "all", or names joined by ","')
+    p.add_argument('--backend', default='brute', choices=sorted(
+        dknn.BACKENDS), help='nearest-neighbour search')
+    p.add_argument('--lsh', action='store_true',
+                   help='alias for --backend lsh (the original flag)')
+    p.add_argument('--scoring', default='both',
+                   choices=dknn.SCORINGS + ('both',))
+    p.add_argument('--batchsize', type=int, default=256)
+    p.add_argument('--data-dir', default=None,
+                   help='overrides the data folder the run was trained with')
+    p.add_argument('--rebuild', action='store_true',
+                   help='ignore a saved %s' % INDEX_FILE)
+    nlp_utils.add_device_args(p)
+    return p
+
+
+def build_dknn(model, setup, splits, args, device):
+    """A fitted, calibrated DkNN; loads the saved index when it matches."""
+    head = dknn.DkNN(model, args.layers, args.k, args.backend,
+                     device=device, batchsize=args.batchsize)
+    index_path = os.path.join(setup['run_dir'], INDEX_FILE)
+    model_path = nets.run_path(setup, 'model_path')
+    timing = {}
+    start = time.time()
+    if os.path.exists(index_path) and not args.rebuild:
+        print('loading the saved index', index_path)
+        head.load(index_path, model_path)
+        timing['build'] = time.time() - start
+        timing['calibrate'] = 0.0
+        return head, timing
+    head.fit(splits.train)
+    timing['build'] = time.time() - start
+    start = time.time()
+    head.calibrate(splits.calib)
+    timing['calibrate'] = time.time() - start
+    head.save(index_path, model_path)
+    return head, timing
+
+
+def summarise(out, labels, n_bins=15):
+    """Accuracy, agreement with softmax, credibility of right and wrong
+    predictions and ECE of one scoring rule's output."""
+    correct = out.pred == labels
+    mean = lambda a: float(a.mean()) if len(a) else float('nan')  # NOQA
+    return {'accuracy': mean(correct),
+            'agreement_with_softmax': mean(out.pred == out.softmax_pred),
+            'credibility_correct': mean(out.credibility[correct]),
+            'credibility_wrong': mean(out.credibility[~correct]),
+            'ece': expected_calibration_error(out.credibility, correct,
+                                              n_bins)}
+
+
+def evaluate(head, test, scorings):
+    """Test-set DkNN outputs for each scoring rule, labels, and the LSH
+    recall@k per layer (None for exact backends)."""
+    logits, layers, labels = head.activations(test, desc='DkNN: test set')
+    counts, found = head.neighbour_counts(layers)
+    outs = {s: head.output(logits, counts, found, s) for s in scorings}
+    recall = None
+    if head.backend == 'lsh':
+        recall = {name: dknn.recall_at_k(found[name][0], dknn.BruteIndex(
+            head.train_layers[name]).query(layers[name], head.k)[0])
+            for name in head.layers}
+    return outs, labels, recall
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.lsh:
+        args.backend = 'lsh'
+    print(json.dumps(vars(args), indent=2))
+    scorings = dknn.SCORINGS if args.scoring == 'both' else (args.scoring,)
+    try:
+        device = nlp_utils.device_from_args(args)
+        model, setup, vocab = nets.load_model(args.model_setup, device)
+        splits = text_datasets.splits_for_setup(setup, vocab, args.data_dir)
+        head, timing = build_dknn(model, setup, splits, args, device)
+        start = time.time()
+        outs, labels, recall = evaluate(head, splits.test, scorings)
+        timing['evaluate'] = time.time() - start
+    except nlp_utils.UserError as e:
+        raise SystemExit('error: {}'.format(e))
+    first = outs[scorings[0]]
+    softmax_correct = first.softmax_pred == labels
+    results = {
+        'model_setup': os.path.abspath(args.model_setup),
+        'k': args.k, 'layers': head.layers, 'backend': args.backend,
+        'n_train': len(splits.train), 'n_calib': len(splits.calib),
+        'n_test': len(splits.test),
+        'softmax': {'accuracy': float(softmax_correct.mean()),
+                    'ece': expected_calibration_error(first.softmax_conf,
+                                                      softmax_correct)},
+        'seconds': timing}
+    if recall is not None:
+        results['lsh_recall_at_k'] = recall
+    for s in scorings:
+        results[s] = summarise(outs[s], labels)
+    report(results, scorings)
+    write_outputs(setup['run_dir'], results, outs, labels)
+    return results
+
+
+def report(results, scorings):
+    """Print one row for softmax and one per scoring rule."""
+    row = '{:<16} {:>9} {:>9} {:>10} {:>10} {:>7}'
+    fmt = lambda *xs: ['' if x is None else '%.4f' % x for x in xs]  # NOQA
+    print(row.format('', 'accuracy', 'agree', 'cred(ok)', 'cred(bad)', 'ECE'))
+    sm = results['softmax']
+    print(row.format('softmax', *fmt(sm['accuracy'], None, None, None,
+                                     sm['ece'])))
+    for s in scorings:
+        r = results[s]
+        print(row.format('dknn ' + s, *fmt(
+            r['accuracy'], r['agreement_with_softmax'],
+            r['credibility_correct'], r['credibility_wrong'], r['ece'])))
+    print('seconds: ' + ', '.join('{} {:.2f}'.format(k, v) for k, v in
+                                  results['seconds'].items()))
+
+
+def write_outputs(run_dir, results, outs, labels):
+    """``dknn_results.json``, and ``dknn_credibility.npz`` for scaling.py's
+    reliability diagram (``credibility``/``correct`` of the first rule)."""
+    nlp_utils.save_json(os.path.join(run_dir, 'dknn_results.json'), results)
+    first = next(iter(outs.values()))
+    arrays = {'labels': labels, 'credibility': first.credibility,
+              'correct': first.pred == labels}
+    for s, out in outs.items():
+        arrays[s + '_credibility'] = out.credibility
+        arrays[s + '_pred'] = out.pred
+    nlp_utils.save_atomic(os.path.join(run_dir, 'dknn_credibility.npz'),
+                          lambda f: numpy.savez(f, **arrays))
+
+
+if __name__ == '__main__':
+    main()
