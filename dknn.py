@@ -59,7 +59,7 @@ class NeighbourIndex:
 
 
 def _exact_rerank(points, queries, candidates, k):
-    """Sort (M, C) candidate indices by exact float64 distance; keep k."""
+    """Sort (M, C) candidate indices by float64 distance; keep k."""
     diff = points[candidates].astype(numpy.float64) - \
         queries[:, None, :].astype(numpy.float64)            # (M, C, D)
     dist = numpy.sqrt(numpy.einsum('mcd,mcd->mc', diff, diff))
@@ -70,29 +70,38 @@ def _exact_rerank(points, queries, candidates, k):
 
 
 class BruteIndex(NeighbourIndex):
-    """Exact search: ``|q|^2 - 2 q.x + |x|^2`` by matrix multiply, top-k by
-    argpartition, in query chunks of at most ``max_bytes`` of distances.
-    A few spare candidates are re-ranked in float64, so float32 rounding
-    cannot reorder neighbours."""
-
-    spare = 8
+    """Exact search by matrix multiply: ``|q|^2 - 2 q.x + |x|^2``, top-k by
+    argpartition, then the k sorted. Queries go in chunks whose (m, N)
+    distance block stays under ``max_bytes``. Points and queries are
+    centred on the points' mean first, which keeps float32 rounding in the
+    expansion small."""
 
     def __init__(self, points, max_bytes=64 << 20):
         super().__init__(points)
-        self.sq_norms = numpy.einsum('nd,nd->n', self.points, self.points)
+        self.mean = self.points.mean(axis=0) if len(self.points) else 0
+        self.centred = self.points - self.mean
+        self.sq_norms = numpy.einsum('nd,nd->n', self.centred, self.centred)
         self.chunk = max(1, max_bytes // (4 * max(len(self.points), 1)))
 
     def query(self, queries, k):
-        queries = numpy.ascontiguousarray(queries, numpy.float32)
-        n_cand = min(k + self.spare, len(self.points))
-        idx, dist = [], []
+        queries = numpy.asarray(queries, numpy.float32) - self.mean
+        idx = [numpy.zeros((0, k), numpy.int64)]
+        dist = [numpy.zeros((0, k), numpy.float32)]
         for start in range(0, len(queries), self.chunk):
             q = queries[start:start + self.chunk]
-            d2 = self.sq_norms[None, :] - 2 * q @ self.points.T   # (m, N)
-            cand = numpy.argpartition(d2, n_cand - 1, axis=1)[:, :n_cand]
-            i, d = _exact_rerank(self.points, q, cand, k)
-            idx.append(i)
-            dist.append(d)
+            d2 = q @ self.centred.T                           # (m, N)
+            d2 *= -2
+            d2 += self.sq_norms
+            top = numpy.argpartition(d2, k - 1, axis=1)[:, :k] \
+                if k < d2.shape[1] else numpy.tile(numpy.arange(
+                    d2.shape[1]), (len(q), 1))
+            top_d2 = numpy.take_along_axis(d2, top, axis=1)
+            order = numpy.argsort(top_d2, axis=1, kind='stable')
+            rows = numpy.arange(len(q))[:, None]
+            top_d2 = top_d2[rows, order] + numpy.einsum('md,md->m', q, q)[
+                :, None]
+            idx.append(top[rows, order].astype(numpy.int64))
+            dist.append(numpy.sqrt(numpy.maximum(top_d2, 0)))
         return numpy.concatenate(idx), numpy.concatenate(dist)
 
 
