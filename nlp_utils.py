@@ -36,6 +36,9 @@ def save_atomic(path, write, mode='wb'):
     try:
         with os.fdopen(fd, mode) as f:
             write(f)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private (0600)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

@@ -413,10 +413,14 @@ def splits_for_setup(setup, vocab, data_dir=None):
                          setup['char_based'], setup['seed'],
                          setup['n_calib'], setup['val_ratio'], vocab=vocab)
     calib_path = os.path.join(setup['run_dir'], setup['calib_path'])
+    if not os.path.isfile(calib_path):
+        raise DataError('{}: missing; train the model again'.format(
+            calib_path))
     with open(calib_path) as f:
         saved = json.load(f)
     if saved != splits.calib_indices:
-        raise DataError('{}: the calibration examples differ from those set '
-                        'aside at training time; the data files changed. '
-                        'Train the model again.'.format(calib_path))
+        raise DataError('{}: the calibration set differs from the one set '
+                        'aside at training time: the data changed since '
+                        'training (or --data-dir points elsewhere). Train '
+                        'the model again.'.format(calib_path))
     return splits
