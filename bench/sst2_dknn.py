@@ -1,0 +1,71 @@
+#!/usr/bin/env python
+"""DkNN and temperature scaling on one trained run, into RESULTS.md.
+
+    python bench/sst2_dknn.py --model-setup result/stsa.binary_cnn/args.json
+
+Runs run_dknn.py (both scoring rules; the last layer and all layers) and
+scaling.py on the run and writes the ``sst2-dknn`` section of RESULTS.md.
+"""
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))))
+import run_dknn  # NOQA
+import scaling  # NOQA
+from report import RESULTS, write_section  # NOQA
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[1])
+    p.add_argument('--model-setup', default='result/stsa.binary_cnn/args.json')
+    args = p.parse_args(argv)
+    setup = json.load(open(args.model_setup))
+    train = json.load(open(os.path.join(os.path.dirname(args.model_setup),
+                                        'train_results.json')))
+    rows = []
+    for layers in ('all', 'last'):  # 'last' second: reliability.png uses it
+        r = run_dknn.main(['--model-setup', args.model_setup, '--layers',
+                           layers])
+        for s in ('conformity', 'conformal'):
+            rows.append('| {} | {} | {:.2%} | {:.2%} | {:+.2f} | {:.2%} | '
+                        '{:.3f} / {:.3f} | {:.4f} |'.format(
+                            ', '.join(r['layers']), s,
+                            r['softmax']['accuracy'], r[s]['accuracy'],
+                            100 * (r[s]['accuracy'] -
+                                   r['softmax']['accuracy']),
+                            r[s]['agreement_with_softmax'],
+                            r[s]['credibility_correct'],
+                            r[s]['credibility_wrong'], r[s]['ece']))
+    t = scaling.main(['--model-setup', args.model_setup])
+    body = '\n'.join([
+        '## DkNN and temperature scaling on the SST-2 CNN '
+        '(`bench/sst2_dknn.py`)', '',
+        'Model: `make train` ({} {}, GloVe 6B 50d, {} epochs, test accuracy '
+        '{:.2%}). Command: `python bench/sst2_dknn.py --model-setup {}` '
+        '(k = 75, brute backend).'.format(
+            setup['dataset'], setup['model'], setup['epoch'],
+            train['test_accuracy'], args.model_setup), '',
+        '| layers | scoring | softmax acc. | DkNN acc. | difference '
+        '(points) | agreement | mean credibility right / wrong | '
+        'credibility ECE |', '|---|---|---|---|---|---|---|---|'] + rows + [
+        '', 'Temperature scaling, fitted on the 1000 calibration examples: '
+        'T = {:.3f}.'.format(t['temperature']), '',
+        '| split | accuracy | NLL before | NLL after | ECE before | '
+        'ECE after |', '|---|---|---|---|---|---|'] + [
+        '| {} | {:.2%} | {:.4f} | {:.4f} | {:.4f} | {:.4f} |'.format(
+            split, t[split]['accuracy'], t[split]['nll_before'],
+            t[split]['nll_after'], t[split]['ece_before'],
+            t[split]['ece_after']) for split in ('calib', 'test')] + [
+        '', 'ECE uses 15 equal-width bins. The reliability diagram is '
+        '`result/stsa.binary_cnn/reliability.png` (softmax, '
+        'temperature-scaled softmax, DkNN conformity credibility of the '
+        'last layer).'])
+    print(body)
+    write_section('sst2-dknn', body, RESULTS)
+
+
+if __name__ == '__main__':
+    main()
