@@ -1,0 +1,200 @@
+import json
+import os
+import shutil
+
+import chainer
+import numpy
+import pytest
+
+import dknn
+import interpretations as interp
+import nets
+import text_datasets
+
+
+@pytest.fixture
+def run(tiny_run, tmp_path):
+    """A private copy of the tiny trained run (tests write into it)."""
+    folder = tmp_path / 'run'
+    folder.mkdir()
+    for name in ('args.json', 'best_model.npz', 'vocab.json', 'calib.json'):
+        shutil.copy(os.path.join(os.path.dirname(tiny_run), name),
+                    str(folder / name))
+    return str(folder / 'args.json')
+
+
+def explainer_for(setup_path, **kw):
+    model, setup, vocab = nets.load_model(setup_path)
+    splits = text_datasets.splits_for_setup(setup, vocab)
+    return interp.Explainer(model, setup, splits, k=5, **kw), splits
+
+
+def write_temperature(setup_path, T=2.0):
+    folder = os.path.dirname(setup_path)
+    with open(os.path.join(folder, 'temperature.json'), 'w') as f:
+        json.dump({'temperature': T}, f)
+
+
+@pytest.mark.parametrize('method,kind', [('softmax', 'softmax'),
+                                         ('calibrated', 'calibrated'),
+                                         ('dknn', 'dknn')])
+def test_leave_one_out_equals_manual_deletion(run, method, kind):
+    write_temperature(run)
+    ex, splits = explainer_for(run)
+    xs = [x for x, _ in splits.test[:6]]
+    atts = interp.explain(ex, xs, method, chunk=4)
+    for x, att in zip(xs, atts):
+        assert len(att.importance) == len(x) - 1  # one per token, no <eos>
+        full = ex.class_scores([x], kind)[0]
+        assert att.prediction == full.argmax()
+        assert att.score == pytest.approx(full[att.prediction])
+        for j in range(len(x) - 1):
+            manual = numpy.delete(x, j)   # the sentence without token j
+            s = ex.class_scores([manual], kind)[0][att.prediction]
+            assert att.importance[j] == pytest.approx(full[att.prediction] - s,
+                                                      abs=1e-6)
+
+
+def test_dknn_scores_are_the_dknn_conformity(run):
+    ex, splits = explainer_for(run)
+    x = splits.test[0][0]
+    head = dknn.DkNN(ex.model, 'last', 5).fit(splits.train)
+    counts, _ = head.neighbour_counts(head.activations([splits.test[0]])[1])
+    numpy.testing.assert_allclose(ex.class_scores([x], 'dknn')[0],
+                                  counts[0] / 5.0)
+
+
+def test_calibrated_uses_the_temperature(run):
+    write_temperature(run, T=3.0)
+    ex, splits = explainer_for(run)
+    x = splits.test[1][0]
+    logits = ex.logits([x])
+    numpy.testing.assert_allclose(ex.class_scores([x], 'calibrated'),
+                                  dknn.softmax(logits / 3.0), rtol=1e-6)
+
+
+def test_gradient_matches_finite_difference():
+    setup = {'model': 'cnn', 'n_vocab': 10, 'n_embed': 5, 'unit': 6,
+             'layer': 1, 'dropout': 0.0, 'n_class': 2}
+    numpy.random.seed(3)
+    with chainer.using_config('dtype', numpy.float64):
+        model = nets.build_model(setup)
+    ex = interp.Explainer(model, None, None)
+    xs = [numpy.array([2, 5, 7, 3, 0], numpy.int32),
+          numpy.array([4, 0], numpy.int32)]
+    atts = interp.explain(ex, xs, 'grad')
+
+    def log_p(x, t, eps, label):
+        emb = model.encoder.embed.W.array[x].copy()
+        emb[t] *= 1 + eps     # move token t along its own embedding
+        with chainer.using_config('train', False):
+            logits, _ = model.forward_embedded([chainer.Variable(emb)])
+        return float(chainer.functions.log_softmax(logits).array[0, label])
+
+    for x, att in zip(xs, atts):
+        assert len(att.importance) == len(x) - 1
+        for t in range(len(x) - 1):
+            fd = (log_p(x, t, 1e-6, att.prediction) -
+                  log_p(x, t, -1e-6, att.prediction)) / 2e-6
+            assert att.importance[t] == pytest.approx(fd, rel=1e-4, abs=1e-9)
+
+
+def test_one_token_and_empty_sentences_are_defined(run):
+    ex, splits = explainer_for(run)
+    one = numpy.array([3, 0], numpy.int32)      # a word and <eos>
+    empty = numpy.array([0], numpy.int32)       # nothing to leave out
+    for method in ('dknn', 'softmax', 'grad'):
+        a1, a0 = interp.explain(ex, [one, empty], method)
+        assert a1.importance.shape == (1,) and numpy.isfinite(a1.importance)
+        assert a0.importance.shape == (0,) and 0 <= a0.score <= 1
+
+
+def test_pair_leave_one_out_equals_manual_deletion():
+    setup = {'model': 'bow', 'n_vocab': 10, 'n_embed': 5, 'unit': 6,
+             'layer': 1, 'dropout': 0.0, 'n_class': 3, 'pair': True}
+    numpy.random.seed(0)
+    model = nets.build_model(setup)
+    prem = numpy.array([2, 3, 4, 0], numpy.int32)
+    hyp = numpy.array([5, 6, 0], numpy.int32)
+    for field, n in (('hypothesis', 2), ('premise', 3), ('both', 5)):
+        ex = interp.Explainer(model, None, None, field=field)
+        att, = interp.explain(ex, [(prem, hyp)], 'softmax')
+        assert len(att.importance) == n
+        full = ex.class_scores([(prem, hyp)], 'softmax')[0]
+        for j in range(n):
+            p, h = prem, hyp
+            if field == 'premise' or (field == 'both' and j < 3):
+                p = numpy.delete(prem, j)
+            else:
+                h = numpy.delete(hyp, j - (3 if field == 'both' else 0))
+            s = ex.class_scores([(p, h)], 'softmax')[0][att.prediction]
+            assert att.importance[j] == pytest.approx(
+                full[att.prediction] - s, abs=1e-6)
+
+
+def test_faithfulness_deletion_matches_manual(run):
+    ex, splits = explainer_for(run)
+    xs = [x for x, _ in splits.test[:5]]
+    atts = interp.explain(ex, xs, 'softmax')
+    f = interp.faithfulness(ex, xs, atts, k_max=2, fractions=(0.5,))
+    drops = []
+    for x, a in zip(xs, atts):
+        full = ex.class_scores([x], 'softmax')[0]
+        top = int(numpy.argmax(a.importance))
+        without = ex.class_scores([numpy.delete(x, top)], 'softmax')[0]
+        drops.append(full[full.argmax()] - without[full.argmax()])
+    assert f['deletion_curve'][0] == pytest.approx(numpy.mean(drops))
+    assert 0 <= f['reduction_length'] <= f['mean_length']
+    assert 0 <= f['entropy'] <= 1 and 0 <= f['zero_share'] <= 1
+
+
+def test_colour_values_follow_the_original_convention():
+    imp = numpy.array([0.3, -0.1, 0.1, 0.0])
+    pos = interp.colour_values(imp, prediction=1, n_class=2, pair=False)
+    numpy.testing.assert_allclose(pos, [0.875, 0.0, 0.625, 0.5], atol=1e-5)
+    neg = interp.colour_values(imp, prediction=0, n_class=2, pair=False)
+    numpy.testing.assert_allclose(neg, 1 - pos, atol=1e-5)
+    pair = interp.colour_values(imp, prediction=0, n_class=3, pair=True)
+    numpy.testing.assert_allclose(pair, pos, atol=1e-5)
+
+
+def test_html_escapes_every_token():
+    att = interp.Attribution(1, 0.9, numpy.array([0.5, -0.2, 0.1]))
+    rec = {'index': 0, 'label': 1, 'parts': [['<script>', 'a&b', '<unk>']],
+           'explained': [0], 'results': {'softmax': att},
+           'neighbours': [('x <b>y</b>', 0)]}
+    page = interp.html_page('t <i>', [rec], ['softmax'], ['neg', 'pos'],
+                            False, 'hypothesis')
+    assert '<script>' not in page and '&lt;script&gt;' in page
+    assert 'a&amp;b' in page and '&lt;unk&gt;' in page
+    assert '<b>y' not in page and '<i>' not in page
+
+
+def test_main_writes_html_png_json(run):
+    write_temperature(run)
+    payload = interp.main(['--model-setup', run, '--interp_method', 'all',
+                           '--first', '4', '--neighbours', '2', '--k', '5',
+                           '--faithfulness'])
+    base = os.path.join(os.path.dirname(run),
+                        'interpretations_dknn+softmax+calibrated+grad')
+    page = open(base + '.html').read()
+    assert page.count('<tr>') == 1 + 4 * 4   # header + 4 examples x 4 methods
+    with open(base + '.png', 'rb') as f:
+        assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+    saved = json.load(open(base + '.json'))
+    assert saved == json.loads(json.dumps(payload))
+    ex0 = saved['examples'][0]
+    assert len(ex0['dknn']['importance']) == len(ex0['tokens'])
+    assert len(ex0['neighbours']) == 2
+    assert set(saved['faithfulness']) == {'dknn', 'softmax', 'calibrated',
+                                          'grad'}
+    assert os.path.exists(base + '_faithfulness.md')
+
+
+def test_main_bad_input(run):
+    with pytest.raises(SystemExit, match='out of range.*0..15'):
+        interp.main(['--model-setup', run, '--index', '16'])
+    with pytest.raises(SystemExit, match='temperature.json: missing.*scaling.py'):
+        interp.main(['--model-setup', run, '--interp_method', 'calibrated'])
+    with pytest.raises(SystemExit, match='unknown --interp_method lime'):
+        interp.main(['--model-setup', run, '--interp_method', 'lime'])
