@@ -370,8 +370,10 @@ METHOD_TITLES = {'dknn': 'conformity leave-one-out',
 def coloured_tokens(tokens, values, cmap):
     """HTML spans, every token escaped, with background colours."""
     return ' '.join(
-        '<span class="tok" style="background-color:{}" title="{:.3f}">{}'
-        '</span>'.format(_hex(cmap, v), v - 0.5, html.escape(t))
+        '<span class="tok" style="background-color:{};color:{}" '
+        'title="{:.3f}">{}</span>'.format(
+            _hex(cmap, v), 'white' if abs(v - 0.5) > 0.33 else 'black',
+            v - 0.5, html.escape(t))
         for t, v in zip(tokens, values))
 
 
