@@ -30,6 +30,7 @@ red for the lower labels (negative); with PiYG (SNLI) green means support
 for the prediction and pink evidence against it.
 """
 import argparse
+import collections
 import html
 import json
 import math
@@ -335,6 +336,63 @@ def faithfulness(explainer, xs, attributions, k_max=10,
             'entropy': mean(ent), 'zero_share': mean(zero)}
 
 
+# --------------------------------------------------------- artifacts (SNLI)
+
+def artifact_words(records, method, tokens_of, n_class, top=10):
+    """Per predicted class, the words that most often carry the largest
+    importance of their example.
+
+    Args:
+        records (list of dict): as for :func:`html_page`.
+        tokens_of (callable): record -> its explained tokens.
+
+    Returns:
+        dict: class -> list of ``(word, count, mean importance)``, most
+        frequent first (ties: larger mean importance first).
+    """
+    hits = [collections.defaultdict(list) for _ in range(n_class)]
+    for rec in records:
+        att = rec['results'][method]
+        if len(att.importance):
+            j = int(numpy.argmax(att.importance))
+            hits[att.prediction][tokens_of(rec)[j]].append(
+                float(att.importance[j]))
+    return {c: sorted(((w, len(v), float(numpy.mean(v)))
+                       for w, v in hits[c].items()),
+                      key=lambda r: (-r[1], -r[2], r[0]))[:top]
+            for c in range(n_class)}
+
+
+def artifact_table(words, label_names):
+    """Markdown: for each class, its top words with counts and mean
+    importance."""
+    lines = ['| predicted class | word | times most important | mean '
+             'importance |', '|---|---|---|---|']
+    for c, rows in words.items():
+        for w, n, m in rows:
+            lines.append('| {} | {} | {} | {:.3f} |'.format(
+                label_names[c], w.replace('|', '\\|'), n, m))
+    return '\n'.join(lines) + '\n'
+
+
+def plot_artifacts(words, label_names, path):
+    """A bar chart per class of how often each word was the most important.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(4 * len(words), 4))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(words), squeeze=False)[0]
+    for ax, (c, rows) in zip(axes, words.items()):
+        ax.barh([w for w, _, _ in rows][::-1], [n for _, n, _ in rows][::-1],
+                color='#4d9221')
+        ax.set_title('predicted: {}'.format(label_names[c]))
+        ax.set_xlabel('examples where the word is most important')
+    fig.tight_layout()
+    nlp_utils.save_atomic(path, lambda f: fig.savefig(f, format='png',
+                                                      dpi=100))
+
+
 # ---------------------------------------------------------------- colours
 
 def colour_values(importance, prediction, n_class, pair):
@@ -504,6 +562,9 @@ def build_parser():
     p.add_argument('--faithfulness', action='store_true',
                    help='also compute deletion / ERASER / input-reduction '
                         'metrics')
+    p.add_argument('--artifacts', action='store_true',
+                   help='aggregate, per predicted class, the words most '
+                        'often most important (the SNLI artifact analysis)')
     p.add_argument('--k', type=int, default=75)
     p.add_argument('--layers', default='last')
     p.add_argument('--quiet', action='store_true',
@@ -612,11 +673,28 @@ def run(args):
                 methods, desc='faithfulness', leave=False)}
         nlp_utils.save_atomic(base + '_faithfulness.md', lambda f: f.write(
             faithfulness_table(payload['faithfulness'])), mode='w')
+    if args.artifacts:
+        payload['artifacts'] = write_artifacts(
+            records, methods[0], explained, names,
+            os.path.join(setup['run_dir'], 'artifacts_' + methods[0]))
     nlp_utils.save_json(base + '.json', payload)
     print('wrote {}.html, .json{}{}'.format(
         base, ', .png' if args.figure > 0 else '',
         ', _faithfulness.md' if args.faithfulness else ''))
     return payload
+
+
+def write_artifacts(records, method, explained, names, base):
+    """Artifact table (markdown, printed) and bar chart for one method."""
+    words = artifact_words(
+        records, method,
+        lambda r: [t for p in explained for t in r['parts'][p]], len(names))
+    table = artifact_table(words, names)
+    print(table)
+    nlp_utils.save_atomic(base + '.md', lambda f: f.write(table), mode='w')
+    plot_artifacts(words, names, base + '.png')
+    print('wrote {}.md, .png'.format(base))
+    return {names[c]: rows for c, rows in words.items()}
 
 
 def faithfulness_table(metrics):

@@ -312,6 +312,58 @@ def _load_snli(name, data_dir, char_based):
     return RawData(out['train'], out['test'], out['dev'], skipped)
 
 
+def _load_snli_hypothesis(name, data_dir, char_based):
+    """SNLI with the premise dropped: the hypothesis-only baseline
+    (Gururangan et al. 2018; Poliak et al. 2018)."""
+    raw = _load_snli(name, data_dir, char_based)
+    only = lambda data: [((fields[1],), y) for fields, y in data]  # NOQA
+    return RawData(only(raw.train), only(raw.test), only(raw.dev),
+                   raw.skipped)
+
+
+def write_snli_standin(src_dir, out_dir, val_ratio=0.1, seed=0):
+    """Official-schema ``snli_1.0/`` jsonl files from the e-SNLI copies of
+    SNLI dev and test (the only SNLI data offline).
+
+    A stand-in, not SNLI: ``train`` holds 90% of the dev pairs, ``dev``
+    the other 10%, ``test`` the test pairs. The real run trains on the 550k
+    train pairs.
+
+    Args:
+        src_dir (str): folder holding ``s1.dev``, ``s2.dev``, ``labels.dev``
+            and the same for ``test`` (``../shared/data/snli/e-snli``).
+        out_dir (str): ``out_dir/snli_1.0/`` is written.
+
+    Returns:
+        str: the ``snli_1.0`` folder.
+    """
+    def pairs(split):
+        cols = []
+        for col in ('s1', 's2', 'labels'):
+            path = os.path.join(src_dir, '{}.{}'.format(col, split))
+            if not os.path.isfile(path):
+                raise DataError('{}: missing; point at the e-SNLI folder '
+                                '(../shared/data/snli/e-snli)'.format(path))
+            with io.open(path, encoding='utf-8', errors='ignore') as f:
+                cols.append([line.strip() for line in f])
+        return [json.dumps({'sentence1': p, 'sentence2': h,
+                            'gold_label': y, 'annotator_labels': [y]})
+                for p, h, y in zip(*cols)]
+    dev = pairs('dev')
+    perm = numpy.random.RandomState(seed).permutation(len(dev))
+    n_val = int(round(len(dev) * val_ratio))
+    splits = {'train': [dev[i] for i in sorted(perm[n_val:])],
+              'dev': [dev[i] for i in sorted(perm[:n_val])],
+              'test': pairs('test')}
+    folder = os.path.join(out_dir, 'snli_1.0')
+    os.makedirs(folder, exist_ok=True)
+    for split, lines in splits.items():
+        nlp_utils.save_atomic(
+            os.path.join(folder, 'snli_1.0_{}.jsonl'.format(split)),
+            lambda f: f.write('\n'.join(lines) + '\n'), mode='w')
+    return folder
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     load: object        # (name, data_dir, char_based) -> RawData
@@ -335,6 +387,7 @@ DATASETS = {
     'imdb.fine': DatasetSpec(_load_imdb(True), ('1-2', '3-4', '7-8', '9-10')),
     'dbpedia': DatasetSpec(_load_dbpedia, tuple(str(i) for i in range(14))),
     'snli': DatasetSpec(_load_snli, SNLI_LABELS, pair=True),
+    'snli-hypothesis': DatasetSpec(_load_snli_hypothesis, SNLI_LABELS),
 }
 
 

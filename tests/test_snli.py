@@ -1,0 +1,111 @@
+"""SNLI end to end on official-schema fixtures built from the real files."""
+import json
+import os
+
+import numpy
+import pytest
+
+import interpretations
+import nets
+import run_dknn
+import text_datasets
+import train_text_classifier
+
+
+@pytest.fixture(scope='module')
+def snli_dir(tmp_path_factory):
+    real = os.environ.get('DKNN_DATA_DIR') or os.path.join(
+        os.path.dirname(__file__), '..', '..', 'shared', 'data')
+    src = os.path.join(real, 'snli', 'e-snli')
+    if not os.path.isdir(src):
+        pytest.skip('real SNLI (e-SNLI) files not found')
+    out = tmp_path_factory.mktemp('snli')
+    folder = text_datasets.write_snli_standin(src, str(out))
+    # keep the tests small: the first pairs of each split
+    for split, n in (('train', 120), ('dev', 30), ('test', 30)):
+        path = os.path.join(folder, 'snli_1.0_{}.jsonl'.format(split))
+        lines = open(path).read().splitlines()[:n]
+        open(path, 'w').write('\n'.join(lines) + '\n')
+    return str(out)
+
+
+def test_standin_has_the_official_schema(tmp_path, real_data):
+    folder = text_datasets.write_snli_standin(
+        os.path.join(real_data, 'snli', 'e-snli'), str(tmp_path))
+    counts = {}
+    for split in ('train', 'dev', 'test'):
+        with open(os.path.join(folder, 'snli_1.0_%s.jsonl' % split)) as f:
+            records = [json.loads(l) for l in f]
+        counts[split] = len(records)
+        assert {'sentence1', 'sentence2', 'gold_label',
+                'annotator_labels'} <= set(records[0])
+    assert counts == {'train': 8858, 'dev': 984, 'test': 9824}
+    raw = text_datasets.load_raw('snli', str(tmp_path))
+    assert (len(raw.train), len(raw.dev), len(raw.test)) == (8858, 984, 9824)
+    assert raw.skipped == 0
+
+
+def test_empty_premise_or_hypothesis_is_kept_and_predictable():
+    data, skipped = text_datasets.parse_snli_lines([json.dumps(
+        {'sentence1': '', 'sentence2': 'A man .', 'gold_label': 'neutral'})])
+    assert skipped == 0 and data == [(([], ['a', 'man', '.']), 1)]
+    setup = {'model': 'cnn', 'n_vocab': 6, 'n_embed': 4, 'unit': 6,
+             'layer': 1, 'dropout': 0.0, 'n_class': 3, 'pair': True}
+    model = nets.build_model(setup)
+    empty = numpy.array([0], numpy.int32)   # only <eos>
+    logits, layers = model.predict([(empty, empty),
+                                    (empty, numpy.array([2, 0], 'i'))])
+    assert numpy.isfinite(logits).all() and logits.shape == (2, 3)
+
+
+def test_snli_pair_model_dknn_and_interpretations(snli_dir, tmp_path):
+    out = tmp_path / 'r'
+    results = train_text_classifier.main(
+        ['--dataset', 'snli', '--model', 'bow', '--unit', '8', '--layer',
+         '1', '--epoch', '1', '--batchsize', '16', '--n-calib', '20',
+         '--data-dir', snli_dir, '--out', str(out)])
+    assert results['n_train'] == 100 and results['n_test'] == 30
+    setup_path = str(out / 'snli_bow' / 'args.json')
+    model, setup, _ = nets.load_model(setup_path)
+    assert setup['pair'] and model.layer_names == ['features', 'mlp1']
+    r = run_dknn.main(['--model-setup', setup_path, '--k', '5', '--layers',
+                       'all'])
+    assert r['layers'] == ['features', 'mlp1'] and r['n_test'] == 30
+    payload = interpretations.main(
+        ['--model-setup', setup_path, '--interp_method', 'dknn,grad',
+         '--all', '--k', '5', '--artifacts', '--quiet'])
+    run_dir = str(out / 'snli_bow')
+    page = open(os.path.join(run_dir, 'interpretations_dknn+grad.html')).read()
+    assert 'entailment' in page or 'neutral' in page
+    assert 'Green' in page  # the PiYG legend
+    ex = payload['examples'][0]
+    hyp = text_datasets.load_raw('snli', snli_dir).test[0][0][1]
+    assert ex['tokens'] == hyp   # the hypothesis is explained by default
+    assert os.path.exists(os.path.join(run_dir, 'artifacts_dknn.md'))
+    assert os.path.exists(os.path.join(run_dir, 'artifacts_dknn.png'))
+    total = sum(n for rows in payload['artifacts'].values()
+                for _, n, _ in rows)
+    assert 0 < total <= 30
+
+
+def test_artifact_words_counts_the_top_word_per_class():
+    att = interpretations.Attribution
+    recs = [{'parts': [['p'], ['a', 'cat', 'sleeps']], 'results': {'dknn': att(
+        2, .9, numpy.array([.1, .2, .5]))}},
+            {'parts': [['p'], ['nobody', 'sleeps']], 'results': {'dknn': att(
+                2, .9, numpy.array([.1, .3]))}},
+            {'parts': [['p'], ['a', 'dog']], 'results': {'dknn': att(
+                0, .9, numpy.array([.4, .2]))}}]
+    words = interpretations.artifact_words(recs, 'dknn',
+                                           lambda r: r['parts'][1], 3)
+    assert words[2] == [('sleeps', 2, pytest.approx(0.4))]
+    assert words[0] == [('a', 1, pytest.approx(0.4))] and words[1] == []
+
+
+def test_hypothesis_only_dataset(snli_dir):
+    pair = text_datasets.load_raw('snli', snli_dir)
+    hyp = text_datasets.load_raw('snli-hypothesis', snli_dir)
+    assert [f for f, _ in hyp.train] == [(f[1],) for f, _ in pair.train]
+    assert [y for _, y in hyp.test] == [y for _, y in pair.test]
+    s = text_datasets.get_dataset('snli-hypothesis', snli_dir, n_calib=10)
+    assert s.train[0][0].ndim == 1 and s.n_class == 3
