@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 DATA_DIR ?= $(abspath ../shared/data)
 export DKNN_DATA_DIR ?= $(DATA_DIR)
 
-.PHONY: install train test clean
+.PHONY: install train test grid grid-quick clean
 
 install: $(VENV)/.installed
 
@@ -24,6 +24,13 @@ train: install
 
 test: install
 	$(PY) -m pytest -q tests
+
+# The paper's table (RESULTS.md), and the same grid in smoke-test size
+grid: install
+	$(PY) bench/grid.py
+
+grid-quick: install
+	$(PY) bench/grid.py --quick
 
 clean:
 	rm -rf $(VENV)

@@ -135,8 +135,8 @@ def make_trainer(model, splits, args, device, out):
     trainer.extend(extensions.LogReport())
     trainer.extend(extensions.PrintReport(
         ['epoch', 'main/loss', 'validation/main/loss', 'main/accuracy',
-         'validation/main/accuracy', 'elapsed_time']))
-    trainer.extend(extensions.ProgressBar(update_interval=10))
+         'validation/main/accuracy', 'elapsed_time'], out=sys.stdout))
+    trainer.extend(extensions.ProgressBar(update_interval=10, out=sys.stdout))
     return trainer
 
 

@@ -1,0 +1,39 @@
+import json
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, 'bench'))
+import grid  # NOQA
+
+
+def test_quick_grid_runs_resumes_and_writes_the_table(tiny_data, tmp_path):
+    vec = tmp_path / 'vec.txt'
+    vec.write_text('good 1 1 1 1\nbad -1 -1 -1 -1\nmovie 0 0 1 0\n')
+    argv = ['--quick', '--datasets', 'stsa.binary', '--data-dir', tiny_data,
+            '--word-vectors', str(vec), '--out', str(tmp_path / 'g'),
+            '--k', '5', '--n-calib', '10', '--page-examples', '3']
+    rows = grid.main(argv)
+    assert [r['cell'] for r in rows] == [
+        'stsa.binary_cnn', 'stsa.binary_bilstm', 'stsa.binary_bilstm_char']
+    for r in rows:
+        assert 0 <= r['softmax_accuracy'] <= 1 and 0 <= r['dknn_accuracy'] <= 1
+        assert r['temperature'] is None or r['temperature'] > 0
+        log = open(str(tmp_path / 'g' / 'logs' / (r['cell'] + '.log'))).read()
+        assert 'validation accuracy' in log and 'dknn conformity' in log
+        assert ('T = ' in log) == (r['scaling_error'] is None)
+    md = open(str(tmp_path / 'g' / 'grid.md')).read()
+    assert md.count('\n| stsa.binary |') == 3 and '84.5' in md
+    setup = json.load(open(str(tmp_path / 'g' / 'stsa.binary_cnn' /
+                               'args.json')))
+    assert setup['n_embed'] == 4 and setup['epoch'] == 1
+    page = tmp_path / 'g' / 'stsa.binary_cnn' / \
+        'interpretations_dknn+softmax+calibrated+grad.html'
+    assert page.exists()
+    # a second run finds every cell finished and recomputes nothing
+    stamp = os.path.getmtime(str(tmp_path / 'g' / 'stsa.binary_cnn' /
+                                 'best_model.npz'))
+    again = grid.main(argv)
+    assert again == rows
+    assert os.path.getmtime(str(tmp_path / 'g' / 'stsa.binary_cnn' /
+                                'best_model.npz')) == stamp
