@@ -725,4 +725,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
+    nlp_utils.exit_on_sigterm()
     main()

@@ -28,6 +28,33 @@ class UserError(Exception):
     """
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def exit_on_sigterm():
+    """Turn SIGTERM into SystemExit, so a killed script still cleans up its
+    temporary files (scripts call this under ``__main__``)."""
+    import signal
+
+    def stop(signum, frame):
+        raise SystemExit('error: stopped by signal {}'.format(signum))
+    signal.signal(signal.SIGTERM, stop)
+
+
+def make_temp_dir(final_path):
+    """A hidden temporary folder beside ``final_path``, with the usual
+    permissions (mkdtemp's are private)."""
+    parent = os.path.dirname(os.path.abspath(final_path))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix='.' + os.path.basename(final_path) + '.',
+                           dir=parent)
+    os.chmod(tmp, 0o777 & ~_umask())
+    return tmp
+
+
 def save_atomic(path, write, mode='wb'):
     """Write a file through ``write(fileobj)`` into a temporary file beside
     it, then rename: an interrupted run leaves no half-written file."""
@@ -36,9 +63,7 @@ def save_atomic(path, write, mode='wb'):
     try:
         with os.fdopen(fd, mode) as f:
             write(f)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private (0600)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

@@ -166,4 +166,5 @@ def write_outputs(run_dir, results, outs, labels):
 
 
 if __name__ == '__main__':
+    nlp_utils.exit_on_sigterm()
     main()

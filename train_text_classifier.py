@@ -169,10 +169,7 @@ def train(args, device, final_dir):
     model = nets.build_model(setup, initialW=initialW)
     model.to_device(device)
 
-    parent = os.path.dirname(os.path.abspath(final_dir))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix='.' + os.path.basename(final_dir) + '.',
-                           dir=parent)
+    tmp = nlp_utils.make_temp_dir(final_dir)
     try:
         nlp_utils.save_json(os.path.join(tmp, 'vocab.json'), splits.vocab)
         nlp_utils.save_json(os.path.join(tmp, 'calib.json'), splits.calib_indices)
@@ -240,4 +237,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
+    nlp_utils.exit_on_sigterm()
     main()

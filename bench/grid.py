@@ -61,6 +61,8 @@ RECIPES = {
                '--unit', '150', '--layer', '1'],
     'bilstm-char': ['--epoch', '5', '--batchsize', '32', '--dropout', '0.2',
                     '--unit', '150', '--layer', '1'],
+    'bow': ['--epoch', '5', '--batchsize', '32', '--dropout', '0.2',
+            '--unit', '300', '--layer', '3'],   # bench/train_sst2.py only
 }
 QUICK = ['--epoch', '1', '--unit', '24', '--layer', '1', '--batchsize', '64']
 

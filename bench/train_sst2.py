@@ -1,12 +1,12 @@
 #!/usr/bin/env python
 """Train the SST-2 classifiers of the training issue and record them.
 
-    python bench/train_sst2.py [--epoch 5]
+    python bench/train_sst2.py
 
 Trains CNN, BiLSTM and BoW on stsa.binary, with and without GloVe 6B 50d,
-into result/sst2_grid/, and writes the ``training`` section of RESULTS.md
-(test accuracy, validation accuracy, seconds per epoch). Finished runs are
-kept and not retrained.
+with the recipes of bench/grid.py, into result/sst2_grid/, and writes the
+``training`` section of RESULTS.md (test accuracy, validation accuracy,
+seconds per epoch). Finished runs are kept and not retrained.
 """
 import argparse
 import json
@@ -17,17 +17,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
 import text_datasets  # NOQA
 import train_text_classifier  # NOQA
+from grid import RECIPES  # NOQA
 from report import RESULTS, write_section  # NOQA
 
-# (model, word vectors?) -> extra flags; the recipe `make train` uses
-RECIPE = ['--batchsize', '32', '--dropout', '0.2']
 RUNS = [('cnn', False), ('cnn', True), ('bilstm', False), ('bilstm', True),
         ('bow', False), ('bow', True)]
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[1])
-    p.add_argument('--epoch', type=int, default=5)
     p.add_argument('--out', default='result/sst2_grid')
     args = p.parse_args(argv)
     data = text_datasets.data_dir_from(None)
@@ -39,23 +37,25 @@ def main(argv=None):
         done = os.path.join(run, 'train_results.json')
         if not os.path.exists(done):
             train_text_classifier.main(
-                ['--dataset', 'stsa.binary', '--model', model, '--epoch',
-                 str(args.epoch), '--out', out] + RECIPE +
+                ['--dataset', 'stsa.binary', '--model', model, '--out', out]
+                + RECIPES[model] +
                 (['--word_vectors', glove] if vectors else []))
         r = json.load(open(done))
-        rows.append('| {} | {} | {:.2%} | {:.2%} | {:.1f} |'.format(
-            model, 'GloVe 6B 50d' if vectors else 'none (random, 300-d)',
+        rows.append('| {} | `{}` | {} | {:.2%} | {:.2%} | {:.1f} |'.format(
+            model, ' '.join(RECIPES[model]),
+            'GloVe 6B 50d' if vectors else 'none (random, 300-d)',
             r['test_accuracy'], r['val_accuracy'], r['seconds_per_epoch']))
     body = '\n'.join([
         '## Training on SST-2 (`bench/train_sst2.py`)', '',
-        'Command: `python bench/train_sst2.py --epoch {}` (each run: '
+        'Command: `python bench/train_sst2.py` (each run: '
         '`train_text_classifier.py --dataset stsa.binary --model MODEL '
-        '--epoch {} {}` plus `--word_vectors` for GloVe). 5920 training, '
+        'FLAGS`, plus `--word_vectors` for GloVe). 5920 training, '
         '872 validation (the official dev file; the best epoch is chosen '
         'on it), 1821 test sentences; 1000 training sentences are held out '
-        'for calibration.'.format(args.epoch, args.epoch, ' '.join(RECIPE)),
-        '', '| model | word vectors | test accuracy | validation accuracy | '
-        'seconds per epoch |', '|---|---|---|---|---|'] + rows + [
+        'for calibration.',
+        '', '| model | flags | word vectors | test accuracy | validation '
+        'accuracy | seconds per epoch |', '|---|---|---|---|---|---|'] +
+        rows + [
         '', 'Reference points, from the original project\'s published logs '
         '(glove.840B.300d, 10 epochs): CNN 84.5, BiLSTM 85.7.'])
     print(body)

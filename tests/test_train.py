@@ -121,3 +121,28 @@ def test_real_sst2_trains_end_to_end(real_data, tmp_path):
              real_data, 'glove', 'glove.6B.50d.shared-vocab.txt.gz')])
     assert (results['n_train'], results['n_test']) == (5920, 1821)
     assert results['test_accuracy'] > 0.6
+
+
+def test_killed_run_leaves_nothing(tiny_data, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    out = tmp_path / 'r'
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(os.path.dirname(__file__), '..',
+                                      'train_text_classifier.py')] +
+        TINY_TRAIN[:-4] + ['--epoch', '100000', '--batchsize', '8',
+                           '--n-calib', '10', '--data-dir', tiny_data,
+                           '--out', str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (
+            out.exists() and any(p.startswith('.') for p in os.listdir(
+                str(out)))):
+        time.sleep(0.1)
+    time.sleep(1.0)  # inside the training loop by now
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and b'stopped by signal' in err
+    assert os.listdir(str(out)) == []
