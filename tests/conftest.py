@@ -59,7 +59,7 @@ def tiny_run(tmp_path_factory):
     return str(base / 'r' / 'stsa.binary_cnn' / 'args.json')
 
 
-def _real_data_dir():
+def real_data_dir():
     env = os.environ.get('DKNN_DATA_DIR')
     if env and os.path.isdir(env):
         return env
@@ -70,7 +70,7 @@ def _real_data_dir():
 @pytest.fixture
 def real_data():
     """The real data folder (``$DKNN_DATA_DIR`` or ``../shared/data``)."""
-    path = _real_data_dir()
+    path = real_data_dir()
     if path is None:
         pytest.skip('real data not found: set DKNN_DATA_DIR')
     return path

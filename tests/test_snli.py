@@ -5,6 +5,8 @@ import os
 import numpy
 import pytest
 
+from conftest import real_data_dir
+
 import interpretations
 import nets
 import run_dknn
@@ -14,8 +16,7 @@ import train_text_classifier
 
 @pytest.fixture(scope='module')
 def snli_dir(tmp_path_factory):
-    real = os.environ.get('DKNN_DATA_DIR') or os.path.join(
-        os.path.dirname(__file__), '..', '..', 'shared', 'data')
+    real = real_data_dir() or ''
     src = os.path.join(real, 'snli', 'e-snli')
     if not os.path.isdir(src):
         pytest.skip('real SNLI (e-SNLI) files not found')

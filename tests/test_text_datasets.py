@@ -5,6 +5,8 @@ import tarfile
 
 import pytest
 
+from conftest import real_data_dir
+
 import text_datasets
 from text_datasets import DataError
 
@@ -114,8 +116,7 @@ def test_too_large_calibration_set(tiny_data):
 @pytest.fixture(scope='module')
 def imdb_fixture(tmp_path_factory):
     """A small aclImdb tarball and tree cut from the real one."""
-    real = os.environ.get('DKNN_DATA_DIR') or os.path.join(
-        os.path.dirname(__file__), '..', '..', 'shared', 'data')
+    real = real_data_dir() or ''
     path = os.path.join(real, 'imdb', 'aclImdb_v1_train_test.tar.gz')
     if not os.path.exists(path):
         pytest.skip('real IMDB tarball not found')
