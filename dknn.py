@@ -24,6 +24,8 @@ Search backends share one interface (:class:`NeighbourIndex`): ``brute``
 (nearpy; approximate).
 """
 import hashlib
+import os
+import time
 from dataclasses import dataclass
 
 import numpy
@@ -33,6 +35,7 @@ import nets
 import nlp_utils
 
 SCORINGS = ('conformity', 'conformal')
+INDEX_FILE = 'dknn_index.npz'  # saved beside the model
 
 
 class DkNNError(nlp_utils.UserError):
@@ -417,3 +420,28 @@ class DkNN:
         self.set_training(train, train_labels)
         self.set_calibration(calib, calib_labels)
         return self
+
+
+def for_run(model, setup, splits, rebuild=False, **options):
+    """A fitted, calibrated DkNN for a trained run.
+
+    Loads the run's saved ``dknn_index.npz`` when it matches the model;
+    otherwise runs the training and calibration sets through the model and
+    saves the index. ``options`` go to :class:`DkNN`.
+
+    Returns:
+        tuple: (the DkNN, seconds spent building and calibrating; both
+        are in ``build`` when the index was loaded).
+    """
+    head = DkNN(model, **options)
+    path = os.path.join(setup['run_dir'], INDEX_FILE)
+    model_path = nets.run_path(setup, 'model_path')
+    start = time.time()
+    if os.path.exists(path) and not rebuild:
+        head.load(path, model_path)
+        return head, {'build': time.time() - start, 'calibrate': 0.0}
+    head.fit(splits.train)
+    built = time.time()
+    head.calibrate(splits.calib)
+    head.save(path, model_path)
+    return head, {'build': built - start, 'calibrate': time.time() - built}

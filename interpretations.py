@@ -125,16 +125,9 @@ class Explainer:
         """The DkNN (conformity scoring), loaded from the saved index when
         run_dknn.py left one, else built and saved."""
         if self._head is None:
-            head = dknn_lib.DkNN(self.model, self.layers, self.k,
-                                 device=self.device)
-            path = os.path.join(self.setup['run_dir'], 'dknn_index.npz')
-            model_path = nets.run_path(self.setup, 'model_path')
-            if os.path.exists(path):
-                head.load(path, model_path)
-            else:
-                head.fit(self.splits.train).calibrate(self.splits.calib)
-                head.save(path, model_path)
-            self._head = head
+            self._head, _ = dknn_lib.for_run(
+                self.model, self.setup, self.splits, layers=self.layers,
+                k=self.k, device=self.device)
         return self._head
 
     @property

@@ -21,9 +21,6 @@ import nlp_utils
 import text_datasets
 from scaling import expected_calibration_error
 
-INDEX_FILE = 'dknn_index.npz'
-
-
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[1],
                                 formatter_class=argparse.
@@ -43,32 +40,9 @@ def build_parser():
     p.add_argument('--data-dir', default=None,
                    help='overrides the data folder the run was trained with')
     p.add_argument('--rebuild', action='store_true',
-                   help='ignore a saved %s' % INDEX_FILE)
+                   help='ignore a saved %s' % dknn.INDEX_FILE)
     nlp_utils.add_device_args(p)
     return p
-
-
-def build_dknn(model, setup, splits, args, device):
-    """A fitted, calibrated DkNN; loads the saved index when it matches."""
-    head = dknn.DkNN(model, args.layers, args.k, args.backend,
-                     device=device, batchsize=args.batchsize)
-    index_path = os.path.join(setup['run_dir'], INDEX_FILE)
-    model_path = nets.run_path(setup, 'model_path')
-    timing = {}
-    start = time.time()
-    if os.path.exists(index_path) and not args.rebuild:
-        print('loading the saved index', index_path)
-        head.load(index_path, model_path)
-        timing['build'] = time.time() - start
-        timing['calibrate'] = 0.0
-        return head, timing
-    head.fit(splits.train)
-    timing['build'] = time.time() - start
-    start = time.time()
-    head.calibrate(splits.calib)
-    timing['calibrate'] = time.time() - start
-    head.save(index_path, model_path)
-    return head, timing
 
 
 def summarise(out, labels, n_bins=15):
@@ -108,7 +82,9 @@ def main(argv=None):
         device = nlp_utils.device_from_args(args)
         model, setup, vocab = nets.load_model(args.model_setup, device)
         splits = text_datasets.splits_for_setup(setup, vocab, args.data_dir)
-        head, timing = build_dknn(model, setup, splits, args, device)
+        head, timing = dknn.for_run(
+            model, setup, splits, args.rebuild, layers=args.layers, k=args.k,
+            backend=args.backend, device=device, batchsize=args.batchsize)
         start = time.time()
         outs, labels, recall = evaluate(head, splits.test, scorings)
         timing['evaluate'] = time.time() - start
