@@ -183,11 +183,15 @@ class Classifier(chainer.Chain):
     def _regroup(self, seqs, n):
         return list(seqs)
 
+    @staticmethod
+    def _sections(seqs):
+        return numpy.cumsum([len(s) for s in seqs[:-1]])
+
     def _embed(self, seqs):
         """Flat list of (L_i,) id arrays -> list of (L_i, E) Variables."""
-        sections = numpy.cumsum([len(s) for s in seqs[:-1]])
         flat = self.encoder.embed(self.xp.concatenate(seqs, axis=0))
-        return F.split_axis(flat, sections, axis=0, force_tuple=True)
+        return F.split_axis(flat, self._sections(seqs), axis=0,
+                            force_tuple=True)
 
     def forward_embedded(self, exs):
         """Embedded sequences -> ((B, C) logits, ordered dict of layers)."""
@@ -234,12 +238,13 @@ class Classifier(chainer.Chain):
             loss is its own (the batch loss is a sum), so examples do not mix.
         """
         seqs = self._sequences(xs)
+        sections = self._sections(seqs)
+        # a copy of the rows, so the gradient stops at the embeddings
+        flat = chainer.Variable(self.encoder.embed.W.array[
+            self.xp.concatenate(seqs, axis=0)])
         with chainer.using_config('train', False):
-            ids = self.xp.concatenate(seqs, axis=0)
-            flat = chainer.Variable(self.encoder.embed.W.array[ids])
-            sections = numpy.cumsum([len(s) for s in seqs[:-1]])
-            exs = F.split_axis(flat, sections, axis=0, force_tuple=True)
-            logits, _ = self.forward_embedded(exs)
+            logits, _ = self.forward_embedded(
+                F.split_axis(flat, sections, axis=0, force_tuple=True))
             if ys is None:
                 ys = logits.array.argmax(axis=1).astype(numpy.int32)
             loss = F.sum(F.softmax_cross_entropy(logits, ys, reduce='no'))

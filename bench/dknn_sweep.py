@@ -1,0 +1,78 @@
+#!/usr/bin/env python
+"""How DkNN accuracy and calibration depend on k, layers and scoring.
+
+    python bench/dknn_sweep.py --runs result/grid/stsa.binary_cnn result/grid/stsa.binary_bilstm
+
+For each run (its saved ``dknn_index.npz`` is reused, so only the test set
+goes through the model), evaluates every combination of k, layer choice
+and scoring rule, and writes the ``dknn-sweep`` section of RESULTS.md:
+DkNN accuracy minus softmax accuracy, and ECE of the credibility against
+the softmax's.
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))))
+import dknn  # NOQA
+import nets  # NOQA
+import text_datasets  # NOQA
+from report import RESULTS, write_section  # NOQA
+from scaling import expected_calibration_error  # NOQA
+
+KS = (5, 10, 25, 75, 200)
+LAYERS = ('last', 'all')
+
+
+def sweep(run):
+    model, setup, vocab = nets.load_model(os.path.join(run, 'args.json'))
+    splits = text_datasets.splits_for_setup(setup, vocab)
+    logits, layers, labels = nets.predict_dataset(model, splits.test, None)
+    softmax = dknn.softmax(logits)
+    sm_correct = softmax.argmax(1) == labels
+    sm = (float(sm_correct.mean()),
+          expected_calibration_error(softmax.max(1), sm_correct))
+    rows = []
+    for which in LAYERS:
+        for k in KS:
+            head, _ = dknn.for_run(model, setup, splits, layers=which, k=k)
+            counts, found = head.neighbour_counts(layers)
+            for scoring in dknn.SCORINGS:
+                out = head.output(logits, counts, found, scoring)
+                correct = out.pred == labels
+                rows.append((which, k, scoring, float(correct.mean()),
+                             expected_calibration_error(out.credibility,
+                                                        correct)))
+    return setup, sm, rows
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[1])
+    p.add_argument('--runs', nargs='+', required=True)
+    args = p.parse_args(argv)
+    lines = ['## DkNN: k, layers and scoring (`bench/dknn_sweep.py`)', '',
+             'Command: `python bench/dknn_sweep.py --runs {}`. Test sets; '
+             'difference = DkNN accuracy - softmax accuracy, in points.'
+             .format(' '.join(args.runs)), '']
+    for run in args.runs:
+        setup, (sm_acc, sm_ece), rows = sweep(run)
+        lines += ['### {} {}: softmax accuracy {:.2%}, ECE {:.4f}'.format(
+            setup['dataset'], setup['model'] + (' (char)' if setup[
+                'char_based'] else ''), sm_acc, sm_ece), '',
+            '| layers | k | scoring | DkNN accuracy | difference | '
+            'credibility ECE |', '|---|---|---|---|---|---|']
+        for which, k, scoring, acc, ece in rows:
+            lines.append('| {} | {} | {} | {:.2%} | {:+.2f} | {:.4f}{} |'
+                         .format(which, k, scoring, acc,
+                                 100 * (acc - sm_acc), ece,
+                                 ' (below softmax)' if ece <= sm_ece
+                                 else ''))
+        lines.append('')
+    body = '\n'.join(lines)
+    print(body)
+    write_section('dknn-sweep', body, RESULTS)
+
+
+if __name__ == '__main__':
+    main()
