@@ -15,14 +15,23 @@ HEADERS = {
              'says the command that produced it.\n'}
 
 
+# Sections in reading order; others follow.
+ORDER = ['training', 'sst2-dknn', 'grid', 'dknn-sweep', 'faithfulness',
+         'snli', 'dknn', 'interpretations']
+BLOCK = re.compile(r'<!-- ([\w-]+) -->\n.*?\n<!-- /\1 -->', re.S)
+
+
 def write_section(name, body, path=BENCHMARKS):
-    """Replace (or append) the section between ``<!-- name -->`` markers."""
+    """Replace or add the section between ``<!-- name -->`` markers,
+    keeping the sections in :data:`ORDER`."""
     text = open(path).read() if os.path.exists(path) else HEADERS[path]
-    block = '<!-- {0} -->\n{1}\n<!-- /{0} -->'.format(name, body.strip())
-    pattern = re.compile(r'<!-- {0} -->.*?<!-- /{0} -->'.format(
-        re.escape(name)), re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) \
-        else text.rstrip('\n') + '\n\n' + block + '\n'
+    blocks = {m.group(1): m.group(0) for m in BLOCK.finditer(text)}
+    blocks[name] = '<!-- {0} -->\n{1}\n<!-- /{0} -->'.format(
+        name, body.strip())
+    head = BLOCK.split(text)[0].rstrip('\n') if blocks else text.rstrip()
+    rank = lambda n: ORDER.index(n) if n in ORDER else len(ORDER)  # NOQA
+    text = head.rstrip('\n') + '\n\n' + '\n\n'.join(
+        blocks[n] for n in sorted(blocks, key=rank)) + '\n'
     with open(path, 'w') as f:
         f.write(text)
     print('wrote section {!r} of {}'.format(name, path))
