@@ -29,10 +29,10 @@ import time
 from dataclasses import dataclass
 
 import numpy
-from tqdm import tqdm
 
 import nets
 import nlp_utils
+from scaling import softmax
 
 SCORINGS = ('conformity', 'conformal')
 INDEX_FILE = 'dknn_index.npz'  # saved beside the model
@@ -203,11 +203,6 @@ class DkNNOutput:
     credibility: numpy.ndarray
     confidence: numpy.ndarray
     neighbours: dict
-
-
-def softmax(logits):
-    e = numpy.exp(logits - logits.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def top_two(scores):

@@ -32,7 +32,6 @@ for the prediction and pink evidence against it.
 import argparse
 import collections
 import html
-import json
 import math
 import os
 from dataclasses import dataclass
