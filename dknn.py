@@ -227,6 +227,12 @@ def conformal_p_values(nonconformity, calib_scores):
     return at_least / len(ranked)
 
 
+def _require_calibration(n):
+    if not n:
+        raise DkNNError('the calibration set is empty; train with '
+                        '--n-calib > 0')
+
+
 def model_digest(path):
     """sha256 of a model file, to tie a saved index to its model."""
     h = hashlib.sha256()
@@ -311,17 +317,13 @@ class DkNN:
 
     def calibrate(self, calib_examples, desc='DkNN: calibration'):
         """Score the calibration set against its true labels."""
-        if not len(calib_examples):
-            raise DkNNError('the calibration set is empty; train with '
-                            '--n-calib > 0')
+        _require_calibration(len(calib_examples))
         _, layers, labels = self.activations(calib_examples, desc)
         self.set_calibration(layers, labels)
         return self
 
     def set_calibration(self, layers, labels):
-        if not len(labels):
-            raise DkNNError('the calibration set is empty; train with '
-                            '--n-calib > 0')
+        _require_calibration(len(labels))
         self.calib_layers = dict(layers)
         self.calib_labels = numpy.asarray(labels, numpy.int32)
         counts, _ = self.neighbour_counts(self.calib_layers)

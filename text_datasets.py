@@ -412,18 +412,17 @@ def _split_off(examples, n, rng):
 
 
 def get_dataset(name, data_dir=None, char_based=False, seed=0, n_calib=1000,
-                val_ratio=0.1, vocab=None, raw=None, max_vocab_size=20000):
+                val_ratio=0.1, vocab=None, max_vocab_size=20000):
     """Load a dataset and make every split (see the module docstring).
 
     Args:
         vocab (dict): reuse a saved vocabulary; None builds one from train.
-        raw (RawData): already-read data (skips reading the files).
 
     Returns:
         Splits: array examples; ``calib_indices`` index the training pool
         (train before the calibration set is taken out).
     """
-    raw = raw or load_raw(name, data_dir, char_based)
+    raw = load_raw(name, data_dir, char_based)
     rng = numpy.random.RandomState(seed)
     pool, dev = raw.train, raw.dev
     if dev is None:
