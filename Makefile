@@ -4,6 +4,10 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+# Chainer's sdist must build against setuptools<70. pip < 25.3 applies
+# PIP_CONSTRAINT inside its isolated build environment; pip >= 26 applies only
+# PIP_BUILD_CONSTRAINT there (pip 25.3 reads both). Setting both works with any pip.
+CONSTRAINTS := $(abspath constraints.txt)
 DATA_DIR ?= $(abspath ../shared/data)
 export DKNN_DATA_DIR ?= $(DATA_DIR)
 
@@ -14,7 +18,8 @@ install: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	PIP_CONSTRAINT=$(abspath constraints.txt) $(PY) -m pip install -q -r requirements.txt
+	PIP_CONSTRAINT=$(CONSTRAINTS) PIP_BUILD_CONSTRAINT=$(CONSTRAINTS) \
+	    $(PY) -m pip install -q -r requirements.txt
 	touch $@
 
 train: install
