@@ -23,7 +23,6 @@ Search backends share one interface (:class:`NeighbourIndex`): ``brute``
 (exact, chunked BLAS, the default), ``kdtree`` (scikit-learn) and ``lsh``
 (nearpy; approximate).
 """
-import hashlib
 import os
 import time
 from dataclasses import dataclass
@@ -32,13 +31,14 @@ import numpy
 
 import nets
 import nlp_utils
-from scaling import softmax
+import safeio
+from cli import UserError
+from metrics import softmax
 
 SCORINGS = ('conformity', 'conformal')
-INDEX_FILE = 'dknn_index.npz'  # saved beside the model
 
 
-class DkNNError(nlp_utils.UserError):
+class DkNNError(UserError):
     """Bad DkNN settings or state: k, layers, calibration, saved index."""
 
 
@@ -233,15 +233,6 @@ def _require_calibration(n):
                         '--n-calib > 0')
 
 
-def model_digest(path):
-    """sha256 of a model file, to tie a saved index to its model."""
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            h.update(block)
-    return h.hexdigest()
-
-
 class DkNN:
     """A trained classifier with a DkNN head.
 
@@ -386,59 +377,83 @@ class DkNN:
 
     # -- saving ----------------------------------------------------------
 
-    def save(self, path, model_path):
+    def save(self, f, model_sha256):
         """Write every layer's activations and the labels (training and
-        calibration) to an ``.npz``, atomically, stamped with the model
-        file's sha256, so any k, layers, backend or scoring can reuse it."""
+        calibration) as an ``.npz`` into the open file ``f``, stamped with
+        the model file's sha256, so any k, layers, backend or scoring can
+        reuse it."""
         arrays = {'train_labels': self.train_labels,
                   'calib_labels': self.calib_labels,
-                  'model_sha256': numpy.array(model_digest(model_path))}
+                  'model_sha256': numpy.array(model_sha256)}
         for name in self.train_layers:
             arrays['train/' + name] = self.train_layers[name]
             arrays['calib/' + name] = self.calib_layers[name]
-        nlp_utils.save_atomic(path, lambda f: numpy.savez(f, **arrays))
+        numpy.savez(f, **arrays)
 
-    def load(self, path, model_path):
-        """Restore a saved index; refuse one made with another model or
-        lacking a chosen layer. Rebuilds the search indices and calibration
-        for this DkNN's k, layers and backend."""
-        with numpy.load(path) as f:
-            if str(f['model_sha256']) != model_digest(model_path):
-                raise DkNNError('{} was built for another model than {}; '
-                                'rebuild it with --rebuild'.format(
-                                    path, model_path))
-            missing = [n for n in self.layers if 'train/' + n not in f]
-            if missing:
-                raise DkNNError('{} lacks layer {}; rebuild it with '
-                                '--rebuild'.format(path, ', '.join(missing)))
-            train = {n[6:]: f[n] for n in f.files if n.startswith('train/')}
-            calib = {n[6:]: f[n] for n in f.files if n.startswith('calib/')}
-            train_labels, calib_labels = f['train_labels'], f['calib_labels']
-        self.set_training(train, train_labels)
-        self.set_calibration(calib, calib_labels)
+    def load(self, path, model_sha256):
+        """Restore a saved index, read without unpickling and checked; refuse
+        one made with another model or lacking a chosen layer. Rebuilds the
+        search indices and calibration for this DkNN's k, layers and
+        backend."""
+        fix = 'rebuild it with --rebuild'
+        f = safeio.load_npz(path, fix)
+        if 'model_sha256' not in f or 'train_labels' not in f or \
+                'calib_labels' not in f:
+            raise DkNNError('{}: not a DkNN index (no model_sha256, '
+                            'train_labels, calib_labels); {}'.format(path, fix))
+        if str(f['model_sha256']) != model_sha256:
+            raise DkNNError('{} was built for another model; {}'.format(
+                path, fix))
+        missing = [n for n in self.layers if 'train/' + n not in f or
+                   'calib/' + n not in f]
+        if missing:
+            raise DkNNError('{} lacks layer {}; {}'.format(
+                path, ', '.join(missing), fix))
+        train = {n[6:]: f[n] for n in f if n.startswith('train/')}
+        calib = {n[6:]: f[n] for n in f if n.startswith('calib/')}
+        for part, layers, labels in (('train', train, f['train_labels']),
+                                     ('calib', calib, f['calib_labels'])):
+            self._check_saved(path, part, layers, labels, fix)
+        self.set_training(train, f['train_labels'])
+        self.set_calibration(calib, f['calib_labels'])
         return self
 
+    def _check_saved(self, path, part, layers, labels, fix):
+        ok = labels.ndim == 1 and labels.dtype.kind in 'iu' and (
+            not len(labels) or 0 <= labels.min() <= labels.max() <
+            self.n_class)
+        for name in self.layers:
+            a = layers[name]
+            ok = ok and a.ndim == 2 and a.dtype.kind == 'f' and \
+                len(a) == len(labels) and numpy.isfinite(a).all()
+        if not ok:
+            raise DkNNError('{}: the {} arrays are inconsistent (shapes, '
+                            'dtypes or labels outside 0..{}); {}'.format(
+                                path, part, self.n_class - 1, fix))
 
-def for_run(model, setup, splits, rebuild=False, **options):
-    """A fitted, calibrated DkNN for a trained run.
+
+def for_run(run, out=None, rebuild=False, **options):
+    """A fitted, calibrated DkNN for a trained :class:`runs.Run`.
 
     Loads the run's saved ``dknn_index.npz`` when it matches the model;
-    otherwise runs the training and calibration sets through the model and
-    saves the index. ``options`` go to :class:`DkNN`.
+    otherwise runs the training and calibration sets through the model and,
+    given an :class:`safeio.OutputSet` ``out``, saves the index with the
+    command's other outputs. ``options`` go to :class:`DkNN`.
 
     Returns:
         tuple: (the DkNN, seconds spent building and calibrating; both
         are in ``build`` when the index was loaded).
     """
-    head = DkNN(model, **options)
-    path = os.path.join(setup['run_dir'], INDEX_FILE)
-    model_path = nets.run_path(setup, 'model_path')
+    head = DkNN(run.model, device=run.device, **options)
+    path = run.path('index')
     start = time.time()
     if os.path.exists(path) and not rebuild:
-        head.load(path, model_path)
+        head.load(path, run.model_sha256)
         return head, {'build': time.time() - start, 'calibrate': 0.0}
-    head.fit(splits.train)
+    head.fit(run.splits.train)
     built = time.time()
-    head.calibrate(splits.calib)
-    head.save(path, model_path)
+    head.calibrate(run.splits.calib)
+    if out is not None:
+        out.write(os.path.basename(path),
+                  lambda f: head.save(f, run.model_sha256))
     return head, {'build': built - start, 'calibrate': time.time() - built}

@@ -24,8 +24,6 @@ bow    ``bow`` (mean embedding), ``mlp1..n``
 ``mlp1..n`` instead.
 """
 import collections
-import json
-import os
 
 import numpy
 
@@ -38,10 +36,6 @@ from tqdm import tqdm
 import nlp_utils
 
 embed_init = chainer.initializers.Uniform(.25)
-
-
-class ModelSetupError(nlp_utils.UserError):
-    """An ``args.json`` whose files are missing or do not match."""
 
 
 class MLP(chainer.ChainList):
@@ -301,9 +295,6 @@ class SNLIClassifier(Classifier):
 
 def build_model(setup, initialW=None):
     """A fresh classifier from a run's settings (``args.json`` contents)."""
-    if setup['model'] not in ENCODERS:
-        raise ModelSetupError('unknown model {!r}; choose one of {}'.format(
-            setup['model'], ', '.join(ENCODERS)))
     encoder = ENCODERS[setup['model']](
         setup['n_vocab'], setup['n_embed'], setup['unit'], setup['layer'],
         setup['dropout'], initialW=initialW)
@@ -311,58 +302,6 @@ def build_model(setup, initialW=None):
         return SNLIClassifier(encoder, setup['n_class'], setup['unit'],
                               setup['layer'], setup['dropout'])
     return TextClassifier(encoder, setup['n_class'])
-
-
-def read_setup(setup_path):
-    """Read ``args.json``; adds ``run_dir``, the folder it lives in."""
-    if not os.path.isfile(setup_path):
-        raise ModelSetupError(
-            '{}: no such file. Pass the args.json that '
-            'train_text_classifier.py wrote into its result folder.'.format(
-                setup_path))
-    try:
-        with open(setup_path) as f:
-            setup = json.load(f)
-    except ValueError as e:
-        raise ModelSetupError('{}: not valid JSON ({})'.format(setup_path, e))
-    setup['run_dir'] = os.path.dirname(os.path.abspath(setup_path))
-    return setup
-
-
-def run_path(setup, key):
-    """Absolute path of a file named in ``args.json`` (relative to it)."""
-    return os.path.join(setup['run_dir'], setup[key])
-
-
-def load_model(setup_path, device=None):
-    """Rebuild a trained classifier from its ``args.json``.
-
-    Args:
-        setup_path (str): ``result/DATASET_MODEL/args.json``.
-        device: a Chainer device or device specifier; None means CPU.
-
-    Returns:
-        tuple: (model on ``device``, setup dict, vocab dict).
-    """
-    setup = read_setup(setup_path)
-    model_path = run_path(setup, 'model_path')
-    vocab_path = run_path(setup, 'vocab_path')
-    for path in (model_path, vocab_path):
-        if not os.path.isfile(path):
-            raise ModelSetupError('{}: missing ({} names it). Train the '
-                                  'model again.'.format(path, setup_path))
-    with open(vocab_path) as f:
-        vocab = json.load(f)
-    model = build_model(setup)
-    try:
-        chainer.serializers.load_npz(model_path, model)
-    except (KeyError, ValueError, OSError) as e:
-        raise ModelSetupError('{} does not match the model {} describes ({}: '
-                              '{})'.format(model_path, setup_path,
-                                           type(e).__name__, e)) from None
-    model.to_device(chainer.get_device(device if device is not None
-                                       else '@numpy'))
-    return model, setup, vocab
 
 
 def to_cpu(array):

@@ -7,96 +7,26 @@ example:
 * a sentence example is ``(x, y)``: ``x`` an (L,)-shaped token-id array
   ending with ``<eos>``, ``y`` a (1,)-shaped label array;
 * a pair example (SNLI) is ``((premise, hypothesis), y)``.
+
+Interpretations edit inputs token by token: :func:`slots` numbers the
+explained tokens (a sentence's, or one side of a pair; ``<eos>`` never),
+:func:`remove` and :func:`keep_only` copy an input without / with only some.
 """
 import collections
 import gzip
 import io
-import json
 import os
-import tempfile
+import zlib
+from dataclasses import dataclass
 
 import numpy
 
 import chainer
 
+from cli import UserError
+
 EOS = '<eos>'
 UNK = '<unk>'
-
-
-class UserError(Exception):
-    """Bad input a user can fix; scripts print it as one line, no traceback.
-    """
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def exit_on_sigterm():
-    """Turn SIGTERM into SystemExit, so a killed script still cleans up its
-    temporary files (scripts call this under ``__main__``)."""
-    import signal
-
-    def stop(signum, frame):
-        raise SystemExit('error: stopped by signal {}'.format(signum))
-    signal.signal(signal.SIGTERM, stop)
-
-
-def make_temp_dir(final_path):
-    """A hidden temporary folder beside ``final_path``, with the usual
-    permissions (mkdtemp's are private)."""
-    parent = os.path.dirname(os.path.abspath(final_path))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix='.' + os.path.basename(final_path) + '.',
-                           dir=parent)
-    os.chmod(tmp, 0o777 & ~_umask())
-    return tmp
-
-
-def save_atomic(path, write, mode='wb'):
-    """Write a file through ``write(fileobj)`` into a temporary file beside
-    it, then rename: an interrupted run leaves no half-written file."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
-                               prefix='.' + os.path.basename(path) + '.')
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def save_json(path, obj):
-    """Atomically write ``obj`` as indented JSON."""
-    save_atomic(path, lambda f: json.dump(obj, f, indent=2), mode='w')
-
-
-def add_device_args(parser):
-    """``--device`` (Chainer specifier) and ``--gpu`` (the original's alias)."""
-    parser.add_argument('--device', default='@numpy',
-                        help='Chainer device: @numpy (CPU, also -1), '
-                             '@cupy:0 or 0 (GPU 0), @intel64')
-    parser.add_argument('--gpu', '-g', type=int, default=None,
-                        help='deprecated alias: GPU id, negative for CPU')
-
-
-def device_from_args(args):
-    """The Chainer device named by ``--device`` / ``--gpu``."""
-    spec = args.device
-    if args.gpu is not None:
-        spec = '@cupy:{}'.format(args.gpu) if args.gpu >= 0 else '@numpy'
-    if isinstance(spec, str) and spec.lstrip('-').isdigit():
-        spec = int(spec)
-    if spec == -1 or (isinstance(spec, int) and spec < 0):
-        spec = '@numpy'
-    try:
-        return chainer.get_device(spec)
-    except Exception as e:
-        raise UserError('cannot use device {!r}: {}'.format(spec, e))
 
 
 def normalize_text(text):
@@ -192,10 +122,71 @@ def convert_seq(batch, device=None):
     return {'xs': xs, 'ys': ys}
 
 
+# --------------------------------------------------------- editing inputs
+
+# Which parts of a (premise, hypothesis) pair a field explains.
+FIELD_PARTS = {'premise': (0,), 'hypothesis': (1,), 'both': (0, 1)}
+
+
+def parts(x):
+    """An input's token arrays: [sentence] or [premise, hypothesis]."""
+    return list(x) if isinstance(x, tuple) else [x]
+
+
+def explained_parts(pair, field='hypothesis'):
+    """Indices of the explained parts: (0,) for a sentence, else the
+    field's parts of a pair."""
+    return FIELD_PARTS[field] if pair else (0,)
+
+
+def slots(x, field='hypothesis'):
+    """(part, position) of each explained token of an input (``<eos>``
+    excluded): the sentence, or the chosen field(s) of a pair."""
+    ps = parts(x)
+    return [(p, i) for p in explained_parts(len(ps) > 1, field)
+            for i in range(len(ps[p]) - 1)]
+
+
+def remove(x, drop, field='hypothesis'):
+    """A copy of input ``x`` without the explained tokens numbered ``drop``.
+    """
+    ps = parts(x)
+    by_part = [[] for _ in ps]
+    all_slots = slots(x, field)
+    for j in drop:
+        p, i = all_slots[j]
+        by_part[p].append(i)
+    new = [numpy.delete(a, d) if d else a for a, d in zip(ps, by_part)]
+    return tuple(new) if isinstance(x, tuple) else new[0]
+
+
+def keep_only(x, keep, field='hypothesis'):
+    """A copy of ``x`` keeping only the explained tokens numbered ``keep``.
+    """
+    keep = set(keep)
+    n = len(slots(x, field))
+    return remove(x, [j for j in range(n) if j not in keep], field)
+
+
 # ---------------------------------------------------------------- vectors
 
 class VectorsFormatError(UserError):
-    """A word-vector file line that cannot be parsed."""
+    """A word-vector file that is missing, corrupt or cannot be parsed."""
+
+
+@dataclass
+class WordVectors:
+    """Rows of a vectors file for a vocabulary.
+
+    Attributes:
+        matrix: (V, D) float32; rows of uncovered words are random.
+        covered: (V,) bool, True for rows read from the file.
+        duplicates: ``(word, first line, later line)`` for vocabulary words
+            listed more than once; the first vector is kept.
+    """
+    matrix: numpy.ndarray
+    covered: numpy.ndarray
+    duplicates: list
 
 
 def _open_text(path):
@@ -209,6 +200,53 @@ def _is_header(fields):
     return len(fields) == 2 and all(f.isdigit() for f in fields)
 
 
+def _parse_row(fields, path, lineno):
+    """The values of one line as float32, checked to be finite."""
+    try:
+        row = numpy.array(fields[1:], numpy.float32)
+    except ValueError:
+        raise VectorsFormatError('{}:{}: a value is not a number'.format(
+            path, lineno)) from None
+    if not numpy.isfinite(row).all():
+        raise VectorsFormatError('{}:{}: the vector of {!r} holds nan or inf; '
+                                 'fix or drop that line'.format(
+                                     path, lineno, fields[0][:40]))
+    return row
+
+
+def _read_vectors(f, path, vocab, rng, scale):
+    matrix = covered = dim = None
+    first_line, duplicates = {}, []
+    for lineno, line in enumerate(f, 1):
+        fields = line.rstrip().split(' ')
+        if (lineno == 1 and _is_header(fields)) or fields == ['']:
+            continue
+        if dim is None:
+            dim = len(fields) - 1
+            if dim < 1:
+                raise VectorsFormatError(
+                    '{}:{}: expected "word v1 ... vD", got {!r}'.format(
+                        path, lineno, line[:60]))
+            matrix = rng.uniform(-scale, scale, (len(vocab), dim)).astype(
+                numpy.float32)
+            covered = numpy.zeros(len(vocab), bool)
+        if len(fields) != dim + 1:
+            raise VectorsFormatError(
+                '{}:{}: expected {} values after the word, found {}'.format(
+                    path, lineno, dim, len(fields) - 1))
+        index = vocab.get(fields[0])
+        if index is None:
+            continue
+        if covered[index]:
+            duplicates.append((fields[0], first_line[index], lineno))
+            continue
+        matrix[index] = _parse_row(fields, path, lineno)
+        covered[index], first_line[index] = True, lineno
+    if matrix is None:
+        raise VectorsFormatError('{}: no vectors in file'.format(path))
+    return WordVectors(matrix, covered, duplicates)
+
+
 def load_word_vectors(path, vocab, rng=None, scale=0.25):
     """Read GloVe / word2vec / fastText text vectors for a vocabulary.
 
@@ -216,7 +254,8 @@ def load_word_vectors(path, vocab, rng=None, scale=0.25):
     are kept, written straight into one (V, D) matrix, so a 400k-word file
     never sits in memory. A first line ``N D`` (word2vec, fastText) is
     recognised as a header; GloVe files have none. Every line's field count
-    is checked; values are parsed for vocabulary words only.
+    is checked; values are parsed, and must be finite, for vocabulary words.
+    A word listed twice keeps its first vector.
 
     Args:
         path (str): text file, plain or ``.gz``.
@@ -225,45 +264,20 @@ def load_word_vectors(path, vocab, rng=None, scale=0.25):
             drawn from U(-scale, scale) as the model's own initialiser.
 
     Returns:
-        tuple: ``(matrix, covered)``: a (V, D) float32 array and a (V,)
-        bool array that is True for rows read from the file.
+        WordVectors: the (V, D) matrix, coverage and duplicates.
 
     Raises:
-        VectorsFormatError: naming the file and line number.
+        VectorsFormatError: naming the file, and the line where there is one.
     """
     rng = rng if rng is not None else numpy.random.RandomState(0)
-    matrix = covered = None
-    dim = None
-    with _open_text(path) as f:
-        for lineno, line in enumerate(f, 1):
-            fields = line.rstrip().split(' ')
-            if lineno == 1 and _is_header(fields):
-                continue
-            if fields == ['']:
-                continue
-            if dim is None:
-                dim = len(fields) - 1
-                if dim < 1:
-                    raise VectorsFormatError(
-                        '{}:{}: expected "word v1 ... vD", got {!r}'.format(
-                            path, lineno, line[:60]))
-                matrix = rng.uniform(-scale, scale, (len(vocab), dim))
-                matrix = matrix.astype(numpy.float32)
-                covered = numpy.zeros(len(vocab), bool)
-            if len(fields) != dim + 1:
-                raise VectorsFormatError(
-                    '{}:{}: expected {} values after the word, found {}'
-                    .format(path, lineno, dim, len(fields) - 1))
-            index = vocab.get(fields[0])
-            if index is None or covered[index]:
-                continue
-            try:
-                matrix[index] = numpy.array(fields[1:], numpy.float32)
-            except ValueError:
-                raise VectorsFormatError('{}:{}: a value is not a number'
-                                         .format(path, lineno)) from None
-            covered[index] = True
-    if matrix is None:
-        raise VectorsFormatError('{}: no vectors in file'.format(path))
-    return matrix, covered
-
+    if os.path.isdir(path) or not os.path.exists(path):
+        raise VectorsFormatError('{}: {}; pass a GloVe, word2vec or fastText '
+                                 'text file to --word_vectors'.format(
+                                     path, 'is a folder' if os.path.isdir(
+                                         path) else 'no such file'))
+    try:
+        with _open_text(path) as f:
+            return _read_vectors(f, path, vocab, rng, scale)
+    except (OSError, EOFError, zlib.error) as e:
+        raise VectorsFormatError('{}: unreadable ({}); is it a complete '
+                                 'download?'.format(path, e)) from None

@@ -8,26 +8,24 @@ on the ``calib.json`` examples, and evaluates the test set. Prints and
 writes ``dknn_results.json``; also saves the index (``dknn_index.npz``)
 and the test credibilities (``dknn_credibility.npz``) beside the model.
 """
-import argparse
 import json
 import os
 import time
 
 import numpy
 
+import cli
 import dknn
-import nets
-import nlp_utils
-import text_datasets
-from scaling import expected_calibration_error
+import runs
+from metrics import expected_calibration_error
+
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[1],
-                                formatter_class=argparse.
-                                ArgumentDefaultsHelpFormatter)
+    p = cli.parser(__doc__)
     p.add_argument('--model-setup', required=True,
                    help='args.json of a trained run')
-    p.add_argument('--k', type=int, default=75, help='neighbours per layer')
+    p.add_argument('--k', type=cli.int_at_least(1), default=75,
+                   help='neighbours per layer')
     p.add_argument('--layers', default='last',
                    help='"last" (the paper), "all", or names joined by ","')
     p.add_argument('--backend', default='brute', choices=sorted(
@@ -36,12 +34,12 @@ def build_parser():
                    help='alias for --backend lsh (the original flag)')
     p.add_argument('--scoring', default='both',
                    choices=dknn.SCORINGS + ('both',))
-    p.add_argument('--batchsize', type=int, default=256)
+    p.add_argument('--batchsize', type=cli.int_at_least(1), default=256)
     p.add_argument('--data-dir', default=None,
                    help='overrides the data folder the run was trained with')
     p.add_argument('--rebuild', action='store_true',
-                   help='ignore a saved %s' % dknn.INDEX_FILE)
-    nlp_utils.add_device_args(p)
+                   help='ignore a saved %s' % runs.ARTIFACTS['index'])
+    cli.add_device_args(p)
     return p
 
 
@@ -72,25 +70,33 @@ def evaluate(head, test, scorings):
     return outs, labels, recall
 
 
+@cli.script
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.lsh:
         args.backend = 'lsh'
     print(json.dumps(vars(args), indent=2))
     scorings = dknn.SCORINGS if args.scoring == 'both' else (args.scoring,)
-    try:
-        device = nlp_utils.device_from_args(args)
-        model, setup, vocab = nets.load_model(args.model_setup, device)
-        splits = text_datasets.splits_for_setup(setup, vocab, args.data_dir)
+    device = cli.device_from_args(args)
+    run = runs.load(args.model_setup, device, args.data_dir)
+    with run.writing() as out:
         head, timing = dknn.for_run(
-            model, setup, splits, args.rebuild, layers=args.layers, k=args.k,
-            backend=args.backend, device=device, batchsize=args.batchsize)
+            run, out, args.rebuild, layers=args.layers, k=args.k,
+            backend=args.backend, batchsize=args.batchsize)
         start = time.time()
-        outs, labels, recall = evaluate(head, splits.test, scorings)
+        outs, labels, recall = evaluate(head, run.splits.test, scorings)
         timing['evaluate'] = time.time() - start
-    except nlp_utils.UserError as e:
-        raise SystemExit('error: {}'.format(e))
-    first = outs[scorings[0]]
+        results = summarise_run(args, head, run.splits, outs, labels, timing)
+        if recall is not None:
+            results['lsh_recall_at_k'] = recall
+        write_outputs(out, results, outs, labels)
+    report(results, scorings)
+    return results
+
+
+def summarise_run(args, head, splits, outs, labels, timing):
+    """The ``dknn_results.json`` dict: settings, softmax and each rule."""
+    first = next(iter(outs.values()))
     softmax_correct = first.softmax_pred == labels
     results = {
         'model_setup': os.path.abspath(args.model_setup),
@@ -101,12 +107,8 @@ def main(argv=None):
                     'ece': expected_calibration_error(first.softmax_conf,
                                                       softmax_correct)},
         'seconds': timing}
-    if recall is not None:
-        results['lsh_recall_at_k'] = recall
-    for s in scorings:
-        results[s] = summarise(outs[s], labels)
-    report(results, scorings)
-    write_outputs(setup['run_dir'], results, outs, labels)
+    for s, out in outs.items():
+        results[s] = summarise(out, labels)
     return results
 
 
@@ -127,20 +129,20 @@ def report(results, scorings):
                                   results['seconds'].items()))
 
 
-def write_outputs(run_dir, results, outs, labels):
+def write_outputs(out, results, outs, labels):
     """``dknn_results.json``, and ``dknn_credibility.npz`` for scaling.py's
-    reliability diagram (``credibility``/``correct`` of the first rule)."""
-    nlp_utils.save_json(os.path.join(run_dir, 'dknn_results.json'), results)
+    reliability diagram (``credibility``/``correct`` of the first rule),
+    into the command's :class:`safeio.OutputSet`."""
+    out.write_json(runs.ARTIFACTS['dknn_results'], results)
     first = next(iter(outs.values()))
     arrays = {'labels': labels, 'credibility': first.credibility,
               'correct': first.pred == labels}
-    for s, out in outs.items():
-        arrays[s + '_credibility'] = out.credibility
-        arrays[s + '_pred'] = out.pred
-    nlp_utils.save_atomic(os.path.join(run_dir, 'dknn_credibility.npz'),
-                          lambda f: numpy.savez(f, **arrays))
+    for s, o in outs.items():
+        arrays[s + '_credibility'] = o.credibility
+        arrays[s + '_pred'] = o.pred
+    out.write(runs.ARTIFACTS['credibility'],
+              lambda f: numpy.savez(f, **arrays))
 
 
 if __name__ == '__main__':
-    nlp_utils.exit_on_sigterm()
     main()

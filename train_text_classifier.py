@@ -9,12 +9,10 @@ model and its data; paths relative to the folder), ``calib.json`` (the
 calibration examples' indices into the training pool), ``log`` and
 ``train_results.json``. The folder appears only when training succeeded.
 """
-import argparse
 import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 
 import numpy
@@ -23,9 +21,13 @@ import chainer
 from chainer import training
 from chainer.training import extensions
 
+import cli
 import nets
 import nlp_utils
+import runs
+import safeio
 import text_datasets
+from cli import UserError
 
 # Settings that define a run: a folder holding another value is another run.
 RUN_KEYS = ('dataset', 'model', 'batchsize', 'epoch', 'unit', 'layer',
@@ -34,20 +36,20 @@ RUN_KEYS = ('dataset', 'model', 'batchsize', 'epoch', 'unit', 'layer',
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[1],
-                                formatter_class=argparse.
-                                ArgumentDefaultsHelpFormatter)
+    p = cli.parser(__doc__)
     p.add_argument('--dataset', '-data', default='stsa.binary',
-                   help='one of: ' + ', '.join(text_datasets.DATASETS))
+                   choices=list(text_datasets.DATASETS))
     p.add_argument('--model', '-model', default='cnn',
-                   help='encoder: ' + ', '.join(nets.ENCODERS))
-    p.add_argument('--batchsize', '-b', type=int, default=128)
-    p.add_argument('--epoch', '-e', type=int, default=10)
-    p.add_argument('--unit', '-u', type=int, default=300,
+                   choices=list(nets.ENCODERS), help='encoder')
+    p.add_argument('--batchsize', '-b', type=cli.int_at_least(1), default=128)
+    p.add_argument('--epoch', '-e', type=cli.int_at_least(1), default=10)
+    p.add_argument('--unit', '-u', type=cli.int_at_least(1), default=300,
                    help='hidden units (and embedding size without vectors)')
-    p.add_argument('--layer', '-l', type=int, default=3,
-                   help='LSTM layers, or MLP layers after the CNN/BoW/pair')
-    p.add_argument('--dropout', '-d', type=float, default=0.4)
+    p.add_argument('--layer', '-l', type=cli.int_at_least(0), default=3,
+                   help='LSTM layers (at least 1), or MLP layers after the '
+                        'CNN/BoW/pair encoder')
+    p.add_argument('--dropout', '-d', type=cli.float_in(0, 1, high_open=True),
+                   default=0.4)
     p.add_argument('--char-based', action='store_true',
                    help='character tokens instead of words')
     p.add_argument('--word_vectors', default=None,
@@ -55,17 +57,19 @@ def build_parser():
                         'embedding takes its dimension')
     p.add_argument('--out', '-o', default='result',
                    help='parent folder; the run goes to OUT/DATASET_MODEL')
-    nlp_utils.add_device_args(p)
+    cli.add_device_args(p)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--data-dir', default=None,
                    help='data folder (default: $%s, else download)'
                         % text_datasets.DATA_ENV)
-    p.add_argument('--n-calib', type=int, default=1000,
+    p.add_argument('--n-calib', type=cli.int_at_least(0), default=1000,
                    help='training examples set aside for calibration')
-    p.add_argument('--val-ratio', type=float, default=0.1,
+    p.add_argument('--val-ratio', type=cli.float_in(0, 1, True, True),
+                   default=0.1,
                    help='share of train used for validation where the '
                         'dataset has no dev file')
-    p.add_argument('--max-vocab', type=int, default=20000)
+    p.add_argument('--max-vocab', type=cli.int_at_least(3), default=20000,
+                   help='vocabulary size, <eos> and <unk> included')
     p.add_argument('--force', action='store_true',
                    help='replace a result folder that holds another run')
     return p
@@ -78,36 +82,42 @@ def run_name(args):
 
 def check_run_dir(path, setup, force):
     """Refuse to overwrite a folder holding a run with other settings."""
-    old_path = os.path.join(path, 'args.json')
     if not os.path.exists(path) or force:
         return
-    if not os.path.isfile(old_path):
-        raise nlp_utils.UserError(
-            '{} exists and is not a result folder; pass --force to replace '
-            'it or --out to write elsewhere'.format(path))
-    with open(old_path) as f:
-        old = json.load(f)
-    diff = [k for k in RUN_KEYS if old.get(k) != setup.get(k)]
+    old_path = os.path.join(path, 'args.json')
+    if not os.path.isdir(path) or not os.path.isfile(old_path):
+        raise UserError('{} exists and is not a result folder; pass --force '
+                        'to replace it or --out to write elsewhere'.format(
+                            path))
+    old = safeio.read_json(old_path, 'pass --force to replace the run')
+    diff = [k for k in RUN_KEYS if not isinstance(old, dict) or
+            old.get(k) != setup.get(k)]
     if diff:
-        raise nlp_utils.UserError(
+        raise UserError(
             '{} holds another run (differs in {}); pass --force to replace '
             'it or --out to write elsewhere'.format(path, ', '.join(diff)))
 
 
 def initial_embeddings(path, vocab, seed):
     """GloVe-style vectors for ``vocab``: ((V, D) matrix, D), with coverage
-    printed; (None, None) without a file."""
+    and duplicates printed; (None, None) without a file."""
     if not path:
         print('no word vectors: the embedding starts at random')
         return None, None
-    matrix, covered = nlp_utils.load_word_vectors(
-        path, vocab, numpy.random.RandomState(seed))
-    n_words = len(vocab) - 2  # <eos> and <unk> are never in a vectors file
+    vectors = nlp_utils.load_word_vectors(path, vocab,
+                                          numpy.random.RandomState(seed))
+    covered = vectors.covered[2:]  # <eos> and <unk> are never in a file
     print('word vectors: {} of {} vocabulary words covered ({:.1%}), '
-          'dimension {}'.format(int(covered[2:].sum()), n_words,
-                                covered[2:].sum() / max(n_words, 1),
-                                matrix.shape[1]))
-    return matrix, matrix.shape[1]
+          'dimension {}'.format(int(covered.sum()), len(covered),
+                                covered.sum() / max(len(covered), 1),
+                                vectors.matrix.shape[1]))
+    if vectors.duplicates:
+        word, first, again = vectors.duplicates[0]
+        print('note: {} vocabulary words appear more than once in {}; the '
+              'first vector of each is kept (e.g. {!r}: line {} kept, line {} '
+              'ignored)'.format(len(vectors.duplicates), path, word, first,
+                                again))
+    return vectors.matrix, vectors.matrix.shape[1]
 
 
 def make_trainer(model, splits, args, device, out):
@@ -161,7 +171,8 @@ def train(args, device, final_dir):
                                            args.seed)
     setup = dict(vars(args))
     data_dir = text_datasets.data_dir_from(args.data_dir)
-    setup.update(data_dir=data_dir and os.path.abspath(data_dir),n_vocab=len(splits.vocab), n_embed=n_embed or args.unit,
+    setup.update(data_dir=data_dir and os.path.abspath(data_dir),
+                 n_vocab=len(splits.vocab), n_embed=n_embed or args.unit,
                  n_class=splits.n_class, label_names=splits.label_names,
                  pair=text_datasets.DATASETS[args.dataset].pair,
                  model_path='best_model.npz', vocab_path='vocab.json',
@@ -169,16 +180,16 @@ def train(args, device, final_dir):
     model = nets.build_model(setup, initialW=initialW)
     model.to_device(device)
 
-    tmp = nlp_utils.make_temp_dir(final_dir)
+    tmp = safeio.temp_path(final_dir, folder=True)
     try:
-        nlp_utils.save_json(os.path.join(tmp, 'vocab.json'), splits.vocab)
-        nlp_utils.save_json(os.path.join(tmp, 'calib.json'), splits.calib_indices)
-        nlp_utils.save_json(os.path.join(tmp, 'args.json'), setup)
+        safeio.save_json(os.path.join(tmp, 'vocab.json'), splits.vocab)
+        safeio.save_json(os.path.join(tmp, 'calib.json'),
+                         splits.calib_indices)
+        safeio.save_json(os.path.join(tmp, 'args.json'), setup)
         start = time.time()
         make_trainer(model, splits, args, device, tmp).run()
         seconds = time.time() - start
-        chainer.serializers.load_npz(os.path.join(tmp, 'best_model.npz'),
-                                     model)
+        runs.load_weights(model, os.path.join(tmp, 'best_model.npz'))
         results = {
             'val_accuracy': accuracy(model, splits.val, device,
                                      args.batchsize),
@@ -187,7 +198,7 @@ def train(args, device, final_dir):
             'seconds_per_epoch': seconds / args.epoch,
             'n_train': len(splits.train), 'n_val': len(splits.val),
             'n_test': len(splits.test), 'n_calib': len(splits.calib)}
-        nlp_utils.save_json(os.path.join(tmp, 'train_results.json'), results)
+        safeio.save_json(os.path.join(tmp, 'train_results.json'), results)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -197,7 +208,7 @@ def train(args, device, final_dir):
 def replace_dir(tmp, final_dir):
     """Move the finished run into place, replacing an older one."""
     if os.path.exists(final_dir):
-        trash = tempfile.mkdtemp(dir=os.path.dirname(final_dir))
+        trash = safeio.temp_path(final_dir, folder=True)
         os.rename(final_dir, os.path.join(trash, 'old'))
         os.rename(tmp, final_dir)
         shutil.rmtree(trash)
@@ -205,30 +216,69 @@ def replace_dir(tmp, final_dir):
         os.rename(tmp, final_dir)
 
 
+def prepare_out(out):
+    """Create the parent folder ``--out`` if needed (True if it was);
+    refuses a file or a read-only folder."""
+    if os.path.exists(out):
+        if not os.path.isdir(out):
+            raise UserError('--out {} is a file; pass a folder'.format(out))
+        safeio.require_writable(out, 'the --out folder')
+        return False
+    os.makedirs(out)
+    return True
+
+
+class locked_run_dir:
+    """Hold the locks of a run folder about to be (re)written: one beside
+    it (the folder may not exist yet) and, if it exists, its own, which the
+    other scripts take. Removes a killed training's temporary folders."""
+
+    def __init__(self, final_dir):
+        parent, name = os.path.split(os.path.abspath(final_dir))
+        self.locks = [safeio.FolderLock(
+            os.path.join(parent, '.{}.lock'.format(name)), final_dir)]
+        if os.path.isdir(final_dir):
+            self.locks.append(safeio.FolderLock(
+                os.path.join(final_dir, runs.LOCK_FILE), final_dir))
+        self.parent, self.name = parent, name
+
+    def __enter__(self):
+        held = []
+        try:
+            for lock in self.locks:
+                held.append(lock.__enter__())
+        except BaseException:
+            for lock in reversed(held):
+                lock.__exit__()
+            raise
+        safeio.clean_leftovers(self.parent, [self.name])
+        return self
+
+    def __exit__(self, *exc):
+        for lock in reversed(self.locks):
+            lock.__exit__()
+        return False
+
+
+@cli.script
 def main(argv=None):
     args = build_parser().parse_args(argv)
     print(json.dumps(vars(args), indent=2))
+    if args.model in ('rnn', 'bilstm') and args.layer < 1:
+        raise UserError('--layer must be at least 1 for --model {}'.format(
+            args.model))
     final_dir = os.path.join(args.out, run_name(args))
+    made_out = prepare_out(args.out)
     try:
-        if args.dataset not in text_datasets.DATASETS:
-            raise nlp_utils.UserError('unknown dataset {!r}; choose one of {}'
-                                      .format(args.dataset, ', '.join(
-                                          text_datasets.DATASETS)))
-        if args.model not in nets.ENCODERS:
-            raise nlp_utils.UserError('unknown model {!r}; choose one of {}'
-                                      .format(args.model,
-                                              ', '.join(nets.ENCODERS)))
-        for flag in ('epoch', 'batchsize', 'unit'):
-            if getattr(args, flag) < 1:
-                raise nlp_utils.UserError('--{} must be at least 1'.format(
-                    flag))
-        check_run_dir(final_dir, vars(args), args.force)
-        device = nlp_utils.device_from_args(args)
-        device.use()
-        tmp, results = train(args, device, final_dir)
-    except nlp_utils.UserError as e:
-        raise SystemExit('error: {}'.format(e))
-    replace_dir(tmp, final_dir)
+        with locked_run_dir(final_dir):
+            check_run_dir(final_dir, vars(args), args.force)
+            device = cli.device_from_args(args)
+            tmp, results = train(args, device, final_dir)
+            replace_dir(tmp, final_dir)
+    except BaseException:
+        if made_out and not os.listdir(args.out):
+            os.rmdir(args.out)  # leave the disk as it was
+        raise
     print('{}: validation accuracy {:.4f}, test accuracy {:.4f} ({:.1f} s '
           'per epoch)'.format(final_dir, results['val_accuracy'],
                               results['test_accuracy'],
@@ -237,5 +287,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    nlp_utils.exit_on_sigterm()
     main()

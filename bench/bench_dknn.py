@@ -26,8 +26,7 @@ import numpy
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
 import dknn  # NOQA
-import nets  # NOQA
-import text_datasets  # NOQA
+import runs  # NOQA
 from report import write_section  # NOQA
 
 
@@ -96,9 +95,9 @@ def main(argv=None):
     p.add_argument('--no-write', action='store_true')
     args = p.parse_args(argv)
 
-    model, setup, vocab = nets.load_model(args.model_setup)
-    splits = text_datasets.splits_for_setup(setup, vocab)
-    probe = dknn.DkNN(model, args.layers, args.k)
+    run = runs.load(args.model_setup)
+    splits = run.splits
+    probe = dknn.DkNN(run.model, args.layers, args.k)
     layers = probe.layers
     # activations once: the forward pass is the same for every backend
     t0 = time.perf_counter()

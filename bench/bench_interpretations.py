@@ -21,8 +21,9 @@ import numpy
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
 import interpretations as interp  # NOQA
-import nets  # NOQA
-import text_datasets  # NOQA
+import faithfulness  # NOQA
+import render  # NOQA
+import runs  # NOQA
 from report import RESULTS, write_section  # NOQA
 
 
@@ -32,10 +33,9 @@ def main(argv=None):
     p.add_argument('--reference-sentences', type=int, default=0,
                    help='time the reference on the first N only (0: all)')
     args = p.parse_args(argv)
-    model, setup, vocab = nets.load_model(args.model_setup)
-    splits = text_datasets.splits_for_setup(setup, vocab)
-    xs = [x for x, _ in splits.test]
-    ex = interp.Explainer(model, setup, splits)
+    run = runs.load(args.model_setup)
+    xs = [x for x, _ in run.splits.test]
+    ex = interp.Explainer(run.model, run)
     t = time.perf_counter()
     ex.head  # loads (or builds) the DkNN index
     t_head = time.perf_counter() - t
@@ -73,9 +73,10 @@ def main(argv=None):
     metrics = {}
     for m in ('dknn', 'softmax', 'calibrated', 'grad'):
         atts = batched if m == 'dknn' else interp.explain(ex, xs, m)
-        metrics[m] = interp.faithfulness(ex, xs, atts)
+        metrics[m] = faithfulness.summary(
+            lambda inputs: ex.class_scores(inputs, 'softmax'), xs, atts)
     table = interp.faithfulness_table(metrics)
-    curve = ['| {} | {} |'.format(interp.METHOD_TITLES[m], ' '.join(
+    curve = ['| {} | {} |'.format(render.METHOD_TITLES[m], ' '.join(
         '%.3f' % v for v in r['deletion_curve'])) for m, r in metrics.items()]
     body = '\n'.join([
         '## Faithfulness of the interpretations on SST-2 '

@@ -17,18 +17,19 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
 import dknn  # NOQA
 import nets  # NOQA
-import text_datasets  # NOQA
+import runs  # NOQA
 from report import RESULTS, write_section  # NOQA
-from scaling import expected_calibration_error  # NOQA
+from metrics import expected_calibration_error  # NOQA
 
 KS = (5, 10, 25, 75, 200)
 LAYERS = ('last', 'all')
 
 
 def sweep(run):
-    model, setup, vocab = nets.load_model(os.path.join(run, 'args.json'))
-    splits = text_datasets.splits_for_setup(setup, vocab)
-    logits, layers, labels = nets.predict_dataset(model, splits.test, None)
+    r = runs.load(os.path.join(run, 'args.json'))
+    setup = r.setup
+    logits, layers, labels = nets.predict_dataset(r.model, r.splits.test,
+                                                  None)
     softmax = dknn.softmax(logits)
     sm_correct = softmax.argmax(1) == labels
     sm = (float(sm_correct.mean()),
@@ -36,7 +37,7 @@ def sweep(run):
     rows = []
     for which in LAYERS:
         for k in KS:
-            head, _ = dknn.for_run(model, setup, splits, layers=which, k=k)
+            head, _ = dknn.for_run(r, layers=which, k=k)
             counts, found = head.neighbour_counts(layers)
             for scoring in dknn.SCORINGS:
                 out = head.output(logits, counts, found, scoring)

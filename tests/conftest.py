@@ -59,6 +59,28 @@ def tiny_run(tmp_path_factory):
     return str(base / 'r' / 'stsa.binary_cnn' / 'args.json')
 
 
+RUN_FILES = ('args.json', 'best_model.npz', 'vocab.json', 'calib.json')
+
+
+def copy_run(setup_path, folder):
+    """Copy a trained run's training outputs (not later artifacts) into
+    ``folder``; return the copy's args.json."""
+    import shutil
+    folder = str(folder)
+    os.makedirs(folder, exist_ok=True)
+    for name in RUN_FILES:
+        shutil.copy(os.path.join(os.path.dirname(setup_path), name),
+                    os.path.join(folder, name))
+    return os.path.join(folder, 'args.json')
+
+
+@pytest.fixture
+def run_copy(tiny_run, tmp_path):
+    """A private copy of the tiny trained run: tests that write into a run
+    folder use it, never the session-wide run."""
+    return copy_run(tiny_run, tmp_path / 'run')
+
+
 def real_data_dir():
     env = os.environ.get('DKNN_DATA_DIR')
     if env and os.path.isdir(env):

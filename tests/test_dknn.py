@@ -5,8 +5,9 @@ import numpy
 import pytest
 
 import dknn
-import nets
 import run_dknn
+import runs
+from cli import UserError
 
 
 class FakeModel:
@@ -117,7 +118,8 @@ def test_bad_settings():
                            'h2': numpy.zeros((0, 2), 'f')}, numpy.zeros(0))
 
 
-def test_run_dknn_end_to_end(tiny_run):
+def test_run_dknn_end_to_end(run_copy):
+    tiny_run = run_copy
     results = run_dknn.main(['--model-setup', tiny_run, '--k', '5',
                              '--rebuild'])
     run = os.path.dirname(tiny_run)
@@ -144,24 +146,31 @@ def test_run_dknn_end_to_end(tiny_run):
 
 def test_saved_index_round_trips_and_refuses_another_model(tiny_run,
                                                            tmp_path):
-    model, setup, vocab = nets.load_model(tiny_run)
-    import text_datasets
-    splits = text_datasets.splits_for_setup(setup, vocab)
+    run = runs.load(tiny_run)
+    model, splits = run.model, run.splits
     h = dknn.DkNN(model, 'all', k=4, scoring='conformal').fit(splits.train)
     h.calibrate(splits.calib)
     path = str(tmp_path / 'index.npz')
-    h.save(path, nets.run_path(setup, 'model_path'))
-    assert [p for p in os.listdir(str(tmp_path))] == ['index.npz']
+    with open(path, 'wb') as f:
+        h.save(f, run.model_sha256)
     h2 = dknn.DkNN(model, 'all', k=4, scoring='conformal').load(
-        path, nets.run_path(setup, 'model_path'))
+        path, run.model_sha256)
     numpy.testing.assert_array_equal(h.calib_scores, h2.calib_scores)
     a, _ = h.predict_dataset(splits.test)
     b, _ = h2.predict_dataset(splits.test)
     numpy.testing.assert_array_equal(a.scores, b.scores)
-    other = tmp_path / 'other.npz'
-    other.write_bytes(b'not the model')
     with pytest.raises(dknn.DkNNError, match='another model'):
-        dknn.DkNN(model, 'all', k=4).load(path, str(other))
+        dknn.DkNN(model, 'all', k=4).load(path, '0' * 64)
+    # a foreign archive (the model itself) and a truncated one
+    with pytest.raises(dknn.DkNNError, match='not a DkNN index.*--rebuild'):
+        dknn.DkNN(model, 'all', k=4).load(run.model_path, run.model_sha256)
+    with open(path, 'rb') as f:
+        head = f.read(200)
+    with open(path, 'wb') as f:
+        f.write(head)
+    with pytest.raises(UserError, match='index.npz: not a valid .npz.*'
+                                        '--rebuild'):
+        dknn.DkNN(model, 'all', k=4).load(path, run.model_sha256)
 
 
 def fails(argv, match):
@@ -169,14 +178,14 @@ def fails(argv, match):
         run_dknn.main(argv)
 
 
-def test_run_dknn_bad_input(tiny_run, tmp_path):
-    fails(['--model-setup', tiny_run, '--k', '100000', '--rebuild'],
+def test_run_dknn_bad_input(run_copy, tmp_path):
+    fails(['--model-setup', run_copy, '--k', '100000', '--rebuild'],
           'error: k=100000 is larger than')
-    fails(['--model-setup', tiny_run, '--layers', 'lstm9'],
+    fails(['--model-setup', run_copy, '--layers', 'lstm9'],
           'error: unknown layer lstm9')
     fails(['--model-setup', str(tmp_path / 'args.json')], 'no such file')
-    setup = json.load(open(tiny_run))
+    setup = json.load(open(run_copy))
     setup['model_path'] = 'gone.npz'
-    bad = tmp_path / 'args.json'
-    bad.write_text(json.dumps(setup))
-    fails(['--model-setup', str(bad)], 'gone.npz: missing')
+    with open(run_copy, 'w') as f:
+        json.dump(setup, f)
+    fails(['--model-setup', run_copy], 'gone.npz: missing')

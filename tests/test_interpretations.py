@@ -1,32 +1,27 @@
 import json
 import os
-import shutil
 
 import chainer
 import numpy
 import pytest
 
 import dknn
+import faithfulness
 import interpretations as interp
 import nets
-import text_datasets
+import render
+import runs
+from metrics import softmax
 
 
 @pytest.fixture
-def run(tiny_run, tmp_path):
-    """A private copy of the tiny trained run (tests write into it)."""
-    folder = tmp_path / 'run'
-    folder.mkdir()
-    for name in ('args.json', 'best_model.npz', 'vocab.json', 'calib.json'):
-        shutil.copy(os.path.join(os.path.dirname(tiny_run), name),
-                    str(folder / name))
-    return str(folder / 'args.json')
+def run(run_copy):
+    return run_copy
 
 
 def explainer_for(setup_path, **kw):
-    model, setup, vocab = nets.load_model(setup_path)
-    splits = text_datasets.splits_for_setup(setup, vocab)
-    return interp.Explainer(model, setup, splits, k=5, **kw), splits
+    r = runs.load(setup_path)
+    return interp.Explainer(r.model, r, k=5, **kw), r.splits
 
 
 def write_temperature(setup_path, T=2.0):
@@ -70,7 +65,7 @@ def test_calibrated_uses_the_temperature(run):
     x = splits.test[1][0]
     logits = ex.logits([x])
     numpy.testing.assert_allclose(ex.class_scores([x], 'calibrated'),
-                                  dknn.softmax(logits / 3.0), rtol=1e-6)
+                                  softmax(logits / 3.0), rtol=1e-6)
 
 
 def test_gradient_matches_finite_difference():
@@ -79,7 +74,7 @@ def test_gradient_matches_finite_difference():
     numpy.random.seed(3)
     with chainer.using_config('dtype', numpy.float64):
         model = nets.build_model(setup)
-    ex = interp.Explainer(model, None, None)
+    ex = interp.Explainer(model)
     xs = [numpy.array([2, 5, 7, 3, 0], numpy.int32),
           numpy.array([4, 0], numpy.int32)]
     atts = interp.explain(ex, xs, 'grad')
@@ -117,7 +112,7 @@ def test_pair_leave_one_out_equals_manual_deletion():
     prem = numpy.array([2, 3, 4, 0], numpy.int32)
     hyp = numpy.array([5, 6, 0], numpy.int32)
     for field, n in (('hypothesis', 2), ('premise', 3), ('both', 5)):
-        ex = interp.Explainer(model, None, None, field=field)
+        ex = interp.Explainer(model, field=field)
         att, = interp.explain(ex, [(prem, hyp)], 'softmax')
         assert len(att.importance) == n
         full = ex.class_scores([(prem, hyp)], 'softmax')[0]
@@ -136,7 +131,9 @@ def test_faithfulness_deletion_matches_manual(run):
     ex, splits = explainer_for(run)
     xs = [x for x, _ in splits.test[:5]]
     atts = interp.explain(ex, xs, 'softmax')
-    f = interp.faithfulness(ex, xs, atts, k_max=2, fractions=(0.5,))
+    f = faithfulness.summary(lambda inputs: ex.class_scores(inputs,
+                                                            'softmax'),
+                             xs, atts, k_max=2, fractions=(0.5,))
     drops = []
     for x, a in zip(xs, atts):
         full = ex.class_scores([x], 'softmax')[0]
@@ -150,11 +147,11 @@ def test_faithfulness_deletion_matches_manual(run):
 
 def test_colour_values_follow_the_original_convention():
     imp = numpy.array([0.3, -0.1, 0.1, 0.0])
-    pos = interp.colour_values(imp, prediction=1, n_class=2, pair=False)
+    pos = render.colour_values(imp, prediction=1, n_class=2, pair=False)
     numpy.testing.assert_allclose(pos, [0.875, 0.0, 0.625, 0.5], atol=1e-5)
-    neg = interp.colour_values(imp, prediction=0, n_class=2, pair=False)
+    neg = render.colour_values(imp, prediction=0, n_class=2, pair=False)
     numpy.testing.assert_allclose(neg, 1 - pos, atol=1e-5)
-    pair = interp.colour_values(imp, prediction=0, n_class=3, pair=True)
+    pair = render.colour_values(imp, prediction=0, n_class=3, pair=True)
     numpy.testing.assert_allclose(pair, pos, atol=1e-5)
 
 
@@ -163,7 +160,7 @@ def test_html_escapes_every_token():
     rec = {'index': 0, 'label': 1, 'parts': [['<script>', 'a&b', '<unk>']],
            'explained': [0], 'results': {'softmax': att},
            'neighbours': [('x <b>y</b>', 0)]}
-    page = interp.html_page('t <i>', [rec], ['softmax'], ['neg', 'pos'],
+    page = render.html_page('t <i>', [rec], ['softmax'], ['neg', 'pos'],
                             False, 'hypothesis')
     assert '<script>' not in page and '&lt;script&gt;' in page
     assert 'a&amp;b' in page and '&lt;unk&gt;' in page
@@ -192,9 +189,9 @@ def test_main_writes_html_png_json(run):
 
 
 def test_main_bad_input(run):
-    with pytest.raises(SystemExit, match='out of range.*0..15'):
+    with pytest.raises(SystemExit, match='--index 16 is out of range.*0..15'):
         interp.main(['--model-setup', run, '--index', '16'])
-    with pytest.raises(SystemExit, match='temperature.json: missing.*scaling.py'):
+    with pytest.raises(SystemExit, match='temperature.json: no such file.*scaling.py'):
         interp.main(['--model-setup', run, '--interp_method', 'calibrated'])
     with pytest.raises(SystemExit, match='unknown --interp_method lime'):
         interp.main(['--model-setup', run, '--interp_method', 'lime'])

@@ -1,7 +1,3 @@
-import json
-import os
-import shutil
-
 import chainer
 import numpy
 import pytest
@@ -102,24 +98,3 @@ def test_embedding_gradient_equals_finite_difference(model):
             fd = (loss_of(clf, xs[i], ys[i], plus) -
                   loss_of(clf, xs[i], ys[i], minus)) / (2 * eps)
             assert grads[i][t, k] == pytest.approx(fd, rel=1e-4, abs=1e-8)
-
-
-def test_load_model_round_trip_and_mismatch(tiny_run, tmp_path):
-    model, setup, vocab = nets.load_model(tiny_run)
-    assert setup['model'] == 'cnn' and vocab['<eos>'] == 0
-    assert model.encoder.embed.W.shape == (len(vocab), setup['n_embed'])
-    # the folder can be moved: paths in args.json are relative
-    moved = tmp_path / 'moved'
-    shutil.copytree(os.path.dirname(tiny_run), str(moved))
-    nets.load_model(str(moved / 'args.json'))
-    # a model file that does not match args.json
-    setup_bad = json.loads((moved / 'args.json').read_text())
-    setup_bad['unit'] = 30
-    (moved / 'args.json').write_text(json.dumps(setup_bad))
-    with pytest.raises(nets.ModelSetupError, match='does not match'):
-        nets.load_model(str(moved / 'args.json'))
-    (moved / 'best_model.npz').unlink()
-    with pytest.raises(nets.ModelSetupError, match='missing'):
-        nets.load_model(str(moved / 'args.json'))
-    with pytest.raises(nets.ModelSetupError, match='no such file'):
-        nets.load_model(str(tmp_path / 'nothing' / 'args.json'))

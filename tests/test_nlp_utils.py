@@ -56,7 +56,8 @@ def test_vectors_glove_and_word2vec_formats(tmp_path, header, gz):
     body = 'good 1 2 3\nzebra 0 0 0\nbad -1 -2 -3\n'
     text = ('3 3\n' if header else '') + body
     path = write(tmp_path / ('v.txt.gz' if gz else 'v.txt'), text, gz)
-    matrix, covered = nlp_utils.load_word_vectors(path, VOCAB)
+    vectors = nlp_utils.load_word_vectors(path, VOCAB)
+    matrix, covered = vectors.matrix, vectors.covered
     assert matrix.shape == (5, 3) and matrix.dtype == numpy.float32
     assert matrix[2].tolist() == [1, 2, 3] and matrix[3].tolist() == [-1, -2, -3]
     assert covered.tolist() == [False, False, True, True, False]
@@ -75,7 +76,34 @@ def test_vectors_corrupt_line_reports_line_number(tmp_path):
 def test_vectors_real_glove(real_data):
     path = os.path.join(real_data, 'glove', 'glove.6B.50d.shared-vocab.txt.gz')
     vocab = {'<eos>': 0, '<unk>': 1, 'the': 2, 'qwxzvbn': 3}
-    matrix, covered = nlp_utils.load_word_vectors(path, vocab)
-    assert matrix.shape == (4, 50)
+    vectors = nlp_utils.load_word_vectors(path, vocab)
+    matrix, covered = vectors.matrix, vectors.covered
+    assert matrix.shape == (4, 50) and vectors.duplicates == []
     assert covered.tolist() == [False, False, True, False]
     numpy.testing.assert_allclose(matrix[2, :3], [0.418, 0.24968, -0.41242])
+
+
+def test_vectors_nan_duplicates_and_broken_files(tmp_path):
+    path = write(tmp_path / 'v.txt', 'good 1 2 3\nbad nan 0 1\n')
+    with pytest.raises(nlp_utils.VectorsFormatError,
+                       match=r"v.txt:2: the vector of 'bad' holds nan"):
+        nlp_utils.load_word_vectors(path, VOCAB)
+    path = write(tmp_path / 'd.txt', 'good 1 2 3\nplot 0 0 0\ngood 9 9 9\n')
+    vectors = nlp_utils.load_word_vectors(path, VOCAB)
+    assert vectors.matrix[2].tolist() == [1, 2, 3]   # the first is kept
+    assert vectors.duplicates == [('good', 1, 3)]
+    fake = tmp_path / 'fake.txt.gz'
+    fake.write_text('good 1 2 3\n')                   # not gzip at all
+    with pytest.raises(nlp_utils.VectorsFormatError, match='fake.txt.gz: '
+                                                           'unreadable'):
+        nlp_utils.load_word_vectors(str(fake), VOCAB)
+    full = write(tmp_path / 'full.txt.gz', 'good 1 2 3\n' * 2000, gz=True)
+    cut = tmp_path / 'cut.txt.gz'
+    cut.write_bytes(open(full, 'rb').read()[:60])   # a truncated download
+    with pytest.raises(nlp_utils.VectorsFormatError, match='cut.txt.gz: '
+                                                           'unreadable'):
+        nlp_utils.load_word_vectors(str(cut), VOCAB)
+    for missing in (str(tmp_path / 'nope.txt'), str(tmp_path)):
+        with pytest.raises(nlp_utils.VectorsFormatError,
+                           match='no such file|is a folder'):
+            nlp_utils.load_word_vectors(missing, VOCAB)

@@ -8,9 +8,9 @@ import pytest
 import chainer
 
 import nets
-import nlp_utils
+import runs
 import scaling
-import text_datasets
+from cli import UserError
 
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 
@@ -81,7 +81,7 @@ def test_ece_near_zero_when_calibrated_and_large_when_not():
 @pytest.mark.parametrize('conf, correct', [
     ([], []), ([0.5, 1.2], [1, 0]), ([numpy.nan], [1]), ([0.5], [1, 0])])
 def test_ece_rejects_bad_scores(conf, correct):
-    with pytest.raises(nlp_utils.UserError):
+    with pytest.raises(UserError):
         scaling.expected_calibration_error(conf, correct)
 
 
@@ -130,17 +130,16 @@ LOGITS = numpy.array([[2., 1., 0.], [0., 1., 3.], [1., 2., 0.], [0., 0., 1.]])
     (LOGITS, numpy.array([2, 0, 2, 0]), 'no better than the uniform'),
 ])
 def test_fit_refuses_bad_calibration_sets(logits, labels, match):
-    with pytest.raises(nlp_utils.UserError, match=match):
+    with pytest.raises(UserError, match=match):
         scaling.fit_temperature(logits, labels)
 
 
 # ------------------------------------------------------------------ the link
 
 def test_temperature_scaling_link_divides_the_logits(tiny_run):
-    model, setup, vocab = nets.load_model(tiny_run)
-    splits = text_datasets.get_dataset(setup['dataset'], setup['data_dir'],
-                                       n_calib=setup['n_calib'], vocab=vocab)
-    xs = [x for x, _ in splits.test[:5]]
+    run = runs.load(tiny_run)
+    model = run.model
+    xs = [x for x, _ in run.splits.test[:5]]
     scaled = scaling.TemperatureScaling(model, 2.5)
     assert scaled.temperature == pytest.approx(2.5)
     with chainer.using_config('train', False):
@@ -157,24 +156,16 @@ def test_temperature_scaling_link_divides_the_logits(tiny_run):
         chainer.functions.sum(scaled.logits(xs) ** 2).backward()
     assert scaled.log_temperature.grad is not None
     for bad in (0., -1., float('nan'), float('inf')):
-        with pytest.raises(nlp_utils.UserError, match='positive and finite'):
+        with pytest.raises(UserError, match='positive and finite'):
             scaling.TemperatureScaling(model, bad)
 
 
 # ------------------------------------------------------------------- script
 
 @pytest.fixture
-def run_copy(tiny_run, tmp_path):
-    """A private copy of the tiny run's training outputs only: tests write
-    into it, and other tests' outputs (DkNN files) in the shared run do not
-    leak in."""
-    folder = tmp_path / 'run'
-    folder.mkdir()
-    setup = nets.read_setup(tiny_run)
-    for name in ('args.json', setup['model_path'], setup['vocab_path'],
-                 setup['calib_path']):
-        shutil.copy(os.path.join(setup['run_dir'], name), str(folder / name))
-    return folder
+def run_folder(run_copy):
+    import pathlib
+    return pathlib.Path(run_copy).parent
 
 
 def main_on(run, *extra):
@@ -189,9 +180,9 @@ def read_png(path):
     return matplotlib.image.imread(str(path))
 
 
-def test_main_writes_temperature_and_reliability(run_copy, capsys):
-    results = main_on(run_copy)
-    saved = json.loads((run_copy / scaling.TEMPERATURE_FILE).read_text())
+def test_main_writes_temperature_and_reliability(run_folder, capsys):
+    results = main_on(run_folder)
+    saved = json.loads((run_folder / scaling.TEMPERATURE_FILE).read_text())
     assert saved == results
     T = saved['temperature']
     assert numpy.isfinite(T) and T > 0
@@ -204,37 +195,36 @@ def test_main_writes_temperature_and_reliability(run_copy, capsys):
         assert 0 <= r['ece_before'] <= 1 and 0 <= r['accuracy'] <= 1
     # T minimises NLL on the calibration set, so it can only lower it there
     assert saved['calib']['nll_after'] <= saved['calib']['nll_before']
-    setup = nets.read_setup(str(run_copy / 'args.json'))
-    assert scaling.load_temperature(setup) == T
+    assert runs.read_temperature(str(run_folder)) == T
     # the numbers match the model's own predictions
-    model, _, vocab = nets.load_model(str(run_copy / 'args.json'))
-    splits = scaling.load_splits(setup, vocab)
-    logits, _, labels = nets.predict_dataset(model, splits.test, None)
+    run = runs.load(str(run_folder / 'args.json'))
+    logits, _, labels = nets.predict_dataset(run.model, run.splits.test,
+                                             None)
     assert saved['test']['nll_after'] == pytest.approx(
         scaling.nll(logits, labels, T))
-    image = read_png(run_copy / scaling.RELIABILITY_FILE)
+    image = read_png(run_folder / scaling.RELIABILITY_FILE)
     assert image.shape[1] > 1.5 * image.shape[0]  # two panels side by side
     assert results['panels'][0].startswith('softmax')
     assert len(results['panels']) == 2
     out = capsys.readouterr().out
     assert 'DkNN credibility panel is left out' in out
     assert 'ECE before' in out
-    assert not [p for p in os.listdir(str(run_copy)) if p.startswith('.')]
+    assert not [p for p in os.listdir(str(run_folder)) if p.startswith('.')]
 
 
-def test_dknn_credibility_adds_a_third_panel(run_copy, tmp_path):
+def test_dknn_credibility_adds_a_third_panel(run_folder, tmp_path):
     rng = numpy.random.RandomState(0)
-    numpy.savez(str(run_copy / scaling.DKNN_CREDIBILITY_FILE),
+    numpy.savez(str(run_folder / scaling.DKNN_CREDIBILITY_FILE),
                 credibility=rng.uniform(0, 1, 16),
                 correct=rng.rand(16) < 0.5)
-    results = main_on(run_copy)
+    results = main_on(run_folder)
     assert results['panels'][2].startswith('DkNN credibility')
-    wide = read_png(run_copy / scaling.RELIABILITY_FILE)
+    wide = read_png(run_folder / scaling.RELIABILITY_FILE)
     assert wide.shape[1] > 2.5 * wide.shape[0]
     conf = rng.uniform(0, 1, 30)
     fig = scaling.plot_reliability(
         [('a', conf, conf > .5), ('b', conf, conf > .3),
-         ('c', conf, conf > .1)], str(tmp_path / 'three.png'))
+         ('c', conf, conf > .1)])
     assert len(fig.axes) == 3
     assert 'ECE = ' in fig.axes[2].get_title()
 
@@ -247,31 +237,28 @@ def fails_cleanly(run, match):
     assert not (run / scaling.RELIABILITY_FILE).exists()
 
 
-def test_calibration_set_changed_since_training(run_copy):
-    calib = json.loads((run_copy / 'calib.json').read_text())
-    (run_copy / 'calib.json').write_text(json.dumps(calib[1:] + [999]))
-    fails_cleanly(run_copy, 'data changed since training')
-    (run_copy / 'calib.json').unlink()
-    fails_cleanly(run_copy, 'calib.json: missing')
+def test_calibration_set_changed_since_training(run_folder):
+    calib = json.loads((run_folder / 'calib.json').read_text())
+    other = min(set(range(len(calib) + 1)) - set(calib))
+    (run_folder / 'calib.json').write_text(json.dumps(sorted(calib[1:] + [
+        other])))
+    fails_cleanly(run_folder, 'data changed since training')
+    (run_folder / 'calib.json').unlink()
+    fails_cleanly(run_folder, 'calib.json: no such file')
 
 
-def test_empty_calibration_set(run_copy):
-    setup = json.loads((run_copy / 'args.json').read_text())
+def test_empty_calibration_set(run_folder):
+    setup = json.loads((run_folder / 'args.json').read_text())
     setup['n_calib'] = 0
-    (run_copy / 'args.json').write_text(json.dumps(setup))
-    (run_copy / 'calib.json').write_text('[]')
-    fails_cleanly(run_copy, 'calibration set is empty')
+    (run_folder / 'args.json').write_text(json.dumps(setup))
+    (run_folder / 'calib.json').write_text('[]')
+    fails_cleanly(run_folder, 'calibration set is empty')
 
 
-def test_bad_flags_and_missing_files(run_copy, tmp_path):
-    with pytest.raises(SystemExit, match='error: --n-bins must be at least'):
-        main_on(run_copy, '--n-bins', '0')
+def test_bad_flags_and_missing_files(run_folder, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main_on(run_folder, '--n-bins', '0')
+    assert 'argument --n-bins: must be at least 1, got 0' in \
+        capsys.readouterr().err
     with pytest.raises(SystemExit, match='error: .*no such file'):
         scaling.main(['--model-setup', str(tmp_path / 'nope' / 'args.json')])
-    setup = nets.read_setup(str(run_copy / 'args.json'))
-    with pytest.raises(nlp_utils.UserError,
-                       match=r'python scaling.py --model-setup .*args.json'):
-        scaling.load_temperature(setup)
-    (run_copy / scaling.TEMPERATURE_FILE).write_text('{"temperature": -1}')
-    with pytest.raises(nlp_utils.UserError, match='positive and finite'):
-        scaling.load_temperature(setup)

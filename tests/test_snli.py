@@ -9,6 +9,7 @@ from conftest import real_data_dir
 
 import interpretations
 import nets
+import runs
 import run_dknn
 import text_datasets
 import train_text_classifier
@@ -67,8 +68,8 @@ def test_snli_pair_model_dknn_and_interpretations(snli_dir, tmp_path):
          '--data-dir', snli_dir, '--out', str(out)])
     assert results['n_train'] == 100 and results['n_test'] == 30
     setup_path = str(out / 'snli_bow' / 'args.json')
-    model, setup, _ = nets.load_model(setup_path)
-    assert setup['pair'] and model.layer_names == ['features', 'mlp1']
+    run = runs.load(setup_path)
+    assert run.pair and run.model.layer_names == ['features', 'mlp1']
     r = run_dknn.main(['--model-setup', setup_path, '--k', '5', '--layers',
                        'all'])
     assert r['layers'] == ['features', 'mlp1'] and r['n_test'] == 30

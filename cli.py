@@ -1,0 +1,169 @@
+"""What every script shares: one-line errors, checked flags and devices.
+
+A script's ``main(argv=None)`` is wrapped by :func:`script`. The project's
+own errors (:class:`UserError`) and the OS and format errors a user can
+cause (a missing file, a folder where a file was expected, a corrupt
+archive, a full disk, a read-only folder) end as one line
+``error: ...`` on stderr and a non-zero exit. Anything else is a bug and
+keeps its traceback. Flags are checked for their range while parsing
+(:func:`int_at_least`, :func:`float_in`), so a bad value stops the script
+before it reads or writes anything.
+"""
+import argparse
+import contextlib
+import errno
+import functools
+import signal
+import threading
+import zipfile
+import zlib
+
+import chainer
+
+
+class UserError(Exception):
+    """Bad input a user can fix; scripts print it as one line, no traceback.
+    """
+
+
+# What to do about an OS error, by errno.
+_OS_HINTS = {
+    errno.ENOSPC: 'no space left on the device; free some space and run '
+                  'again (nothing was changed)',
+    errno.EDQUOT: 'disk quota exceeded; free some space and run again '
+                  '(nothing was changed)',
+    errno.EACCES: 'permission denied; make the folder writable or pass '
+                  'another one',
+    errno.EPERM: 'operation not permitted; make the folder writable or pass '
+                 'another one',
+    errno.EROFS: 'the file system is read-only; write elsewhere',
+    errno.ENOENT: 'no such file or folder',
+    errno.EISDIR: 'is a folder, but a file was expected',
+    errno.ENOTDIR: 'is a file, but a folder was expected',
+}
+
+
+def describe(exc):
+    """One line for an error a user can cause, or None for a bug."""
+    if isinstance(exc, UserError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.errno in _OS_HINTS:
+        where = exc.filename if exc.filename is not None else 'a file'
+        return '{}: {}'.format(where, _OS_HINTS[exc.errno])
+    if isinstance(exc, OSError):
+        return '{}: {}'.format(exc.filename or 'a file',
+                               exc.strerror or exc)
+    if isinstance(exc, (zipfile.BadZipFile, EOFError, zlib.error)):
+        return 'a file is corrupt or truncated ({}: {})'.format(
+            type(exc).__name__, exc)
+    if isinstance(exc, MemoryError):
+        return 'out of memory; lower --batchsize or use a smaller data set'
+    if isinstance(exc, KeyboardInterrupt):
+        return 'interrupted; nothing was changed'
+    return None
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit():
+    """Turn SIGTERM into SystemExit while a script runs, so a killed run
+    still removes its temporary files."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise SystemExit('error: stopped by signal {}; nothing was '
+                         'changed'.format(signum))
+    old = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def script(main):
+    """Decorate a script's ``main(argv=None)``: user errors become one
+    ``error: ...`` line (``SystemExit`` with a message, exit status 1)."""
+    @functools.wraps(main)
+    def wrapped(argv=None):
+        with _sigterm_as_exit():
+            try:
+                return main(argv)
+            except (Exception, KeyboardInterrupt) as e:
+                line = describe(e)
+                if line is None:
+                    raise
+                raise SystemExit('error: ' + line) from None
+    return wrapped
+
+
+# ------------------------------------------------------------- flag types
+
+def int_at_least(low):
+    """argparse type: an int >= ``low``."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                'expected an integer, got {!r}'.format(text)) from None
+        if value < low:
+            raise argparse.ArgumentTypeError(
+                'must be at least {}, got {}'.format(low, value))
+        return value
+    return parse
+
+
+def float_in(low, high, low_open=False, high_open=False):
+    """argparse type: a finite float in an interval, e.g. [0, 1)."""
+    interval = '{}{}, {}{}'.format('(' if low_open else '[', low, high,
+                                   ')' if high_open else ']')
+
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                'expected a number, got {!r}'.format(text)) from None
+        if not (low < value if low_open else low <= value) or \
+                not (value < high if high_open else value <= high):
+            raise argparse.ArgumentTypeError(
+                'must be in {}, got {}'.format(interval, text))
+        return value
+    return parse
+
+
+def parser(doc):
+    """An ArgumentParser described by the first line of a docstring."""
+    return argparse.ArgumentParser(
+        description=doc.strip().split('\n')[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+
+# ---------------------------------------------------------------- devices
+
+def add_device_args(p):
+    """``--device`` (Chainer specifier) and ``--gpu`` (the original's alias).
+    """
+    p.add_argument('--device', default='@numpy',
+                   help='Chainer device: @numpy (CPU, also -1), '
+                        '@cupy:0 or 0 (GPU 0), @intel64')
+    p.add_argument('--gpu', '-g', type=int, default=None,
+                   help='deprecated alias: GPU id, negative for CPU')
+
+
+def device_from_args(args):
+    """The Chainer device named by ``--device`` / ``--gpu``, made current."""
+    spec = args.device
+    if args.gpu is not None:
+        spec = '@cupy:{}'.format(args.gpu) if args.gpu >= 0 else '@numpy'
+    if isinstance(spec, str) and spec.lstrip('-').isdigit():
+        spec = int(spec)
+    if isinstance(spec, int) and spec < 0:
+        spec = '@numpy'
+    try:
+        device = chainer.get_device(spec)
+        device.use()
+    except Exception as e:
+        raise UserError('cannot use device {!r}: {}'.format(spec, e))
+    return device

@@ -1,0 +1,308 @@
+"""Files written whole and read safely.
+
+A result folder may come from a stranger, and a run may be killed or hit a
+full disk at any moment. So:
+
+* every file is written to a hidden temporary file beside it and renamed
+  into place (:func:`save_atomic`); a command's files are committed
+  together, all new or all old (:class:`OutputSet`);
+* a killed run's temporary files are removed by the next run
+  (:func:`clean_leftovers`);
+* one command at a time writes a folder (:class:`FolderLock`);
+* ``.npz`` archives are read with ``allow_pickle=False`` and only numeric
+  or string arrays are accepted (:func:`load_npz`), and a path named in a
+  file must stay inside its folder (:func:`inside`).
+"""
+import errno
+import fcntl
+import json
+import os
+import re
+import shutil
+import tempfile
+import zipfile
+import zlib
+
+import numpy
+
+from cli import UserError
+
+TMP_TAG = '.tmp-'
+# ".NAME.tmp-XXXXXXXX" (this module) or ".NAME.XXXXXXXX" (earlier versions)
+_LEFTOVER = re.compile(r'^\.(?P<name>.+?)\.(tmp-)?[A-Za-z0-9_]{8}$')
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def temp_path(final_path, folder=False):
+    """A hidden temporary file (or folder) beside ``final_path``, with the
+    usual permissions (mkstemp's are private)."""
+    parent = os.path.dirname(os.path.abspath(final_path))
+    prefix = '.' + os.path.basename(final_path) + TMP_TAG
+    if folder:
+        path = tempfile.mkdtemp(prefix=prefix, dir=parent)
+        os.chmod(path, 0o777 & ~_umask())
+        return path
+    fd, path = tempfile.mkstemp(prefix=prefix, dir=parent)
+    os.close(fd)
+    os.chmod(path, 0o666 & ~_umask())
+    return path
+
+
+def _remove(path):
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        os.unlink(path)
+
+
+def save_atomic(path, write, mode='wb'):
+    """Write a file through ``write(fileobj)`` into a temporary file beside
+    it, then rename: an interrupted run leaves no half-written file."""
+    tmp = temp_path(path)
+    try:
+        with open(tmp, mode) as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def save_json(path, obj):
+    """Atomically write ``obj`` as indented JSON."""
+    save_atomic(path, lambda f: json.dump(obj, f, indent=2), mode='w')
+
+
+def clean_leftovers(folder, names=None):
+    """Remove temporary files and folders that a killed run left in
+    ``folder``: every ``.NAME.tmp-XXXXXXXX``, or, given ``names``, only
+    those of these final names (also in the ``.NAME.XXXXXXXX`` form of
+    earlier versions). Call it holding the folder's lock."""
+    try:
+        entries = os.listdir(folder)
+    except FileNotFoundError:
+        return []
+    removed = []
+    for entry in entries:
+        m = _LEFTOVER.match(entry)
+        if m and (m.group('name') in names if names is not None
+                  else m.group(2) is not None):
+            _remove(os.path.join(folder, entry))
+            removed.append(entry)
+    return removed
+
+
+class OutputSet:
+    """Several files of one command, committed as one unit.
+
+    ``write`` renders a file into a hidden temporary file at once (a
+    renderer error or a full disk stops the command there, before anything
+    is replaced); ``discard`` marks an older output that the new set does
+    not include. On leaving the ``with`` block without an error every file
+    is renamed into place; if a rename fails the files already replaced are
+    restored, so the folder holds the old set or the new set, never a mix.
+
+    Example::
+
+        with OutputSet(run_dir) as out:
+            out.write('results.json', lambda f: json.dump(r, f), 'w')
+            out.write('figure.png', fig.savefig)
+    """
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.pending = {}     # final name -> temporary path
+        self.discarded = []
+
+    def write(self, name, write, mode='wb'):
+        tmp = temp_path(os.path.join(self.folder, name))
+        self.pending[name] = tmp
+        with open(tmp, mode) as f:
+            write(f)
+        return os.path.join(self.folder, name)
+
+    def write_json(self, name, obj):
+        return self.write(name, lambda f: json.dump(obj, f, indent=2), 'w')
+
+    def discard(self, name):
+        if name not in self.pending:
+            self.discarded.append(name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is None:
+                self._commit()
+        finally:
+            for tmp in self.pending.values():
+                _remove(tmp)
+        return False
+
+    def _commit(self):
+        backups = []   # (final path, backup path or None)
+        try:
+            for name in list(self.pending) + self.discarded:
+                final = os.path.join(self.folder, name)
+                backup = None
+                if os.path.lexists(final):
+                    backup = temp_path(final)
+                    os.replace(final, backup)
+                backups.append((final, backup))
+                if name in self.pending:
+                    os.replace(self.pending[name], final)
+        except BaseException:
+            for final, backup in reversed(backups):
+                if backup is not None:
+                    os.replace(backup, final)
+                elif os.path.lexists(final):
+                    os.unlink(final)
+            raise
+        for _, backup in backups:
+            if backup is not None:
+                _remove(backup)
+
+
+def writable(folder):
+    """True when ``folder`` may be written: the OS allows it and, so that
+    ``chmod a-w`` is honoured even for root, some write bit is set."""
+    try:
+        mode = os.stat(folder).st_mode
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK) and bool(mode & 0o222)
+
+
+def require_writable(folder, what='the result folder'):
+    if not os.path.isdir(folder):
+        raise UserError('{}: {} is not a folder'.format(folder, what))
+    if not writable(folder):
+        raise UserError('{}: {} is read-only; make it writable (chmod u+w) '
+                        'or copy the run elsewhere'.format(folder, what))
+
+
+class FolderLock:
+    """One writer at a time: an exclusive ``flock`` on a hidden lock file
+    (the OS drops it if the process dies). A second command gets a
+    :class:`UserError` at once, naming the process that holds the lock.
+    The lock file is removed on release.
+
+    Args:
+        path (str): the lock file, e.g. ``RUN/.lock``.
+        what (str): the folder it guards, for the message.
+    """
+
+    def __init__(self, path, what):
+        self.path, self.what, self.fd = path, what, None
+
+    def __enter__(self):
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                holder = os.read(fd, 64).decode('ascii', 'replace').strip()
+                os.close(fd)
+                if e.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                raise UserError(
+                    '{} is being written by another command (process {}); '
+                    'wait for it to finish, or write elsewhere'.format(
+                        self.what, holder or '?')) from None
+            # the holder before us may have removed the file meanwhile
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        os.close(self.fd)
+        self.fd = None
+        return False
+
+
+# ------------------------------------------------------------------ reading
+
+def inside(folder, relpath, what):
+    """``folder/relpath``, refusing a path that leaves ``folder``: an
+    absolute path, ``..``, or a symbolic link pointing outside."""
+    if not isinstance(relpath, str) or not relpath or \
+            os.path.isabs(relpath) or '..' in re.split(r'[\\/]', relpath):
+        raise UserError('{}: {} must be a file name inside {}, got {!r}'
+                        .format(what, relpath if isinstance(relpath, str)
+                                else 'the path', folder, relpath))
+    path = os.path.join(folder, relpath)
+    real, root = os.path.realpath(path), os.path.realpath(folder)
+    if os.path.commonpath([real, root]) != root:
+        raise UserError('{}: {} is a link to {}, outside the run folder {}; '
+                        'refusing to read it'.format(what, path, real, folder))
+    return path
+
+
+_NUMERIC_KINDS = 'biufU'  # bool, ints, floats, unicode stamps
+
+
+def load_npz(path, fix):
+    """Every array of an ``.npz``, read with ``allow_pickle=False``.
+
+    Args:
+        path (str): the archive.
+        fix (str): what the user should do if it is unreadable.
+
+    Returns:
+        dict: name -> array (only bool, int, float or unicode arrays).
+
+    Raises:
+        UserError: naming the file, for a missing file, a file that is not a
+            zip archive, a truncated one, a pickle or an object array.
+    """
+    if not os.path.isfile(path):
+        raise UserError('{}: missing; {}'.format(path, fix))
+    try:
+        archive = numpy.load(path, allow_pickle=False)
+        if not isinstance(archive, numpy.lib.npyio.NpzFile):
+            raise UserError('{}: a single .npy array, not an .npz archive; {}'
+                            .format(path, fix))
+        with archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error,
+            KeyError) as e:
+        raise UserError('{}: not a valid .npz archive ({}); {}'.format(
+            path, str(e).split('\n')[0][:120], fix)) from None
+    bad = [n for n, a in arrays.items() if a.dtype.kind not in _NUMERIC_KINDS]
+    if bad:
+        raise UserError('{}: array {!r} has dtype {}, not numbers; {}'.format(
+            path, bad[0], arrays[bad[0]].dtype, fix))
+    return arrays
+
+
+def read_json(path, fix):
+    """A JSON file's content; a missing, unreadable or invalid file gets one
+    :class:`UserError` naming it and ``fix``."""
+    if not os.path.isfile(path):
+        raise UserError('{}: {}; {}'.format(
+            path, 'is a folder' if os.path.isdir(path) else 'no such file',
+            fix))
+    try:
+        with open(path, encoding='utf-8') as f:
+            return json.load(f)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UserError('{}: not valid JSON ({}); {}'.format(
+            path, str(e)[:120], fix)) from None
