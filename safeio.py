@@ -13,6 +13,7 @@ full disk at any moment. So:
   or string arrays are accepted (:func:`load_npz`), and a path named in a
   file must stay inside its folder (:func:`inside`).
 """
+import contextlib
 import errno
 import fcntl
 import json
@@ -60,13 +61,25 @@ def _remove(path):
         os.unlink(path)
 
 
+@contextlib.contextmanager
+def _naming(final):
+    """Report an OS error on a temporary file under its final name."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None or TMP_TAG in str(e.filename):
+            e.filename = final
+        raise
+
+
 def save_atomic(path, write, mode='wb'):
     """Write a file through ``write(fileobj)`` into a temporary file beside
     it, then rename: an interrupted run leaves no half-written file."""
     tmp = temp_path(path)
     try:
-        with open(tmp, mode) as f:
-            write(f)
+        with _naming(path):
+            with open(tmp, mode) as f:
+                write(f)
         os.replace(tmp, path)
     except BaseException:
         _remove(tmp)
@@ -120,11 +133,13 @@ class OutputSet:
         self.discarded = []
 
     def write(self, name, write, mode='wb'):
-        tmp = temp_path(os.path.join(self.folder, name))
+        final = os.path.join(self.folder, name)
+        tmp = temp_path(final)
         self.pending[name] = tmp
-        with open(tmp, mode) as f:
-            write(f)
-        return os.path.join(self.folder, name)
+        with _naming(final):
+            with open(tmp, mode) as f:
+                write(f)
+        return final
 
     def write_json(self, name, obj):
         return self.write(name, lambda f: json.dump(obj, f, indent=2), 'w')
@@ -274,7 +289,8 @@ def load_npz(path, fix):
             zip archive, a truncated one, a pickle or an object array.
     """
     if not os.path.isfile(path):
-        raise UserError('{}: missing; {}'.format(path, fix))
+        raise UserError('{}: {}; {}'.format(
+            path, 'is a folder' if os.path.isdir(path) else 'missing', fix))
     try:
         archive = numpy.load(path, allow_pickle=False)
         if not isinstance(archive, numpy.lib.npyio.NpzFile):

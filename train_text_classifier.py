@@ -199,8 +199,10 @@ def train(args, device, final_dir):
             'n_train': len(splits.train), 'n_val': len(splits.val),
             'n_test': len(splits.test), 'n_calib': len(splits.calib)}
         safeio.save_json(os.path.join(tmp, 'train_results.json'), results)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError) and str(e.filename).startswith(tmp):
+            e.filename = final_dir + e.filename[len(tmp):]  # the user's name
         raise
     return tmp, results
 

@@ -1,0 +1,403 @@
+"""The bad-input battery: every case must end in a non-zero exit, exactly
+one ``error:`` line naming the file or flag, no traceback, and every file
+of the result folders as it was (same sha256, no new files).
+
+Each case runs a script's ``main([...])`` in process, on a private copy of
+a tiny trained run (with a DkNN index and credibility file) and of the tiny
+data folder. An exception other than ``SystemExit`` would fail the test,
+which is how "no traceback" is checked; one case per script also runs as a
+subprocess to check what a user sees on the terminal.
+"""
+import errno
+import gzip
+import hashlib
+import json
+import os
+import pickle
+import re
+import shutil
+import subprocess
+import sys
+from collections import namedtuple
+
+import numpy
+import pytest
+
+import interpretations
+import run_dknn
+import safeio
+import scaling
+import train_text_classifier
+from conftest import ROOT, TINY_TRAIN, copy_run, write_tiny_sst
+
+SCRIPTS = {'train': train_text_classifier.main, 'dknn': run_dknn.main,
+           'scaling': scaling.main, 'interp': interpretations.main}
+
+Case = namedtuple('Case', 'name script argv setup names')
+# argv: ws -> list; setup: ws -> None (breaks something); names: regex the
+# error line must match (the file or flag it names)
+
+
+class Workspace:
+    """Paths of one case's private copies."""
+
+    def __init__(self, root, setup_path):
+        self.root = root
+        self.data = write_tiny_sst(os.path.join(root, 'data'))
+        self.out = os.path.join(root, 'out')
+        self.args = copy_run(setup_path, os.path.join(self.out, 'run'))
+        self.run = os.path.dirname(self.args)
+        for name in ('dknn_index.npz', 'dknn_credibility.npz',
+                     'dknn_results.json', 'temperature.json'):
+            shutil.copy(os.path.join(os.path.dirname(setup_path), name),
+                        os.path.join(self.run, name))
+
+    def file(self, name):
+        return os.path.join(self.run, name)
+
+    def train(self, *extra):
+        return TINY_TRAIN + ['--model', 'cnn', '--data-dir', self.data,
+                             '--out', self.out] + list(extra)
+
+    def model(self, *extra):
+        return ['--model-setup', self.args] + list(extra)
+
+    def edit_args(self, **changes):
+        setup = json.load(open(self.args))
+        setup.update(changes)
+        with open(self.args, 'w') as f:
+            json.dump(setup, f)
+
+
+def write(path, content, mode='w'):
+    with open(path, mode) as f:
+        f.write(content)
+
+
+def truncate(path, keep=100):
+    data = open(path, 'rb').read()
+    write(path, data[:keep], 'wb')
+
+
+class Payload:
+    """Unpickling it creates a file: proof that a pickle ran."""
+
+    def __reduce__(self):
+        return (open, ('/tmp/dknn-battery-pwned', 'w'))
+
+
+def vectors(ws, text, name='vec.txt', gz=False):
+    path = os.path.join(ws.root, name)
+    if gz:
+        with gzip.open(path, 'wt') as f:
+            f.write(text)
+    else:
+        write(path, text)
+    return path
+
+
+def data_file(ws, split, text, mode='w'):
+    write(os.path.join(ws.data, 'stsa.binary.' + split), text, mode)
+
+
+def nothing(ws):
+    pass
+
+
+def full_disk(ws):
+    """Every file written through safeio fails with ENOSPC."""
+    class Full:
+        def __init__(self, *a, **k):
+            self.f = open(*a, **k)
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC),
+                          self.f.name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+    safeio.open = Full
+
+
+CASES = [
+    # ---------------------------------------------------------- data files
+    Case('empty train file', 'train', Workspace.train,
+         lambda ws: data_file(ws, 'train', ''), r'stsa\.binary\.train'),
+    Case('binary garbage', 'train', Workspace.train,
+         lambda ws: data_file(ws, 'dev', bytes(range(256)) * 4, 'wb'),
+         r'stsa\.binary\.dev:\d+'),
+    Case('no space after label', 'train', Workspace.train,
+         lambda ws: data_file(ws, 'test', '1good\n', 'a'),
+         r'stsa\.binary\.test:17'),
+    Case('label outside the classes', 'train', Workspace.train,
+         lambda ws: data_file(ws, 'train', '7 good film\n', 'a'),
+         r'stsa\.binary\.train:61: label 7'),
+    Case('data folder is a file', 'train',
+         lambda ws: ws.train('--data-dir', os.path.join(ws.data,
+                                                        'stsa.binary.dev')),
+         nothing, r'stsa\.binary\.dev is a file'),
+    Case('data file is a folder', 'train', Workspace.train,
+         lambda ws: (os.remove(os.path.join(ws.data, 'stsa.binary.dev')),
+                     os.mkdir(os.path.join(ws.data, 'stsa.binary.dev'))),
+         r'stsa\.binary\.dev: is a folder'),
+    # -------------------------------------------------------- word vectors
+    Case('vectors missing', 'train',
+         lambda ws: ws.train('--word_vectors', os.path.join(ws.root, 'no')),
+         nothing, r'/no: no such file'),
+    Case('vectors a folder', 'train',
+         lambda ws: ws.train('--word_vectors', ws.root), nothing,
+         r'is a folder'),
+    Case('vectors truncated gz', 'train',
+         lambda ws: ws.train('--word_vectors', os.path.join(ws.root,
+                                                            'v.txt.gz')),
+         lambda ws: truncate(vectors(ws, 'good 1 2\n' * 3000, 'v.txt.gz',
+                                     gz=True), 80), r'v\.txt\.gz'),
+    Case('vectors fake gz', 'train',
+         lambda ws: ws.train('--word_vectors', os.path.join(ws.root,
+                                                            'f.txt.gz')),
+         lambda ws: vectors(ws, 'good 1 2\n', 'f.txt.gz'), r'f\.txt\.gz'),
+    Case('vectors nan', 'train',
+         lambda ws: ws.train('--word_vectors', os.path.join(ws.root,
+                                                            'vec.txt')),
+         lambda ws: vectors(ws, 'good 1 2\nbad nan 1\n'), r'vec\.txt:2'),
+    Case('vectors inf', 'train',
+         lambda ws: ws.train('--word_vectors', os.path.join(ws.root,
+                                                            'vec.txt')),
+         lambda ws: vectors(ws, 'good inf 2\n'), r'vec\.txt:1'),
+    Case('vectors ragged line', 'train',
+         lambda ws: ws.train('--word_vectors', os.path.join(ws.root,
+                                                            'vec.txt')),
+         lambda ws: vectors(ws, 'good 1 2\nzzz 1 2 3\n'), r'vec\.txt:2'),
+    # --------------------------------------------------------------- flags
+    Case('batchsize 0', 'train', lambda ws: ws.train('--batchsize', '0'),
+         nothing, r'--batchsize'),
+    Case('epoch negative', 'train', lambda ws: ws.train('--epoch', '-1'),
+         nothing, r'--epoch'),
+    Case('unit 0', 'train', lambda ws: ws.train('--unit', '0'), nothing,
+         r'--unit'),
+    Case('layer negative', 'train', lambda ws: ws.train('--layer', '-1'),
+         nothing, r'--layer'),
+    Case('rnn without layers', 'train',
+         lambda ws: ws.train('--layer', '0', '--model', 'rnn'), nothing,
+         r'--layer'),
+    Case('dropout 1', 'train', lambda ws: ws.train('--dropout', '1'),
+         nothing, r'--dropout'),
+    Case('dropout nan', 'train', lambda ws: ws.train('--dropout', 'nan'),
+         nothing, r'--dropout'),
+    Case('n-calib negative', 'train', lambda ws: ws.train('--n-calib', '-5'),
+         nothing, r'--n-calib'),
+    Case('val-ratio 0', 'train', lambda ws: ws.train('--val-ratio', '0'),
+         nothing, r'--val-ratio'),
+    Case('max-vocab 1', 'train', lambda ws: ws.train('--max-vocab', '1'),
+         nothing, r'--max-vocab'),
+    Case('unknown dataset', 'train', lambda ws: ws.train('--dataset', 'sst9'),
+         nothing, r'--dataset'),
+    Case('k 0', 'dknn', lambda ws: ws.model('--k', '0'), nothing, r'--k'),
+    Case('k not a number', 'interp', lambda ws: ws.model('--k', 'abc'),
+         nothing, r'--k'),
+    Case('k above the training set', 'dknn',
+         lambda ws: ws.model('--k', '100000', '--rebuild'), nothing,
+         r'k=100000'),
+    Case('unknown layer', 'dknn', lambda ws: ws.model('--layers', 'lstm9'),
+         nothing, r'lstm9'),
+    Case('batchsize 0 (dknn)', 'dknn', lambda ws: ws.model('--batchsize',
+                                                           '0'),
+         nothing, r'--batchsize'),
+    Case('neighbours negative', 'interp',
+         lambda ws: ws.model('--neighbours', '-3'), nothing, r'--neighbours'),
+    Case('first 0', 'interp', lambda ws: ws.model('--first', '0'), nothing,
+         r'--first'),
+    Case('figure negative', 'interp', lambda ws: ws.model('--figure', '-1'),
+         nothing, r'--figure'),
+    Case('index out of range', 'interp', lambda ws: ws.model('--index', '99'),
+         nothing, r'--index 99'),
+    Case('unknown method', 'interp',
+         lambda ws: ws.model('--interp_method', 'lime'), nothing,
+         r'--interp_method lime'),
+    Case('unknown field', 'interp', lambda ws: ws.model('--field', 'title'),
+         nothing, r'--field'),
+    Case('n-bins 0', 'scaling', lambda ws: ws.model('--n-bins', '0'),
+         nothing, r'--n-bins'),
+    Case('bad device', 'dknn', lambda ws: ws.model('--device', '@nope'),
+         nothing, r'device'),
+    # ------------------------------------------------------ result folders
+    Case('args.json truncated', 'dknn', Workspace.model,
+         lambda ws: truncate(ws.args, 40), r'args\.json: not valid JSON'),
+    Case('args.json of another kind', 'scaling', Workspace.model,
+         lambda ws: shutil.copy(ws.file('dknn_results.json'), ws.args),
+         r'args\.json: not the args\.json of a training run'),
+    Case('args.json with wrong types', 'interp', Workspace.model,
+         lambda ws: ws.edit_args(unit='300'), r'args\.json: "unit"'),
+    Case('args.json is a folder', 'dknn',
+         lambda ws: ['--model-setup', ws.run], nothing, r'is a folder'),
+    Case('model path traversal', 'dknn', Workspace.model,
+         lambda ws: ws.edit_args(model_path='../../../../etc/passwd'),
+         r'model_path in args\.json'),
+    Case('absolute vocab path', 'interp', Workspace.model,
+         lambda ws: ws.edit_args(vocab_path='/etc/passwd'),
+         r'vocab_path in args\.json'),
+    Case('symlink out of the folder', 'scaling', Workspace.model,
+         lambda ws: (shutil.move(ws.file('best_model.npz'),
+                                 os.path.join(ws.root, 'm.npz')),
+                     os.symlink(os.path.join(ws.root, 'm.npz'),
+                                ws.file('best_model.npz'))),
+         r'best_model\.npz is a link .* outside'),
+    Case('pickled model', 'dknn', Workspace.model,
+         lambda ws: write(ws.file('best_model.npz'), pickle.dumps(Payload()),
+                          'wb'),
+         r'best_model\.npz: not a valid \.npz'),
+    Case('object array in the model', 'interp', Workspace.model,
+         lambda ws: numpy.savez(ws.file('best_model.npz'),
+                                x=numpy.array([Payload()], object)),
+         r'best_model\.npz: not a valid \.npz'),
+    Case('model truncated', 'scaling', Workspace.model,
+         lambda ws: truncate(ws.file('best_model.npz'), 300),
+         r'best_model\.npz'),
+    Case('model empty', 'dknn', Workspace.model,
+         lambda ws: write(ws.file('best_model.npz'), ''),
+         r'best_model\.npz'),
+    Case('model is a folder', 'dknn', Workspace.model,
+         lambda ws: (os.remove(ws.file('best_model.npz')),
+                     os.mkdir(ws.file('best_model.npz'))),
+         r'best_model\.npz'),
+    Case('model missing', 'interp', Workspace.model,
+         lambda ws: os.remove(ws.file('best_model.npz')),
+         r'best_model\.npz: missing'),
+    Case('vocab id out of range', 'dknn', Workspace.model,
+         lambda ws: write(ws.file('vocab.json'), json.dumps(dict(
+             json.load(open(ws.file('vocab.json'))), good=10 ** 6))),
+         r'vocab\.json'),
+    Case('calib index out of range', 'scaling', Workspace.model,
+         lambda ws: write(ws.file('calib.json'), '[0, 100000]'),
+         r'calib\.json'),
+    Case('index truncated', 'dknn', Workspace.model,
+         lambda ws: truncate(ws.file('dknn_index.npz'), 500),
+         r'dknn_index\.npz.*--rebuild'),
+    Case('index of another tool', 'interp', Workspace.model,
+         lambda ws: shutil.copy(ws.file('best_model.npz'),
+                                ws.file('dknn_index.npz')),
+         r'dknn_index\.npz: not a DkNN index'),
+    Case('credibility file corrupt', 'scaling', Workspace.model,
+         lambda ws: write(ws.file('dknn_credibility.npz'), 'garbage'),
+         r'dknn_credibility\.npz'),
+    Case('credibility of another shape', 'scaling', Workspace.model,
+         lambda ws: numpy.savez(ws.file('dknn_credibility.npz'),
+                                credibility=numpy.ones(3) * 2,
+                                correct=numpy.ones(3, bool)),
+         r'dknn_credibility\.npz'),
+    Case('temperature corrupt', 'interp',
+         lambda ws: ws.model('--interp_method', 'calibrated'),
+         lambda ws: write(ws.file('temperature.json'), '{"temperature": 0}'),
+         r'temperature\.json'),
+    Case('out is a file', 'train',
+         lambda ws: ws.train()[:-1] + [os.path.join(ws.data,
+                                                    'stsa.binary.dev')],
+         nothing, r'--out .*stsa\.binary\.dev is a file'),
+    Case('out holds another run', 'train', lambda ws: ws.train('--unit', '7'),
+         lambda ws: os.rename(ws.run, os.path.join(ws.out,
+                                                   'stsa.binary_cnn')),
+         r'stsa\.binary_cnn holds another run'),
+    Case('read-only run folder', 'dknn', Workspace.model,
+         lambda ws: os.chmod(ws.run, 0o555), r'run: the result folder is '
+                                             r'read-only'),
+    Case('read-only out folder', 'train', Workspace.train,
+         lambda ws: os.chmod(ws.out, 0o555), r'out: the --out folder is '
+                                             r'read-only'),
+    Case('full disk (dknn)', 'dknn',
+         lambda ws: ws.model('--rebuild', '--k', '5'), full_disk,
+         r'dknn_index\.npz: no space left'),
+    Case('full disk (interpretations)', 'interp',
+         lambda ws: ws.model('--k', '5'), full_disk,
+         r'interpretations_dknn\.html: no space left'),
+    Case('full disk (training)', 'train', Workspace.train, full_disk,
+         r'out/stsa\.binary_cnn/vocab\.json: no space left'),
+    Case('another command holds the lock', 'scaling', Workspace.model,
+         lambda ws: Workspace.hold.append(safeio.FolderLock(
+             ws.file('.lock'), ws.run).__enter__()),
+         r'run is being written by another command'),
+]
+Workspace.hold = []
+
+
+def snapshot(folder):
+    """sha256 of every file under ``folder``, hidden ones included."""
+    out = {}
+    for root, dirs, files in os.walk(folder):
+        for name in files + [d for d in dirs
+                             if os.path.islink(os.path.join(root, d))]:
+            path = os.path.join(root, name)
+            rel = os.path.relpath(path, folder)
+            if os.path.islink(path):
+                out[rel] = 'link:' + os.readlink(path)
+            else:
+                out[rel] = hashlib.sha256(open(path, 'rb').read()).hexdigest()
+        out.update({os.path.relpath(os.path.join(root, d), folder) + '/': ''
+                    for d in dirs})
+    return out
+
+
+@pytest.fixture(scope='module')
+def indexed_run(tiny_run, tmp_path_factory):
+    """The tiny run with a DkNN index, credibility file and temperature."""
+    setup = copy_run(tiny_run, tmp_path_factory.mktemp('indexed'))
+    run_dknn.main(['--model-setup', setup, '--k', '5'])
+    write(os.path.join(os.path.dirname(setup), 'temperature.json'),
+          json.dumps({'temperature': 1.5}))
+    return setup
+
+
+@pytest.mark.parametrize('case', CASES, ids=[c.name for c in CASES])
+def test_bad_input(case, indexed_run, tmp_path, capsys, monkeypatch):
+    ws = Workspace(str(tmp_path / 'ws'), indexed_run)
+    monkeypatch.setattr(safeio, 'open', open, raising=False)
+    case.setup(ws)
+    argv = case.argv(ws)
+    before = snapshot(ws.out), snapshot(ws.data)
+    capsys.readouterr()
+    try:
+        with pytest.raises(SystemExit) as e:
+            SCRIPTS[case.script](argv)
+        after = snapshot(ws.out), snapshot(ws.data)
+    finally:
+        for lock in Workspace.hold:
+            lock.__exit__()
+        Workspace.hold.clear()
+        os.chmod(ws.run, 0o755) if os.path.isdir(ws.run) else None
+        os.chmod(ws.out, 0o755)
+    assert e.value.code not in (0, None)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if 'error:' in line]
+    if isinstance(e.value.code, str):
+        lines.append(e.value.code)
+    assert len(lines) == 1, lines
+    assert lines[0].startswith('error:') or ': error: ' in lines[0]
+    assert re.search(case.names, lines[0]), lines[0]
+    assert after == before
+    assert not os.path.exists('/tmp/dknn-battery-pwned')
+
+
+def test_battery_covers_every_class():
+    assert len(CASES) >= 40
+    assert {c.script for c in CASES} == set(SCRIPTS)
+
+
+@pytest.mark.parametrize('script,argv', [
+    ('run_dknn.py', ['--model-setup', 'nowhere/args.json']),
+    ('train_text_classifier.py', ['--epoch', '0']),
+])
+def test_the_terminal_shows_one_line(script, argv, tmp_path):
+    """What a user sees: one ``error:`` line on stderr, no traceback."""
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, script)] +
+                          argv, cwd=str(tmp_path), capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode != 0
+    assert 'Traceback' not in proc.stderr
+    assert [line for line in proc.stderr.splitlines()
+            if 'error:' in line] == [proc.stderr.strip().splitlines()[-1]]
+    assert os.listdir(str(tmp_path)) == []
