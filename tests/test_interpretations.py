@@ -195,3 +195,61 @@ def test_main_bad_input(run):
         interp.main(['--model-setup', run, '--interp_method', 'calibrated'])
     with pytest.raises(SystemExit, match='unknown --interp_method lime'):
         interp.main(['--model-setup', run, '--interp_method', 'lime'])
+
+
+def test_tokens_that_break_renderers(tmp_path):
+    """Mathtext, HTML and markdown in tokens are shown, never parsed."""
+    import train_text_classifier
+    from conftest import TINY_TRAIN, write_tiny_sst
+    data = write_tiny_sst(tmp_path / 'data')
+    nasty = '$x^$ <script> a|b **bold** $\\frac{'
+    for split in ('train', 'test'):
+        with open(os.path.join(data, 'stsa.binary.' + split), 'a') as f:
+            f.write(('1 good ' + nasty + '\n') * 3)
+    train_text_classifier.main(TINY_TRAIN + ['--model', 'bow', '--data-dir',
+                                             data, '--out', str(tmp_path)])
+    run = str(tmp_path / 'stsa.binary_bow' / 'args.json')
+    payload = interp.main(['--model-setup', run, '--interp_method', 'softmax',
+                           '--all', '--figure', '20', '--artifacts',
+                           '--quiet'])
+    folder = os.path.dirname(run)
+    assert any('$x^$' in ex['tokens'] for ex in payload['examples'])
+    for name in ('interpretations_softmax.png', 'artifacts_softmax.png'):
+        with open(os.path.join(folder, name), 'rb') as f:
+            assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+    page = open(os.path.join(folder, 'interpretations_softmax.html')).read()
+    assert '<script>' not in page and '&lt;script&gt;' in page
+    table = open(os.path.join(folder, 'artifacts_softmax.md')).read()
+    assert '<script>' not in table and '**' not in table
+    assert all(line.count(' | ') == 3 for line in table.splitlines()[2:])
+
+
+def test_outputs_of_one_command_are_one_set(run):
+    """A rerun without --figure removes the old PNG; a failing rerun leaves
+    the previous set untouched."""
+    interp.main(['--model-setup', run, '--interp_method', 'softmax',
+                 '--first', '3', '--quiet'])
+    folder = os.path.dirname(run)
+    base = os.path.join(folder, 'interpretations_softmax')
+    assert os.path.exists(base + '.png')
+    interp.main(['--model-setup', run, '--interp_method', 'softmax',
+                 '--first', '2', '--figure', '0', '--quiet'])
+    assert not os.path.exists(base + '.png')
+    good = {p: open(os.path.join(folder, p), 'rb').read()
+            for p in os.listdir(folder)}
+    with pytest.raises(SystemExit, match='temperature.json: no such'):
+        interp.main(['--model-setup', run, '--interp_method',
+                     'softmax,calibrated', '--quiet'])   # no temperature
+    render_html = render.html_page
+
+    def broken(*a, **k):
+        raise OSError(28, 'No space left on device')
+    render.html_page = broken
+    try:
+        with pytest.raises(SystemExit, match='no space left'):
+            interp.main(['--model-setup', run, '--interp_method', 'softmax',
+                         '--first', '4', '--quiet'])
+    finally:
+        render.html_page = render_html
+    assert {p: open(os.path.join(folder, p), 'rb').read()
+            for p in os.listdir(folder)} == good

@@ -150,3 +150,43 @@ def test_killed_run_leaves_nothing(tiny_data, tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1 and b'stopped by signal' in err
     assert not out.exists()   # the --out folder it created is gone too
+
+
+def test_leftovers_of_a_killed_training_are_cleaned(tiny_data, tmp_path):
+    out = tmp_path / 'r'
+    out.mkdir()
+    for name in ('.stsa.binary_cnn.tmp-ab12cd34', '.stsa.binary_cnn.x1y2z3w4',
+                 '.other_run.tmp-ab12cd34'):
+        (out / name).mkdir()
+    train(tiny_data, out)
+    assert sorted(os.listdir(str(out))) == ['.other_run.tmp-ab12cd34',
+                                            'stsa.binary_cnn']
+
+
+def test_two_trainings_into_one_folder(tiny_data, tmp_path):
+    """The second run is refused while the first holds the folder."""
+    import subprocess
+    import sys
+    import time
+    out = tmp_path / 'r'
+    first = subprocess.Popen(
+        [sys.executable, os.path.join(os.path.dirname(__file__), '..',
+                                      'train_text_classifier.py')] +
+        TINY_TRAIN[:-4] + ['--epoch', '100000', '--batchsize', '8',
+                           '--n-calib', '10', '--data-dir', tiny_data,
+                           '--out', str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    lock = out / '.stsa.binary_cnn.lock'
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not (
+                lock.exists() and lock.read_text().strip()):
+            time.sleep(0.05)
+        with pytest.raises(SystemExit, match='is being written by another '
+                                             'command \\(process {}\\)'
+                                             .format(first.pid)):
+            train(tiny_data, out, '--seed', '1')
+    finally:
+        first.terminate()
+        first.communicate(timeout=60)
+    assert not out.exists()
