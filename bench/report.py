@@ -16,7 +16,7 @@ HEADERS = {
 
 
 # Sections in reading order; others follow.
-ORDER = ['training', 'sst2-dknn', 'grid', 'dknn-sweep', 'grid-analysis',
+ORDER = ['bad-input', 'training', 'sst2-dknn', 'grid', 'dknn-sweep', 'grid-analysis',
          'faithfulness', 'snli', 'dknn', 'interpretations']
 BLOCK = re.compile(r'<!-- ([\w-]+) -->\n.*?\n<!-- /\1 -->', re.S)
 

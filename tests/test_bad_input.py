@@ -33,7 +33,7 @@ from conftest import ROOT, TINY_TRAIN, copy_run, write_tiny_sst
 SCRIPTS = {'train': train_text_classifier.main, 'dknn': run_dknn.main,
            'scaling': scaling.main, 'interp': interpretations.main}
 
-Case = namedtuple('Case', 'name script argv setup names')
+Case = namedtuple('Case', 'kind name script argv setup names')
 # argv: ws -> list; setup: ws -> None (breaks something); names: regex the
 # error line must match (the file or flag it names)
 
@@ -104,6 +104,14 @@ def nothing(ws):
     pass
 
 
+def flag(script, *argv, names=None):
+    """A case of a bad flag value; the error must name the flag."""
+    def make(ws):
+        return ws.train(*argv) if script == 'train' else ws.model(*argv)
+    return Case('flags', '{} {}'.format(script, ' '.join(argv)), script,
+                make, nothing, names or re.escape(argv[0]))
+
+
 def full_disk(ws):
     """Every file written through safeio fails with ENOSPC."""
     class Full:
@@ -126,198 +134,179 @@ def full_disk(ws):
 
 
 CASES = [
-    # ---------------------------------------------------------- data files
-    Case('empty train file', 'train', Workspace.train,
+    Case('data files', 'empty train file', 'train', Workspace.train,
          lambda ws: data_file(ws, 'train', ''), r'stsa\.binary\.train'),
-    Case('binary garbage', 'train', Workspace.train,
+    Case('data files', 'binary garbage', 'train', Workspace.train,
          lambda ws: data_file(ws, 'dev', bytes(range(256)) * 4, 'wb'),
          r'stsa\.binary\.dev:\d+'),
-    Case('no space after label', 'train', Workspace.train,
+    Case('data files', 'no space after label', 'train', Workspace.train,
          lambda ws: data_file(ws, 'test', '1good\n', 'a'),
          r'stsa\.binary\.test:17'),
-    Case('label outside the classes', 'train', Workspace.train,
+    Case('data files', 'label outside the classes', 'train', Workspace.train,
          lambda ws: data_file(ws, 'train', '7 good film\n', 'a'),
          r'stsa\.binary\.train:61: label 7'),
-    Case('data folder is a file', 'train',
+    Case('data files', 'data folder is a file', 'train',
          lambda ws: ws.train('--data-dir', os.path.join(ws.data,
                                                         'stsa.binary.dev')),
          nothing, r'stsa\.binary\.dev is a file'),
-    Case('data file is a folder', 'train', Workspace.train,
+    Case('data files', 'data file is a folder', 'train', Workspace.train,
          lambda ws: (os.remove(os.path.join(ws.data, 'stsa.binary.dev')),
                      os.mkdir(os.path.join(ws.data, 'stsa.binary.dev'))),
          r'stsa\.binary\.dev: is a folder'),
-    # -------------------------------------------------------- word vectors
-    Case('vectors missing', 'train',
+    Case('word vectors', 'vectors missing', 'train',
          lambda ws: ws.train('--word_vectors', os.path.join(ws.root, 'no')),
          nothing, r'/no: no such file'),
-    Case('vectors a folder', 'train',
+    Case('word vectors', 'vectors a folder', 'train',
          lambda ws: ws.train('--word_vectors', ws.root), nothing,
          r'is a folder'),
-    Case('vectors truncated gz', 'train',
+    Case('word vectors', 'vectors truncated gz', 'train',
          lambda ws: ws.train('--word_vectors', os.path.join(ws.root,
                                                             'v.txt.gz')),
          lambda ws: truncate(vectors(ws, 'good 1 2\n' * 3000, 'v.txt.gz',
                                      gz=True), 80), r'v\.txt\.gz'),
-    Case('vectors fake gz', 'train',
+    Case('word vectors', 'vectors fake gz', 'train',
          lambda ws: ws.train('--word_vectors', os.path.join(ws.root,
                                                             'f.txt.gz')),
          lambda ws: vectors(ws, 'good 1 2\n', 'f.txt.gz'), r'f\.txt\.gz'),
-    Case('vectors nan', 'train',
+    Case('word vectors', 'vectors nan', 'train',
          lambda ws: ws.train('--word_vectors', os.path.join(ws.root,
                                                             'vec.txt')),
          lambda ws: vectors(ws, 'good 1 2\nbad nan 1\n'), r'vec\.txt:2'),
-    Case('vectors inf', 'train',
+    Case('word vectors', 'vectors inf', 'train',
          lambda ws: ws.train('--word_vectors', os.path.join(ws.root,
                                                             'vec.txt')),
          lambda ws: vectors(ws, 'good inf 2\n'), r'vec\.txt:1'),
-    Case('vectors ragged line', 'train',
+    Case('word vectors', 'vectors ragged line', 'train',
          lambda ws: ws.train('--word_vectors', os.path.join(ws.root,
                                                             'vec.txt')),
          lambda ws: vectors(ws, 'good 1 2\nzzz 1 2 3\n'), r'vec\.txt:2'),
-    # --------------------------------------------------------------- flags
-    Case('batchsize 0', 'train', lambda ws: ws.train('--batchsize', '0'),
-         nothing, r'--batchsize'),
-    Case('epoch negative', 'train', lambda ws: ws.train('--epoch', '-1'),
-         nothing, r'--epoch'),
-    Case('unit 0', 'train', lambda ws: ws.train('--unit', '0'), nothing,
-         r'--unit'),
-    Case('layer negative', 'train', lambda ws: ws.train('--layer', '-1'),
-         nothing, r'--layer'),
-    Case('rnn without layers', 'train',
-         lambda ws: ws.train('--layer', '0', '--model', 'rnn'), nothing,
-         r'--layer'),
-    Case('dropout 1', 'train', lambda ws: ws.train('--dropout', '1'),
-         nothing, r'--dropout'),
-    Case('dropout nan', 'train', lambda ws: ws.train('--dropout', 'nan'),
-         nothing, r'--dropout'),
-    Case('n-calib negative', 'train', lambda ws: ws.train('--n-calib', '-5'),
-         nothing, r'--n-calib'),
-    Case('val-ratio 0', 'train', lambda ws: ws.train('--val-ratio', '0'),
-         nothing, r'--val-ratio'),
-    Case('max-vocab 1', 'train', lambda ws: ws.train('--max-vocab', '1'),
-         nothing, r'--max-vocab'),
-    Case('unknown dataset', 'train', lambda ws: ws.train('--dataset', 'sst9'),
-         nothing, r'--dataset'),
-    Case('k 0', 'dknn', lambda ws: ws.model('--k', '0'), nothing, r'--k'),
-    Case('k not a number', 'interp', lambda ws: ws.model('--k', 'abc'),
-         nothing, r'--k'),
-    Case('k above the training set', 'dknn',
-         lambda ws: ws.model('--k', '100000', '--rebuild'), nothing,
-         r'k=100000'),
-    Case('unknown layer', 'dknn', lambda ws: ws.model('--layers', 'lstm9'),
-         nothing, r'lstm9'),
-    Case('batchsize 0 (dknn)', 'dknn', lambda ws: ws.model('--batchsize',
-                                                           '0'),
-         nothing, r'--batchsize'),
-    Case('neighbours negative', 'interp',
-         lambda ws: ws.model('--neighbours', '-3'), nothing, r'--neighbours'),
-    Case('first 0', 'interp', lambda ws: ws.model('--first', '0'), nothing,
-         r'--first'),
-    Case('figure negative', 'interp', lambda ws: ws.model('--figure', '-1'),
-         nothing, r'--figure'),
-    Case('index out of range', 'interp', lambda ws: ws.model('--index', '99'),
-         nothing, r'--index 99'),
-    Case('unknown method', 'interp',
-         lambda ws: ws.model('--interp_method', 'lime'), nothing,
-         r'--interp_method lime'),
-    Case('unknown field', 'interp', lambda ws: ws.model('--field', 'title'),
-         nothing, r'--field'),
-    Case('n-bins 0', 'scaling', lambda ws: ws.model('--n-bins', '0'),
-         nothing, r'--n-bins'),
-    Case('bad device', 'dknn', lambda ws: ws.model('--device', '@nope'),
-         nothing, r'device'),
-    # ------------------------------------------------------ result folders
-    Case('args.json truncated', 'dknn', Workspace.model,
+    flag('train', '--batchsize', '0'),
+    flag('train', '--epoch', '-1'),
+    flag('train', '--unit', '0'),
+    flag('train', '--layer', '-1'),
+    flag('train', '--layer', '0', '--model', 'rnn'),
+    flag('train', '--dropout', '1'),
+    flag('train', '--dropout', 'nan'),
+    flag('train', '--n-calib', '-5'),
+    flag('train', '--val-ratio', '0'),
+    flag('train', '--max-vocab', '1'),
+    flag('train', '--dataset', 'sst9'),
+    flag('dknn', '--k', '0'),
+    flag('interp', '--k', 'abc'),
+    flag('dknn', '--k', '100000', '--rebuild', names='k=100000'),
+    flag('dknn', '--layers', 'lstm9', names='lstm9'),
+    flag('dknn', '--batchsize', '0'),
+    flag('interp', '--neighbours', '-3'),
+    flag('interp', '--first', '0'),
+    flag('interp', '--figure', '-1'),
+    flag('interp', '--index', '99', names='--index 99'),
+    flag('interp', '--interp_method', 'lime', names='--interp_method lime'),
+    flag('interp', '--field', 'title'),
+    flag('scaling', '--n-bins', '0'),
+    flag('dknn', '--device', '@nope', names='device'),
+    Case('result folders', 'args.json truncated', 'dknn', Workspace.model,
          lambda ws: truncate(ws.args, 40), r'args\.json: not valid JSON'),
-    Case('args.json of another kind', 'scaling', Workspace.model,
+    Case('result folders', 'args.json of another kind', 'scaling',
+         Workspace.model,
          lambda ws: shutil.copy(ws.file('dknn_results.json'), ws.args),
          r'args\.json: not the args\.json of a training run'),
-    Case('args.json with wrong types', 'interp', Workspace.model,
+    Case('result folders', 'args.json with wrong types', 'interp',
+         Workspace.model,
          lambda ws: ws.edit_args(unit='300'), r'args\.json: "unit"'),
-    Case('args.json is a folder', 'dknn',
+    Case('result folders', 'args.json is a folder', 'dknn',
          lambda ws: ['--model-setup', ws.run], nothing, r'is a folder'),
-    Case('model path traversal', 'dknn', Workspace.model,
+    Case('untrusted files', 'model path traversal', 'dknn', Workspace.model,
          lambda ws: ws.edit_args(model_path='../../../../etc/passwd'),
          r'model_path in args\.json'),
-    Case('absolute vocab path', 'interp', Workspace.model,
+    Case('untrusted files', 'absolute vocab path', 'interp', Workspace.model,
          lambda ws: ws.edit_args(vocab_path='/etc/passwd'),
          r'vocab_path in args\.json'),
-    Case('symlink out of the folder', 'scaling', Workspace.model,
+    Case('untrusted files', 'symlink out of the folder', 'scaling',
+         Workspace.model,
          lambda ws: (shutil.move(ws.file('best_model.npz'),
                                  os.path.join(ws.root, 'm.npz')),
                      os.symlink(os.path.join(ws.root, 'm.npz'),
                                 ws.file('best_model.npz'))),
          r'best_model\.npz is a link .* outside'),
-    Case('pickled model', 'dknn', Workspace.model,
+    Case('untrusted files', 'pickled model', 'dknn', Workspace.model,
          lambda ws: write(ws.file('best_model.npz'), pickle.dumps(Payload()),
                           'wb'),
          r'best_model\.npz: not a valid \.npz'),
-    Case('object array in the model', 'interp', Workspace.model,
+    Case('untrusted files', 'object array in the model', 'interp',
+         Workspace.model,
          lambda ws: numpy.savez(ws.file('best_model.npz'),
                                 x=numpy.array([Payload()], object)),
          r'best_model\.npz: not a valid \.npz'),
-    Case('model truncated', 'scaling', Workspace.model,
+    Case('result folders', 'model truncated', 'scaling', Workspace.model,
          lambda ws: truncate(ws.file('best_model.npz'), 300),
          r'best_model\.npz'),
-    Case('model empty', 'dknn', Workspace.model,
+    Case('result folders', 'model empty', 'dknn', Workspace.model,
          lambda ws: write(ws.file('best_model.npz'), ''),
          r'best_model\.npz'),
-    Case('model is a folder', 'dknn', Workspace.model,
+    Case('result folders', 'model is a folder', 'dknn', Workspace.model,
          lambda ws: (os.remove(ws.file('best_model.npz')),
                      os.mkdir(ws.file('best_model.npz'))),
          r'best_model\.npz'),
-    Case('model missing', 'interp', Workspace.model,
+    Case('result folders', 'model missing', 'interp', Workspace.model,
          lambda ws: os.remove(ws.file('best_model.npz')),
          r'best_model\.npz: missing'),
-    Case('vocab id out of range', 'dknn', Workspace.model,
+    Case('result folders', 'vocab id out of range', 'dknn', Workspace.model,
          lambda ws: write(ws.file('vocab.json'), json.dumps(dict(
              json.load(open(ws.file('vocab.json'))), good=10 ** 6))),
          r'vocab\.json'),
-    Case('calib index out of range', 'scaling', Workspace.model,
+    Case('result folders', 'calib index out of range', 'scaling',
+         Workspace.model,
          lambda ws: write(ws.file('calib.json'), '[0, 100000]'),
          r'calib\.json'),
-    Case('index truncated', 'dknn', Workspace.model,
+    Case('result folders', 'index truncated', 'dknn', Workspace.model,
          lambda ws: truncate(ws.file('dknn_index.npz'), 500),
          r'dknn_index\.npz.*--rebuild'),
-    Case('index of another tool', 'interp', Workspace.model,
+    Case('result folders', 'index of another tool', 'interp', Workspace.model,
          lambda ws: shutil.copy(ws.file('best_model.npz'),
                                 ws.file('dknn_index.npz')),
          r'dknn_index\.npz: not a DkNN index'),
-    Case('credibility file corrupt', 'scaling', Workspace.model,
+    Case('result folders', 'credibility file corrupt', 'scaling',
+         Workspace.model,
          lambda ws: write(ws.file('dknn_credibility.npz'), 'garbage'),
          r'dknn_credibility\.npz'),
-    Case('credibility of another shape', 'scaling', Workspace.model,
+    Case('result folders', 'credibility of another shape', 'scaling',
+         Workspace.model,
          lambda ws: numpy.savez(ws.file('dknn_credibility.npz'),
                                 credibility=numpy.ones(3) * 2,
                                 correct=numpy.ones(3, bool)),
          r'dknn_credibility\.npz'),
-    Case('temperature corrupt', 'interp',
+    Case('result folders', 'temperature corrupt', 'interp',
          lambda ws: ws.model('--interp_method', 'calibrated'),
          lambda ws: write(ws.file('temperature.json'), '{"temperature": 0}'),
          r'temperature\.json'),
-    Case('out is a file', 'train',
+    Case('disk and concurrency', 'out is a file', 'train',
          lambda ws: ws.train()[:-1] + [os.path.join(ws.data,
                                                     'stsa.binary.dev')],
          nothing, r'--out .*stsa\.binary\.dev is a file'),
-    Case('out holds another run', 'train', lambda ws: ws.train('--unit', '7'),
+    Case('result folders', 'out holds another run', 'train',
+         lambda ws: ws.train('--unit', '7'),
          lambda ws: os.rename(ws.run, os.path.join(ws.out,
                                                    'stsa.binary_cnn')),
          r'stsa\.binary_cnn holds another run'),
-    Case('read-only run folder', 'dknn', Workspace.model,
+    Case('disk and concurrency', 'read-only run folder', 'dknn',
+         Workspace.model,
          lambda ws: os.chmod(ws.run, 0o555), r'run: the result folder is '
                                              r'read-only'),
-    Case('read-only out folder', 'train', Workspace.train,
+    Case('disk and concurrency', 'read-only out folder', 'train',
+         Workspace.train,
          lambda ws: os.chmod(ws.out, 0o555), r'out: the --out folder is '
                                              r'read-only'),
-    Case('full disk (dknn)', 'dknn',
+    Case('disk and concurrency', 'full disk (dknn)', 'dknn',
          lambda ws: ws.model('--rebuild', '--k', '5'), full_disk,
          r'dknn_index\.npz: no space left'),
-    Case('full disk (interpretations)', 'interp',
+    Case('disk and concurrency', 'full disk (interpretations)', 'interp',
          lambda ws: ws.model('--k', '5'), full_disk,
          r'interpretations_dknn\.html: no space left'),
-    Case('full disk (training)', 'train', Workspace.train, full_disk,
+    Case('disk and concurrency', 'full disk (training)', 'train',
+         Workspace.train, full_disk,
          r'out/stsa\.binary_cnn/vocab\.json: no space left'),
-    Case('another command holds the lock', 'scaling', Workspace.model,
+    Case('disk and concurrency', 'another command holds the lock', 'scaling',
+         Workspace.model,
          lambda ws: Workspace.hold.append(safeio.FolderLock(
              ws.file('.lock'), ws.run).__enter__()),
          r'run is being written by another command'),
@@ -352,39 +341,79 @@ def indexed_run(tiny_run, tmp_path_factory):
     return setup
 
 
-@pytest.mark.parametrize('case', CASES, ids=[c.name for c in CASES])
-def test_bad_input(case, indexed_run, tmp_path, capsys, monkeypatch):
-    ws = Workspace(str(tmp_path / 'ws'), indexed_run)
-    monkeypatch.setattr(safeio, 'open', open, raising=False)
+def outcome(case, indexed_run, folder, capture):
+    """Run one case on a fresh workspace under ``folder``.
+
+    Args:
+        capture (callable): returns (and clears) what went to stderr.
+
+    Returns:
+        dict: ``code`` (exit status or message), ``lines`` (the ``error:``
+        lines), ``traceback`` (an exception other than SystemExit, or None)
+        and ``changed`` (True if a file of the run, out or data folders
+        changed, appeared or vanished).
+    """
+    ws = Workspace(folder, indexed_run)
     case.setup(ws)
     argv = case.argv(ws)
     before = snapshot(ws.out), snapshot(ws.data)
-    capsys.readouterr()
+    capture()
+    code, crash = 0, None
     try:
-        with pytest.raises(SystemExit) as e:
-            SCRIPTS[case.script](argv)
-        after = snapshot(ws.out), snapshot(ws.data)
-    finally:
-        for lock in Workspace.hold:
-            lock.__exit__()
-        Workspace.hold.clear()
-        os.chmod(ws.run, 0o755) if os.path.isdir(ws.run) else None
-        os.chmod(ws.out, 0o755)
-    assert e.value.code not in (0, None)
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if 'error:' in line]
-    if isinstance(e.value.code, str):
-        lines.append(e.value.code)
-    assert len(lines) == 1, lines
-    assert lines[0].startswith('error:') or ': error: ' in lines[0]
-    assert re.search(case.names, lines[0]), lines[0]
-    assert after == before
+        SCRIPTS[case.script](argv)
+    except SystemExit as e:
+        code = e.code
+    except Exception as e:  # what a user would see as a traceback
+        crash = e
+    after = snapshot(ws.out), snapshot(ws.data)
+    for lock in Workspace.hold:
+        lock.__exit__()
+    Workspace.hold.clear()
+    for path in (ws.run, ws.out):
+        if os.path.isdir(path):
+            os.chmod(path, 0o755)
+    lines = [line for line in capture().splitlines() if 'error:' in line]
+    if isinstance(code, str):
+        lines.append(code)
+    return {'code': code, 'lines': lines, 'traceback': crash,
+            'changed': after != before}
+
+
+def record(case, r):
+    """Append the outcome to $DKNN_BATTERY_REPORT, when set (for
+    bench/bad_input_report.py, which tabulates it in RESULTS.md)."""
+    path = os.environ.get('DKNN_BATTERY_REPORT')
+    if path:
+        with open(path, 'a') as f:
+            f.write(json.dumps({
+                'kind': case.kind, 'name': case.name, 'script': case.script,
+                'lines': r['lines'], 'traceback': repr(r['traceback'])
+                if r['traceback'] else None, 'changed': r['changed']}) + '\n')
+
+
+@pytest.mark.parametrize('case', CASES, ids=[c.name for c in CASES])
+def test_bad_input(case, indexed_run, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(safeio, 'open', open, raising=False)
+    r = outcome(case, indexed_run, str(tmp_path / 'ws'),
+                lambda: capsys.readouterr().err)
+    record(case, r)
+    if r['traceback'] is not None:
+        raise r['traceback']
+    assert r['code'] not in (0, None)
+    assert len(r['lines']) == 1, r['lines']
+    line = r['lines'][0]
+    assert line.startswith('error:') or ': error: ' in line
+    assert re.search(case.names, line), line
+    assert not r['changed']
     assert not os.path.exists('/tmp/dknn-battery-pwned')
 
 
 def test_battery_covers_every_class():
     assert len(CASES) >= 40
     assert {c.script for c in CASES} == set(SCRIPTS)
+    assert {c.kind for c in CASES} == {
+        'data files', 'word vectors', 'flags', 'result folders',
+        'untrusted files', 'disk and concurrency'}
 
 
 @pytest.mark.parametrize('script,argv', [
