@@ -23,17 +23,16 @@ Search backends share one interface (:class:`NeighbourIndex`): ``brute``
 (exact, chunked BLAS, the default), ``kdtree`` (scikit-learn) and ``lsh``
 (nearpy; approximate).
 """
-import os
+import copy
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy
 
 import nets
 import nlp_utils
-import safeio
 from cli import UserError
-from metrics import softmax
 
 SCORINGS = ('conformity', 'conformal')
 
@@ -73,39 +72,42 @@ def _exact_rerank(points, queries, candidates, k):
 
 
 class BruteIndex(NeighbourIndex):
-    """Exact search by matrix multiply: ``|q|^2 - 2 q.x + |x|^2``, top-k by
-    argpartition, then the k sorted. Queries go in chunks whose (m, N)
-    distance block stays under ``max_bytes``. Points and queries are
-    centred on the points' mean first, which keeps float32 rounding in the
-    expansion small."""
+    """Exact search by matrix multiply, a chunk of queries at a time.
+
+    For a query q and a point x, ``|q - x|^2 = |q|^2 - 2 q.x + |x|^2``. The
+    top k of a row need only ``|x|^2 - 2 q.x``, since ``|q|^2`` is the same
+    for every x of the row; it is added to the k winners after the
+    partition, which saves an (m, N) addition. Points and queries are
+    centred on the points' mean first, so the expansion loses less to
+    float32 rounding. A chunk's (m, N) block stays under ``max_bytes``.
+    """
 
     def __init__(self, points, max_bytes=64 << 20):
         super().__init__(points)
-        self.mean = self.points.mean(axis=0) if len(self.points) else 0
-        self.centred = self.points - self.mean
-        self.sq_norms = numpy.einsum('nd,nd->n', self.centred, self.centred)
+        self.mean = self.points.mean(axis=0)                      # (D,)
+        self.centred = self.points - self.mean                    # (N, D)
+        self.sq_norms = numpy.einsum('nd,nd->n', self.centred,
+                                     self.centred)                # (N,)
         self.chunk = max(1, max_bytes // (4 * max(len(self.points), 1)))
 
     def query(self, queries, k):
-        queries = numpy.asarray(queries, numpy.float32) - self.mean
-        idx = [numpy.zeros((0, k), numpy.int64)]
-        dist = [numpy.zeros((0, k), numpy.float32)]
+        queries = numpy.asarray(queries, numpy.float32) - self.mean  # (M, D)
+        idx = numpy.empty((len(queries), k), numpy.int64)            # (M, k)
+        dist = numpy.empty((len(queries), k), numpy.float32)         # (M, k)
         for start in range(0, len(queries), self.chunk):
-            q = queries[start:start + self.chunk]
-            d2 = q @ self.centred.T                           # (m, N)
-            d2 *= -2
-            d2 += self.sq_norms
-            top = numpy.argpartition(d2, k - 1, axis=1)[:, :k] \
-                if k < d2.shape[1] else numpy.tile(numpy.arange(
-                    d2.shape[1]), (len(q), 1))
-            top_d2 = numpy.take_along_axis(d2, top, axis=1)
-            order = numpy.argsort(top_d2, axis=1, kind='stable')
-            rows = numpy.arange(len(q))[:, None]
-            top_d2 = top_d2[rows, order] + numpy.einsum('md,md->m', q, q)[
-                :, None]
-            idx.append(top[rows, order].astype(numpy.int64))
-            dist.append(numpy.sqrt(numpy.maximum(top_d2, 0)))
-        return numpy.concatenate(idx), numpy.concatenate(dist)
+            q = queries[start:start + self.chunk]                    # (m, D)
+            part = q @ self.centred.T                                # (m, N)
+            part *= -2
+            part += self.sq_norms                   # (m, N) |x|^2 - 2 q.x
+            top = numpy.argpartition(part, k - 1, axis=1)[:, :k]     # (m, k)
+            top_part = numpy.take_along_axis(part, top, axis=1)      # (m, k)
+            order = numpy.argsort(top_part, axis=1, kind='stable')   # (m, k)
+            sq = numpy.take_along_axis(top_part, order, axis=1) + \
+                numpy.einsum('md,md->m', q, q)[:, None]  # (m, k) |q - x|^2
+            rows = slice(start, start + len(q))
+            idx[rows] = numpy.take_along_axis(top, order, axis=1)
+            dist[rows] = numpy.sqrt(numpy.maximum(sq, 0))
+        return idx, dist
 
 
 class KDTreeIndex(NeighbourIndex):
@@ -181,27 +183,30 @@ def recall_at_k(approx_idx, exact_idx):
 
 # ------------------------------------------------------------------ DkNN
 
+class Neighbours(NamedTuple):
+    """The k neighbours of B inputs in one layer, nearest first: (B, k)
+    training-set ``indices``, ``distances`` and gold ``labels``."""
+    indices: numpy.ndarray
+    distances: numpy.ndarray
+    labels: numpy.ndarray
+
+
 @dataclass
 class DkNNOutput:
-    """Predictions for B inputs (C classes, k neighbours per layer).
+    """The DkNN's answer for B inputs (C classes).
 
     Attributes:
-        probs: (B, C) softmax probabilities.
-        softmax_pred, softmax_conf: (B,) argmax and its probability.
-        counts: (B, C) neighbours of each label, summed over layers.
         scores: (B, C) conformity shares or conformal p-values.
-        pred, credibility, confidence: (B,) DkNN prediction and its scores.
-        neighbours: layer -> (indices (B, k), distances (B, k),
-            labels (B, k)) into the index's training examples.
+        pred, credibility, confidence: (B,) the DkNN's prediction, its
+            score, and 1 minus the second largest score.
+        counts: (B, C) neighbours of each label, summed over the layers.
+        neighbours: layer name -> :class:`Neighbours`.
     """
-    probs: numpy.ndarray
-    softmax_pred: numpy.ndarray
-    softmax_conf: numpy.ndarray
-    counts: numpy.ndarray
     scores: numpy.ndarray
     pred: numpy.ndarray
     credibility: numpy.ndarray
     confidence: numpy.ndarray
+    counts: numpy.ndarray
     neighbours: dict
 
 
@@ -214,42 +219,71 @@ def top_two(scores):
     return order[:, 0], scores[rows, order[:, 0]], second
 
 
-def conformal_p_values(nonconformity, calib_scores):
-    """p_j = fraction of calibration scores >= alpha_j.
+def conformal_p_values(nonconformity, calib_nonconformity):
+    """p_j = share of calibration nonconformities >= alpha_j.
 
     Args:
         nonconformity: (B, C) alpha of each label.
-        calib_scores: (M,) calibration nonconformities.
+        calib_nonconformity: (M,) each calibration example's alpha of its
+            true label.
+
+    Returns:
+        (B, C) p-values in [0, 1].
     """
-    ranked = numpy.sort(calib_scores)
+    ranked = numpy.sort(calib_nonconformity)
     at_least = len(ranked) - numpy.searchsorted(ranked, nonconformity,
                                                 side='left')
     return at_least / len(ranked)
 
 
-def _require_calibration(n):
+def require_calibration(n):
+    """Refuse an empty calibration set: the one check and message."""
     if not n:
-        raise DkNNError('the calibration set is empty; train with '
-                        '--n-calib > 0')
+        raise DkNNError('the calibration set is empty (the run was trained '
+                        'with --n-calib 0); train with --n-calib of a few '
+                        'hundred or more')
+
+
+def resolve_layers(names, layers):
+    """``'last'``, ``'all'``, a comma-separated string or a list -> the
+    chosen names among ``names`` (a model's ``layer_names``)."""
+    names = list(names)
+    if layers == 'last':
+        return names[-1:]
+    if layers == 'all':
+        return names
+    if isinstance(layers, str):
+        layers = [x for x in layers.split(',') if x]
+    unknown = [x for x in layers if x not in names]
+    if unknown or not layers:
+        raise DkNNError('unknown layer {}; this model has {} (or use "last" '
+                        'or "all")'.format(', '.join(unknown) or '(none)',
+                                           ', '.join(names)))
+    return list(layers)
 
 
 class DkNN:
     """A trained classifier with a DkNN head.
 
+    ``fit(train)`` indexes the training set, ``calibrate(calib)`` scores
+    the calibration set, ``predict(xs)`` answers model inputs and
+    ``predict_activations(layers)`` answers precomputed activations (the
+    batched leave-one-out uses it). ``fit`` and ``calibrate`` take array
+    examples or their :class:`nets.Activations`.
+
     Args:
         model: a classifier from :mod:`nets`.
-        layers: ``'last'`` (the paper), ``'all'``, or a list of names
-            from ``model.layer_names``.
+        layers: ``'last'`` (the paper), ``'all'``, or names from
+            ``model.layer_names``.
         k (int): neighbours per layer.
         backend (str): a key of :data:`BACKENDS`.
-        scoring (str): ``'conformity'`` or ``'conformal'``.
+        scoring (str): ``'conformity'`` or ``'conformal'``; the one place
+            the rule is chosen (see :meth:`with_scoring`).
         device: Chainer device the model runs on.
     """
 
     def __init__(self, model, layers='last', k=75, backend='brute',
                  scoring='conformity', device=None, batchsize=256):
-        self.model, self.device, self.batchsize = model, device, batchsize
-        self.layers = self._resolve_layers(layers)
         if backend not in BACKENDS:
             raise DkNNError('unknown backend {!r}; choose one of {}'.format(
                 backend, ', '.join(BACKENDS)))
@@ -258,202 +292,126 @@ class DkNN:
                 scoring, ', '.join(SCORINGS)))
         if k < 1:
             raise DkNNError('k must be at least 1, not {}'.format(k))
+        self.model, self.device, self.batchsize = model, device, batchsize
+        self.layers = resolve_layers(model.layer_names, layers)
         self.k, self.backend, self.scoring = k, backend, scoring
-        self.indices, self.train_layers = {}, {}
-        self.train_labels = self.calib_scores = None
-        self.calib_layers = self.calib_labels = None
-
-    def _resolve_layers(self, layers):
-        names = list(self.model.layer_names)
-        if layers == 'last':
-            return names[-1:]
-        if layers == 'all':
-            return names
-        if isinstance(layers, str):
-            layers = [x for x in layers.split(',') if x]
-        unknown = [x for x in layers if x not in names]
-        if unknown or not layers:
-            raise DkNNError('unknown layer {}; this model has {} (or use '
-                            '"last" or "all")'.format(
-                                ', '.join(unknown) or '(none)',
-                                ', '.join(names)))
-        return list(layers)
+        self.indices, self.train_labels = {}, None
+        self.calib_nonconformity = None
 
     @property
     def n_class(self):
         return self.model.n_class
 
-    # -- building --------------------------------------------------------
+    @property
+    def n_votes(self):
+        """Neighbours per input, pooled over the chosen layers."""
+        return self.k * len(self.layers)
 
-    def activations(self, examples, desc=None):
-        """(N, C) logits, {layer: (N, D)} of every layer, (N,) labels."""
-        return nets.predict_dataset(self.model, examples, self.device,
+    def with_scoring(self, scoring):
+        """The same fitted, calibrated DkNN answering with another rule."""
+        other = copy.copy(self)
+        if scoring not in SCORINGS:
+            raise DkNNError('unknown scoring {!r}'.format(scoring))
+        other.scoring = scoring
+        return other
+
+    def _activations(self, data, desc):
+        if isinstance(data, nets.Activations):
+            return data
+        return nets.predict_dataset(self.model, data, self.device,
                                     self.batchsize, desc)
 
-    def fit(self, train_examples, desc='DkNN: training activations'):
-        """Store the training set's activations and build one index per
-        layer."""
-        _, layers, labels = self.activations(train_examples, desc)
-        self.set_training(layers, labels)
-        return self
-
-    def set_training(self, layers, labels):
-        if self.k > len(labels):
+    def fit(self, train, desc='DkNN: training activations'):
+        """Index the training set's chosen layers (one index per layer)."""
+        acts = self._activations(train, desc)
+        if self.k > len(acts.labels):
             raise DkNNError('k={} is larger than the {} training examples in '
-                            'the index; lower --k'.format(self.k, len(labels)))
-        self.train_layers = dict(layers)
-        self.train_labels = numpy.asarray(labels, numpy.int32)
-        self.indices = {name: BACKENDS[self.backend](layers[name])
+                            'the index; lower --k'.format(
+                                self.k, len(acts.labels)))
+        self.train_labels = numpy.asarray(acts.labels, numpy.int32)
+        self.indices = {name: BACKENDS[self.backend](acts.layers[name])
                         for name in self.layers}
-
-    def calibrate(self, calib_examples, desc='DkNN: calibration'):
-        """Score the calibration set against its true labels."""
-        _require_calibration(len(calib_examples))
-        _, layers, labels = self.activations(calib_examples, desc)
-        self.set_calibration(layers, labels)
         return self
 
-    def set_calibration(self, layers, labels):
-        _require_calibration(len(labels))
-        self.calib_layers = dict(layers)
-        self.calib_labels = numpy.asarray(labels, numpy.int32)
-        counts, _ = self.neighbour_counts(self.calib_layers)
-        n_total = self.k * len(self.layers)
-        rows = numpy.arange(len(labels))
-        self.calib_scores = n_total - counts[rows, self.calib_labels]
+    def calibrate(self, calib, desc='DkNN: calibration'):
+        """Score the calibration set: each example's nonconformity (votes
+        against its true label), for conformal p-values."""
+        require_calibration(len(calib.labels) if isinstance(
+            calib, nets.Activations) else len(calib))
+        acts = self._activations(calib, desc)
+        counts, _ = self._search(acts.layers)                   # (M, C)
+        rows = numpy.arange(len(acts.labels))
+        self.calib_nonconformity = self.n_votes - counts[rows, acts.labels]
+        return self
 
-    # -- answering -------------------------------------------------------
+    def _search(self, layers):
+        """Neighbours in every chosen layer, and their label counts.
 
-    def neighbour_counts(self, layers):
-        """Neighbours of each label summed over layers: ((B, C), per-layer
-        (indices, distances, labels))."""
+        Returns:
+            tuple: (B, C) int counts summed over layers, and layer name ->
+            :class:`Neighbours`.
+        """
         if self.train_labels is None:
             raise DkNNError('the DkNN has no training index: call fit()')
-        counts, found = None, {}
+        n = len(layers[self.layers[0]])
+        counts = numpy.zeros((n, self.n_class), numpy.int64)        # (B, C)
+        offsets = numpy.arange(n)[:, None] * self.n_class            # (B, 1)
+        found = {}
         for name in self.layers:
             idx, dist = self.indices[name].query(layers[name], self.k)
-            labels = self.train_labels[idx]                   # (B, k)
-            found[name] = (idx, dist, labels)
-            c = numpy.stack([(labels == j).sum(axis=1)
-                             for j in range(self.n_class)], axis=1)
-            counts = c if counts is None else counts + c
+            labels = self.train_labels[idx]                          # (B, k)
+            found[name] = Neighbours(idx, dist, labels)
+            counts += numpy.bincount((labels + offsets).ravel(),
+                                     minlength=counts.size).reshape(
+                                         counts.shape)               # (B, C)
         return counts, found
 
-    def label_scores(self, counts, scoring=None):
-        """(B, C) neighbour counts -> (B, C) conformity shares or p-values.
+    def predict_activations(self, layers):
+        """The DkNN's answer for precomputed activations.
+
+        Args:
+            layers: layer name -> (B, D) array for (at least) the chosen
+                layers, or :class:`nets.Activations`.
+
+        Returns:
+            DkNNOutput
         """
-        scoring = scoring or self.scoring
-        n_total = float(self.k * len(self.layers))
-        if scoring == 'conformity':
-            return counts / n_total
-        if self.calib_scores is None:
-            raise DkNNError('conformal scoring needs calibrate() first')
-        return conformal_p_values(n_total - counts, self.calib_scores)
-
-    def output(self, logits, counts, found, scoring=None):
-        """Assemble a :class:`DkNNOutput` from a finished search."""
-        scores = self.label_scores(counts, scoring)
+        layers = getattr(layers, 'layers', layers)
+        counts, found = self._search(layers)
+        if self.scoring == 'conformity':
+            scores = counts / float(self.n_votes)                   # (B, C)
+        else:
+            if self.calib_nonconformity is None:
+                raise DkNNError('conformal scoring needs calibrate() first')
+            scores = conformal_p_values(self.n_votes - counts,
+                                        self.calib_nonconformity)  # (B, C)
         pred, cred, second = top_two(scores)
-        probs = softmax(logits)
-        return DkNNOutput(probs, probs.argmax(1), probs.max(1), counts,
-                          scores, pred, cred, 1 - second, found)
-
-    def score(self, logits, layers, scoring=None):
-        """DkNN output from (B, C) logits and {layer: (B, D)} activations."""
-        counts, found = self.neighbour_counts(layers)
-        return self.output(logits, counts, found, scoring)
+        return DkNNOutput(scores, pred, cred, 1 - second, counts, found)
 
     def predict(self, xs):
-        """DkNN output for a list of B model inputs (see :mod:`nets`)."""
-        logits, layers = self.model.predict(nlp_utils.send_xs(xs,
-                                                              self.device))
-        return self.score(nets.to_cpu(logits),
-                          {k: nets.to_cpu(layers[k]) for k in self.layers})
-
-    def predict_dataset(self, examples, desc=None):
-        """DkNN output for array examples, and their (N,) labels."""
-        logits, layers, labels = self.activations(examples, desc)
-        return self.score(logits, layers), labels
-
-    # -- saving ----------------------------------------------------------
-
-    def save(self, f, model_sha256):
-        """Write every layer's activations and the labels (training and
-        calibration) as an ``.npz`` into the open file ``f``, stamped with
-        the model file's sha256, so any k, layers, backend or scoring can
-        reuse it."""
-        arrays = {'train_labels': self.train_labels,
-                  'calib_labels': self.calib_labels,
-                  'model_sha256': numpy.array(model_sha256)}
-        for name in self.train_layers:
-            arrays['train/' + name] = self.train_layers[name]
-            arrays['calib/' + name] = self.calib_layers[name]
-        numpy.savez(f, **arrays)
-
-    def load(self, path, model_sha256):
-        """Restore a saved index, read without unpickling and checked; refuse
-        one made with another model or lacking a chosen layer. Rebuilds the
-        search indices and calibration for this DkNN's k, layers and
-        backend."""
-        fix = 'rebuild it with --rebuild'
-        f = safeio.load_npz(path, fix)
-        if 'model_sha256' not in f or 'train_labels' not in f or \
-                'calib_labels' not in f:
-            raise DkNNError('{}: not a DkNN index (no model_sha256, '
-                            'train_labels, calib_labels); {}'.format(path, fix))
-        if str(f['model_sha256']) != model_sha256:
-            raise DkNNError('{} was built for another model; {}'.format(
-                path, fix))
-        missing = [n for n in self.layers if 'train/' + n not in f or
-                   'calib/' + n not in f]
-        if missing:
-            raise DkNNError('{} lacks layer {}; {}'.format(
-                path, ', '.join(missing), fix))
-        train = {n[6:]: f[n] for n in f if n.startswith('train/')}
-        calib = {n[6:]: f[n] for n in f if n.startswith('calib/')}
-        for part, layers, labels in (('train', train, f['train_labels']),
-                                     ('calib', calib, f['calib_labels'])):
-            self._check_saved(path, part, layers, labels, fix)
-        self.set_training(train, f['train_labels'])
-        self.set_calibration(calib, f['calib_labels'])
-        return self
-
-    def _check_saved(self, path, part, layers, labels, fix):
-        ok = labels.ndim == 1 and labels.dtype.kind in 'iu' and (
-            not len(labels) or 0 <= labels.min() <= labels.max() <
-            self.n_class)
-        for name in self.layers:
-            a = layers[name]
-            ok = ok and a.ndim == 2 and a.dtype.kind == 'f' and \
-                len(a) == len(labels) and numpy.isfinite(a).all()
-        if not ok:
-            raise DkNNError('{}: the {} arrays are inconsistent (shapes, '
-                            'dtypes or labels outside 0..{}); {}'.format(
-                                path, part, self.n_class - 1, fix))
+        """The DkNN's answer for a list of B model inputs (see :mod:`nets`).
+        """
+        _, layers = self.model.predict(nlp_utils.send_xs(xs, self.device))
+        return self.predict_activations(
+            {k: nets.to_cpu(layers[k]) for k in self.layers})
 
 
-def for_run(run, out=None, rebuild=False, **options):
-    """A fitted, calibrated DkNN for a trained :class:`runs.Run`.
+def for_run(run, **options):
+    """A fitted DkNN for a trained :class:`runs.Run`, calibrated when the
+    run has a calibration set (or conformal scoring needs one).
 
-    Loads the run's saved ``dknn_index.npz`` when it matches the model;
-    otherwise runs the training and calibration sets through the model and,
-    given an :class:`safeio.OutputSet` ``out``, saves the index with the
-    command's other outputs. ``options`` go to :class:`DkNN`.
+    The training and calibration activations come from the run's
+    forward-pass cache (computed on first use). ``options`` go to
+    :class:`DkNN`.
 
     Returns:
-        tuple: (the DkNN, seconds spent building and calibrating; both
-        are in ``build`` when the index was loaded).
+        tuple: (the DkNN, seconds spent on ``build`` and ``calibrate``,
+        forward passes included).
     """
     head = DkNN(run.model, device=run.device, **options)
-    path = run.path('index')
     start = time.time()
-    if os.path.exists(path) and not rebuild:
-        head.load(path, run.model_sha256)
-        return head, {'build': time.time() - start, 'calibrate': 0.0}
-    head.fit(run.splits.train)
+    head.fit(run.forward('train', head.batchsize))
     built = time.time()
-    head.calibrate(run.splits.calib)
-    if out is not None:
-        out.write(os.path.basename(path),
-                  lambda f: head.save(f, run.model_sha256))
+    if len(run.examples('calib')) or head.scoring == 'conformal':
+        head.calibrate(run.forward('calib', head.batchsize))
     return head, {'build': built - start, 'calibrate': time.time() - built}

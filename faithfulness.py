@@ -10,6 +10,7 @@ Each metric scores all variants of all inputs in one call.
 import math
 
 import numpy
+from tqdm import tqdm
 
 from nlp_utils import keep_only, remove
 
@@ -145,3 +146,10 @@ def summary(score, xs, atts, field='hypothesis', k_max=10,
             'reduction_length': reduction_length(score, xs, atts, field),
             'mean_length': _mean([len(a.importance) for a in atts]),
             'entropy': entropy(atts), 'zero_share': zero_share(atts)}
+
+
+def by_method(score, xs, records, methods, field='hypothesis'):
+    """:func:`summary` of each method, from records holding each input's
+    attributions (``record['results'][method]``)."""
+    return {m: summary(score, xs, [r['results'][m] for r in records], field)
+            for m in tqdm(methods, desc='faithfulness', leave=False)}

@@ -24,6 +24,7 @@ bow    ``bow`` (mean embedding), ``mlp1..n``
 ``mlp1..n`` instead.
 """
 import collections
+from typing import NamedTuple
 
 import numpy
 
@@ -36,6 +37,11 @@ from tqdm import tqdm
 import nlp_utils
 
 embed_init = chainer.initializers.Uniform(.25)
+
+
+def numbered(prefix, n):
+    """Layer names ``prefix1`` .. ``prefixn``."""
+    return ['%s%d' % (prefix, i + 1) for i in range(n)]
 
 
 class MLP(chainer.ChainList):
@@ -87,8 +93,7 @@ class CNNEncoder(Encoder):
             self.mlp = MLP(n_layers, 3 * n_filters, n_units, dropout)
         self.dropout = dropout
         self.out_units = n_units if n_layers else 3 * n_filters
-        self.layer_names = ['cnn'] + ['mlp%d' % (i + 1)
-                                      for i in range(n_layers)]
+        self.layer_names = ['cnn'] + numbered('mlp', n_layers)
 
     def encode(self, exs):
         # Zero padding adds windows whose output is exactly 0 (no bias); the
@@ -118,7 +123,7 @@ class RNNEncoder(Encoder):
         n_dir = 2 if self.bidirectional else 1
         self.out_units = n_units * n_dir
         prefix = 'bilstm' if self.bidirectional else 'lstm'
-        self.layer_names = ['%s%d' % (prefix, i + 1) for i in range(n_layers)]
+        self.layer_names = numbered(prefix, n_layers)
 
     def encode(self, exs):
         exs = [F.dropout(e, self.dropout) for e in exs]
@@ -146,8 +151,7 @@ class BOWMLPEncoder(Encoder):
         with self.init_scope():
             self.mlp = MLP(n_layers, n_embed, n_units, dropout)
         self.out_units = n_units if n_layers else n_embed
-        self.layer_names = ['bow'] + ['mlp%d' % (i + 1)
-                                      for i in range(n_layers)]
+        self.layer_names = ['bow'] + numbered('mlp', n_layers)
 
     def encode(self, exs):
         lengths = self.xp.array([[len(e)] for e in exs], numpy.float32)
@@ -272,8 +276,7 @@ class SNLIClassifier(Classifier):
             self.mlp = MLP(n_layers, 4 * encoder.out_units, n_units, dropout)
             self.output = L.Linear(
                 n_units if n_layers else 4 * encoder.out_units, n_class)
-        self.layer_names = ['features'] + ['mlp%d' % (i + 1)
-                                           for i in range(n_layers)]
+        self.layer_names = ['features'] + numbered('mlp', n_layers)
 
     def _sequences(self, xs):
         """B pairs -> 2B sequences: all premises, then all hypotheses."""
@@ -301,12 +304,25 @@ def build_model(setup, initialW=None):
     if setup.get('pair'):
         return SNLIClassifier(encoder, setup['n_class'], setup['unit'],
                               setup['layer'], setup['dropout'])
-    return TextClassifier(encoder, setup['n_class'])
+    return TextClassifier(encoder, setup['n_class'], setup['dropout'])
 
 
 def to_cpu(array):
     """A NumPy copy of a NumPy or CuPy array."""
     return chainer.backend.CpuDevice().send(array)
+
+
+class Activations(NamedTuple):
+    """A forward pass over N examples (on the CPU).
+
+    Attributes:
+        logits: (N, C) float32.
+        layers: ordered dict ``layer name -> (N, D) float32 array``.
+        labels: (N,) int32 gold labels.
+    """
+    logits: numpy.ndarray
+    layers: dict
+    labels: numpy.ndarray
 
 
 def predict_dataset(model, examples, device, batchsize=256, desc=None):
@@ -317,8 +333,7 @@ def predict_dataset(model, examples, device, batchsize=256, desc=None):
         desc (str): tqdm label; None shows no bar.
 
     Returns:
-        tuple: (N, C) float32 logits, an ordered dict ``layer -> (N, D)``
-        float32 arrays (on the CPU), and the (N,) int32 labels.
+        Activations: of every layer in ``model.layer_names``.
     """
     logits, layers = [], collections.defaultdict(list)
     starts = range(0, len(examples), batchsize)
@@ -328,8 +343,12 @@ def predict_dataset(model, examples, device, batchsize=256, desc=None):
         logits.append(to_cpu(out))
         for name, h in hidden.items():
             layers[name].append(to_cpu(h))
-    labels = numpy.concatenate([y for _, y in examples]).astype(numpy.int32)
-    return (numpy.concatenate(logits).astype(numpy.float32),
-            collections.OrderedDict((k, numpy.concatenate(v).astype(
-                numpy.float32)) for k, v in layers.items()),
-            labels)
+    labels = numpy.array([int(y[0]) for _, y in examples], numpy.int32)
+    if not examples:
+        return Activations(
+            numpy.zeros((0, model.n_class), numpy.float32),
+            collections.OrderedDict(), labels)
+    return Activations(
+        numpy.concatenate(logits).astype(numpy.float32),
+        collections.OrderedDict((k, numpy.concatenate(v).astype(
+            numpy.float32)) for k, v in layers.items()), labels)

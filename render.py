@@ -12,10 +12,7 @@ import re
 
 import numpy
 
-METHOD_TITLES = {'dknn': 'conformity leave-one-out',
-                 'softmax': 'confidence leave-one-out',
-                 'calibrated': 'calibrated confidence leave-one-out',
-                 'grad': 'vanilla gradient'}
+import metrics
 
 _MD_SPECIAL = re.compile(r'([\\`*_{}\[\]()#+\-.!|~])')
 
@@ -118,7 +115,7 @@ def html_page(title, records, methods, label_names, pair, field):
                                 for s, y in rec['neighbours']) + '</div>'
             rows.append('<tr><td>{}</td><td>{}</td><td>{}</td><td>{} ({:.2f})'
                         '</td><td>{}</td></tr>'.format(
-                            rec['index'], METHOD_TITLES[method],
+                            rec['index'], html.escape(methods[method]),
                             name(rec['label']), name(att.prediction),
                             att.score, cell))
     legend = ('Green: the token supported the prediction; pink: it spoke '
@@ -161,41 +158,131 @@ def plot_heatmaps(records, methods, label_names, pair):
                 ax.text(c, r, t, ha='center', va='center', fontsize=8,
                         color='white' if dark else 'black', parse_math=False)
         ax.set_yticks(range(len(methods)))
-        ax.set_yticklabels([METHOD_TITLES[m] for m in methods], fontsize=8)
+        ax.set_yticklabels(list(methods.values()), fontsize=8,
+                           parse_math=False)
         ax.set_xticks([])
-        att = rec['results'][methods[0]]
+        first = next(iter(methods))
+        att = rec['results'][first]
         ax.set_title('#{}  label: {}  prediction ({}): {}'.format(
-            rec['index'], label_names[rec['label']], methods[0],
+            rec['index'], label_names[rec['label']], first,
             label_names[att.prediction]), fontsize=9, loc='left',
             parse_math=False)
     fig.tight_layout()
     return fig
 
 
-def artifact_table(words, label_names):
-    """Markdown: for each class, its top words with counts and mean
-    importance; every word escaped."""
-    lines = ['| predicted class | word | times most important | mean '
-             'importance |', '|---|---|---|---|']
-    for c, rows in words.items():
-        for w, n, m in rows:
-            lines.append('| {} | {} | {} | {:.3f} |'.format(
-                md_escape(label_names[c]), md_escape(w), n, m))
+def plot_reliability(panels, n_bins=metrics.N_BINS):
+    """Reliability diagrams side by side.
+
+    Each panel shows per-bin accuracy as bars against confidence, the gap
+    to the diagonal (at the bin's mean confidence) shaded, and the ECE in
+    its title.
+
+    Args:
+        panels (list): ``(title, confidences, correct)`` triples, each with
+            (N,)-shaped arrays; one panel per triple.
+        n_bins (int): bins per panel.
+
+    Returns:
+        matplotlib.figure.Figure: the figure, one axes per panel.
+    """
+    fig = figure(4 * len(panels), 4.3)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (title, confidences, correct) in zip(axes, panels):
+        bins = metrics.reliability_bins(confidences, correct, n_bins)
+        ece = metrics.expected_calibration_error(confidences, correct,
+                                                 n_bins)
+        full = bins.count > 0
+        width = bins.upper - bins.lower
+        x, w = bins.lower[full], width[full]
+        acc, conf = bins.accuracy[full], bins.confidence[full]
+        ax.bar(x, acc, w, align='edge', color='#4c72b0', label='accuracy',
+               zorder=2)
+        # the gap between accuracy and the bin's mean confidence
+        ax.bar(x, conf - acc, w, bottom=acc, align='edge', color='#dd5555',
+               alpha=0.4, hatch='//', edgecolor='#aa0000', linewidth=0,
+               label='gap to diagonal', zorder=3)
+        ax.bar(x, acc, w, align='edge', fill=False, edgecolor='black',
+               zorder=4)
+        ax.plot([0, 1], [0, 1], '--', color='gray', label='perfect')
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel='confidence',
+               title='{}\nECE = {:.4f}  (n = {})'.format(
+                   title, ece, int(bins.count.sum())))
+        ax.set_aspect('equal')
+    axes[0].set_ylabel('accuracy')
+    axes[0].legend(loc='upper left')
+    fig.tight_layout()
+    return fig
+
+
+def faithfulness_table(metrics_by_method, titles):
+    """Markdown: one row per method of :func:`faithfulness.summary`."""
+    fr = list(next(iter(metrics_by_method.values()))['comprehensiveness'])
+    head = ['method', 'AOPC (top 1-10)'] + \
+        ['compr. {:.0%}'.format(float(f)) for f in fr] + \
+        ['suff. {:.0%}'.format(float(f)) for f in fr] + \
+        ['reduced length', 'entropy', 'zero share']
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    for m, r in metrics_by_method.items():
+        cells = [md_escape(titles[m]), '%.4f' % r['aopc']] + \
+            ['%.4f' % r['comprehensiveness'][f] for f in fr] + \
+            ['%.4f' % r['sufficiency'][f] for f in fr] + \
+            ['%.2f / %.2f' % (r['reduction_length'], r['mean_length']),
+             '%.3f' % r['entropy'], '%.3f' % r['zero_share']]
+        lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines) + '\n'
 
 
-def plot_artifacts(words, label_names):
-    """A bar chart per class of how often each word was the most important.
-    """
-    fig = figure(4 * len(words), 4)
-    axes = fig.subplots(1, len(words), squeeze=False)[0]
-    for ax, (c, rows) in zip(axes, words.items()):
-        rows = rows[::-1]
-        ax.barh(range(len(rows)), [n for _, n, _ in rows], color='#4d9221')
-        ax.set_yticks(range(len(rows)), [w for w, _, _ in rows],
-                      parse_math=False)
-        ax.set_title('predicted: {}'.format(label_names[c]),
-                     parse_math=False)
-        ax.set_xlabel('examples where the word is most important')
-    fig.tight_layout()
-    return fig
+def tokens_of(rec):
+    return [t for p in rec['explained'] for t in rec['parts'][p]]
+
+
+def neighbour_texts(raw_train, indices):
+    """``(text, label)`` of training examples, for (B, n) ``indices``."""
+    return [[(' / '.join(' '.join(f) for f in raw_train[j][0]),
+              raw_train[j][1]) for j in row] for row in indices]
+
+
+def payload_of(records, methods, field):
+    """The ``interpretations_*.json`` content."""
+    return {'methods': methods, 'field': field, 'examples': [{
+        'index': r['index'], 'label': r['label'], 'tokens': tokens_of(r),
+        'neighbours': r['neighbours'],
+        **{m: {'prediction': a.prediction, 'score': a.score,
+               'importance': a.importance.tolist()}
+           for m, a in r['results'].items()}} for r in records]}
+
+
+def print_ranked(rec, methods, label_names):
+    tokens = tokens_of(rec)
+    for m in methods:
+        att = rec['results'][m]
+        print('#{} [{}] label: {}  prediction: {} ({:.4f})'.format(
+            rec['index'], m, label_names[rec['label']],
+            label_names[att.prediction], att.score))
+        print('  ' + ' || '.join(' '.join(t) for t in rec['parts']))
+        for j in numpy.argsort(-att.importance, kind='stable'):
+            print('  {:+.4f} {}'.format(att.importance[j], tokens[j]))
+    for s, y in rec['neighbours'] or []:
+        print('  neighbour [{}] {}'.format(label_names[y], s))
+
+
+def write_page(out, base, title, records, titles, label_names, pair, field,
+               figure, payload):
+    """``BASE.html``, ``BASE.json``, ``BASE.png`` (the first ``figure``
+    records; none if 0) and ``BASE_faithfulness.md`` (if the payload has
+    faithfulness) into an output set; an older PNG or table the new set
+    lacks is removed with the commit."""
+    out.write(base + '.html', lambda f: f.write(html_page(
+        title, records, titles, label_names, pair, field)), 'w')
+    if figure:
+        fig = plot_heatmaps(records[:figure], titles, label_names, pair)
+        out.write(base + '.png', png_writer(fig, dpi=110))
+    else:
+        out.discard(base + '.png')
+    if 'faithfulness' in payload:
+        table = faithfulness_table(payload['faithfulness'], titles)
+        out.write(base + '_faithfulness.md', lambda f: f.write(table), 'w')
+    else:
+        out.discard(base + '_faithfulness.md')
+    out.write_json(base + '.json', payload)

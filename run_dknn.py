@@ -3,10 +3,12 @@
 
     python run_dknn.py --model-setup result/stsa.binary_cnn/args.json
 
-Builds (or loads) the DkNN index of the run's training set, calibrates it
-on the ``calib.json`` examples, and evaluates the test set. Prints and
-writes ``dknn_results.json``; also saves the index (``dknn_index.npz``)
-and the test credibilities (``dknn_credibility.npz``) beside the model.
+Indexes the run's training set (without the calibration examples) in the
+chosen layers, calibrates on the ``calib.json`` examples, and evaluates the
+test set with the softmax and with the DkNN. Prints a table and writes
+``dknn_results.json`` and ``dknn_credibility.npz`` (per test example: each
+rule's prediction and credibility) beside the model; the forward passes go
+to the run's ``activations/`` cache, which later commands reuse.
 """
 import json
 import os
@@ -16,8 +18,8 @@ import numpy
 
 import cli
 import dknn
+import metrics
 import runs
-from metrics import expected_calibration_error
 
 
 def build_parser():
@@ -38,78 +40,83 @@ def build_parser():
     p.add_argument('--data-dir', default=None,
                    help='overrides the data folder the run was trained with')
     p.add_argument('--rebuild', action='store_true',
-                   help='ignore a saved %s' % runs.ARTIFACTS['index'])
+                   help='compute the forward passes again instead of reading '
+                        'the run\'s activations/ cache')
     cli.add_device_args(p)
     return p
 
 
-def summarise(out, labels, n_bins=15):
-    """Accuracy, agreement with softmax, credibility of right and wrong
+def summarise(out, labels, softmax_pred, n_bins=metrics.N_BINS):
+    """Accuracy, agreement with the softmax, credibility of right and wrong
     predictions and ECE of one scoring rule's output."""
     correct = out.pred == labels
     mean = lambda a: float(a.mean()) if len(a) else float('nan')  # NOQA
     return {'accuracy': mean(correct),
-            'agreement_with_softmax': mean(out.pred == out.softmax_pred),
+            'agreement_with_softmax': mean(out.pred == softmax_pred),
             'credibility_correct': mean(out.credibility[correct]),
             'credibility_wrong': mean(out.credibility[~correct]),
-            'ece': expected_calibration_error(out.credibility, correct,
-                                              n_bins)}
+            'ece': metrics.expected_calibration_error(out.credibility,
+                                                      correct, n_bins)}
 
 
-def evaluate(head, test, scorings):
-    """Test-set DkNN outputs for each scoring rule, labels, and the LSH
-    recall@k per layer (None for exact backends)."""
-    logits, layers, labels = head.activations(test, desc='DkNN: test set')
-    counts, found = head.neighbour_counts(layers)
-    outs = {s: head.output(logits, counts, found, s) for s in scorings}
-    recall = None
-    if head.backend == 'lsh':
-        recall = {name: dknn.recall_at_k(found[name][0], dknn.BruteIndex(
-            head.train_layers[name]).query(layers[name], head.k)[0])
-            for name in head.layers}
-    return outs, labels, recall
+def evaluate(run, k=75, layers='last', backend='brute',
+             scorings=dknn.SCORINGS, batchsize=256):
+    """Softmax and DkNN on the run's test set.
 
-
-@cli.script
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    if args.lsh:
-        args.backend = 'lsh'
-    print(json.dumps(vars(args), indent=2))
-    scorings = dknn.SCORINGS if args.scoring == 'both' else (args.scoring,)
-    device = cli.device_from_args(args)
-    run = runs.load(args.model_setup, device, args.data_dir)
-    with run.writing() as out:
-        head, timing = dknn.for_run(
-            run, out, args.rebuild, layers=args.layers, k=args.k,
-            backend=args.backend, batchsize=args.batchsize)
-        start = time.time()
-        outs, labels, recall = evaluate(head, run.splits.test, scorings)
-        timing['evaluate'] = time.time() - start
-        results = summarise_run(args, head, run.splits, outs, labels, timing)
-        if recall is not None:
-            results['lsh_recall_at_k'] = recall
-        write_outputs(out, results, outs, labels)
-    report(results, scorings)
-    return results
-
-
-def summarise_run(args, head, splits, outs, labels, timing):
-    """The ``dknn_results.json`` dict: settings, softmax and each rule."""
-    first = next(iter(outs.values()))
-    softmax_correct = first.softmax_pred == labels
+    Returns:
+        tuple: (the ``dknn_results.json`` dict; scoring rule ->
+        :class:`dknn.DkNNOutput` of the test set).
+    """
+    if 'conformal' in scorings:
+        dknn.require_calibration(len(run.examples('calib')))
+    head, timing = dknn.for_run(run, k=k, layers=layers, backend=backend,
+                                scoring=scorings[0], batchsize=batchsize)
+    start = time.time()
+    test = run.forward('test', batchsize)
+    outs = {s: head.with_scoring(s).predict_activations(test)
+            for s in scorings}
+    timing['evaluate'] = time.time() - start
+    probs = metrics.softmax(test.logits)
+    softmax_pred = probs.argmax(axis=1)
+    correct = softmax_pred == test.labels
     results = {
-        'model_setup': os.path.abspath(args.model_setup),
-        'k': args.k, 'layers': head.layers, 'backend': args.backend,
-        'n_train': len(splits.train), 'n_calib': len(splits.calib),
-        'n_test': len(splits.test),
-        'softmax': {'accuracy': float(softmax_correct.mean()),
-                    'ece': expected_calibration_error(first.softmax_conf,
-                                                      softmax_correct)},
+        'model_setup': os.path.join(run.folder, runs.ARTIFACTS['setup']),
+        'k': k, 'layers': head.layers, 'backend': backend,
+        'n_train': len(run.examples('train')),
+        'n_calib': len(run.examples('calib')), 'n_test': len(test.labels),
+        'softmax': {'accuracy': float(correct.mean()),
+                    'ece': metrics.expected_calibration_error(
+                        probs.max(axis=1), correct)},
         'seconds': timing}
     for s, out in outs.items():
-        results[s] = summarise(out, labels)
-    return results
+        results[s] = summarise(out, test.labels, softmax_pred)
+    if backend == 'lsh':
+        results['lsh_recall_at_k'] = lsh_recall(head, run, outs[scorings[0]],
+                                                test)
+    return results, outs
+
+
+def lsh_recall(head, run, out, test):
+    """recall@k of the LSH neighbours against exact search, per layer."""
+    train = run.forward('train')
+    return {name: dknn.recall_at_k(
+        out.neighbours[name].indices,
+        dknn.BruteIndex(train.layers[name]).query(test.layers[name],
+                                                  head.k)[0])
+        for name in head.layers}
+
+
+def credibility_arrays(outs, labels):
+    """The ``dknn_credibility.npz`` arrays: labels, and each rule's
+    prediction and credibility (plus ``credibility``/``correct`` of the
+    first rule)."""
+    first = next(iter(outs.values()))
+    arrays = {'labels': labels, 'credibility': first.credibility,
+              'correct': first.pred == labels}
+    for s, o in outs.items():
+        arrays[s + '_credibility'] = o.credibility
+        arrays[s + '_pred'] = o.pred
+    return arrays
 
 
 def report(results, scorings):
@@ -129,19 +136,34 @@ def report(results, scorings):
                                   results['seconds'].items()))
 
 
-def write_outputs(out, results, outs, labels):
-    """``dknn_results.json``, and ``dknn_credibility.npz`` for scaling.py's
-    reliability diagram (``credibility``/``correct`` of the first rule),
-    into the command's :class:`safeio.OutputSet`."""
-    out.write_json(runs.ARTIFACTS['dknn_results'], results)
-    first = next(iter(outs.values()))
-    arrays = {'labels': labels, 'credibility': first.credibility,
-              'correct': first.pred == labels}
-    for s, o in outs.items():
-        arrays[s + '_credibility'] = o.credibility
-        arrays[s + '_pred'] = o.pred
-    out.write(runs.ARTIFACTS['credibility'],
-              lambda f: numpy.savez(f, **arrays))
+def evaluate_run(run, k=75, layers='last', backend='brute',
+                 scorings=dknn.SCORINGS, batchsize=256):
+    """:func:`evaluate`, writing ``dknn_results.json`` and
+    ``dknn_credibility.npz`` (and the forward passes) into the run folder
+    as one set. Returns the results dict."""
+    with run.writing() as out:
+        results, outs = evaluate(run, k, layers, backend, scorings,
+                                 batchsize)
+        out.write_json(runs.ARTIFACTS['dknn_results'], results)
+        arrays = credibility_arrays(outs, run.forward('test').labels)
+        out.write(runs.ARTIFACTS['credibility'],
+                  lambda f: numpy.savez(f, **arrays))
+    return results
+
+
+@cli.script
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.lsh:
+        args.backend = 'lsh'
+    print(json.dumps(vars(args), indent=2))
+    scorings = dknn.SCORINGS if args.scoring == 'both' else (args.scoring,)
+    run = runs.load(args.model_setup, cli.device_from_args(args),
+                    args.data_dir, cached=not args.rebuild)
+    results = evaluate_run(run, args.k, args.layers, args.backend, scorings,
+                           args.batchsize)
+    report(results, scorings)
+    return results
 
 
 if __name__ == '__main__':

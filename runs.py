@@ -17,8 +17,11 @@ import math
 import os
 
 import chainer
+import numpy
 
+import activations
 import nets
+import nlp_utils
 import safeio
 import text_datasets
 from cli import UserError
@@ -31,7 +34,7 @@ ARTIFACTS = {
     'calib': 'calib.json',
     'log': 'log',
     'train_results': 'train_results.json',
-    'index': 'dknn_index.npz',
+    'activations': 'activations',   # a folder: the forward-pass cache
     'dknn_results': 'dknn_results.json',
     'credibility': 'dknn_credibility.npz',
     'temperature': 'temperature.json',
@@ -40,6 +43,7 @@ ARTIFACTS = {
 
 
 LOCK_FILE = '.lock'  # held by the command writing the folder
+SPLITS = ('train', 'val', 'calib', 'test')
 
 
 class RunError(UserError):
@@ -222,13 +226,15 @@ class Run:
         device: the Chainer device.
     """
 
-    def __init__(self, setup_path, device=None, data_dir=None):
+    def __init__(self, setup_path, device=None, data_dir=None, cached=True):
+        self.cached = cached
         self.setup = read_setup(setup_path)
         self.folder = self.setup['run_dir']
         self.device = device
         self.data_dir = data_dir
         self.vocab = read_vocab(self.setup)
         self.model = read_model(self.setup, device)
+        self._forward, self._out = {}, None
 
     def path(self, role):
         """Path of an artifact, by its role in :data:`ARTIFACTS`."""
@@ -275,38 +281,93 @@ class Run:
                     run_path(s, 'calib_path')))
         return splits
 
+    def examples(self, split):
+        """Array examples of ``split``: train, val, calib or test."""
+        if split not in SPLITS:
+            raise RunError('unknown split {!r}; one of {}'.format(
+                split, ', '.join(SPLITS)))
+        return getattr(self.splits, split)
+
+    def forward(self, split, batchsize=256):
+        """The model's forward pass over a split: computed once per model.
+
+        Read from the run's ``activations/`` folder when that was written
+        for this model file and these examples (both sha256-stamped), else
+        computed, and saved with the outputs of the command now writing the
+        folder (see :meth:`writing`).
+
+        Returns:
+            nets.Activations: logits, every layer, labels; arrays read from
+            disk are memory-mapped.
+        """
+        if split not in self._forward:
+            examples = self.examples(split)
+            stamp = {'model_sha256': self.model_sha256,
+                     'data_sha256': examples_sha256(examples),
+                     'n': len(examples),
+                     'layers': list(self.model.layer_names)}
+            acts = activations.read(self.path('activations'), split, stamp,
+                                    self.setup['n_class']) \
+                if self.cached else None
+            if acts is None:
+                acts = nets.predict_dataset(
+                    self.model, examples, self.device, batchsize,
+                    desc='{}: forward pass'.format(split))
+                if self._out is not None:
+                    activations.write(self._out, ARTIFACTS['activations'],
+                                      split, acts, stamp)
+            self._forward[split] = acts
+        return self._forward[split]
+
     def writing(self):
         """Context for a command that writes into the run folder: checks it
         is writable, takes its lock, removes a killed run's temporary files,
-        and yields an :class:`safeio.OutputSet` committed on success."""
-        return _writing(self.folder)
+        and yields an :class:`safeio.OutputSet` committed on success (which
+        also takes the forward passes computed meanwhile)."""
+        return _writing(self)
 
 
 class _writing:
-    def __init__(self, folder):
-        self.folder = folder
+    def __init__(self, run):
+        self.run = run
 
     def __enter__(self):
-        safeio.require_writable(self.folder)
-        self.lock = safeio.FolderLock(os.path.join(self.folder, LOCK_FILE),
-                                      self.folder).__enter__()
+        folder = self.run.folder
+        safeio.require_writable(folder)
+        self.lock = safeio.FolderLock(os.path.join(folder, LOCK_FILE),
+                                      folder).__enter__()
         try:
-            safeio.clean_leftovers(self.folder)
-            safeio.clean_leftovers(self.folder, ARTIFACTS.values())
-            self.out = safeio.OutputSet(self.folder)
-            return self.out.__enter__()
+            for sub in (folder, self.run.path('activations')):
+                safeio.clean_leftovers(sub)
+            safeio.clean_leftovers(folder, ARTIFACTS.values())
+            self.out = safeio.OutputSet(folder)
+            self.run._out = self.out.__enter__()
+            return self.out
         except BaseException:
             self.lock.__exit__()
             raise
 
     def __exit__(self, *exc):
+        self.run._out = None
         try:
             return self.out.__exit__(*exc)
         finally:
             self.lock.__exit__()
 
 
-def load(setup_path, device=None, data_dir=None):
+def examples_sha256(examples):
+    """sha256 of array examples: every token id and label, in order."""
+    h = hashlib.sha256()
+    for x, y in examples:
+        for part in nlp_utils.parts(x):
+            h.update(numpy.ascontiguousarray(part, numpy.int32).tobytes())
+            h.update(b'|')
+        h.update(numpy.asarray(y, numpy.int32).tobytes())
+        h.update(b';')
+    return h.hexdigest()
+
+
+def load(setup_path, device=None, data_dir=None, cached=True):
     """Open a trained run: ``runs.load('result/stsa.binary_cnn/args.json')``.
 
     Args:
@@ -315,5 +376,7 @@ def load(setup_path, device=None, data_dir=None):
         data_dir (str): overrides the data folder (else the one used in
             training if it exists here, else ``$DKNN_DATA_DIR``). Only the
             data set's own file names are looked up in it.
+        cached (bool): False ignores the forward passes cached in the run's
+            ``activations/`` folder (and replaces them).
     """
-    return Run(setup_path, device, data_dir)
+    return Run(setup_path, device, data_dir, cached)

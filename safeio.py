@@ -131,9 +131,16 @@ class OutputSet:
         self.folder = folder
         self.pending = {}     # final name -> temporary path
         self.discarded = []
+        self.made = []        # sub-folders created for new files
 
     def write(self, name, write, mode='wb'):
+        """Render ``name`` (a file name, or ``sub/name``) now, through
+        ``write(fileobj)``; it replaces the old file on commit."""
         final = os.path.join(self.folder, name)
+        parent = os.path.dirname(final)
+        if not os.path.isdir(parent):
+            os.makedirs(parent)
+            self.made.append(parent)
         tmp = temp_path(final)
         self.pending[name] = tmp
         with _naming(final):
@@ -152,12 +159,17 @@ class OutputSet:
         return self
 
     def __exit__(self, exc_type, exc, tb):
+        committed = False
         try:
             if exc_type is None:
                 self._commit()
+                committed = True
         finally:
             for tmp in self.pending.values():
                 _remove(tmp)
+            for folder in reversed(self.made if not committed else []):
+                if not os.listdir(folder):
+                    os.rmdir(folder)
         return False
 
     def _commit(self):

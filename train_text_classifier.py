@@ -84,7 +84,7 @@ def check_run_dir(path, setup, force):
     """Refuse to overwrite a folder holding a run with other settings."""
     if not os.path.exists(path) or force:
         return
-    old_path = os.path.join(path, 'args.json')
+    old_path = os.path.join(path, runs.ARTIFACTS['setup'])
     if not os.path.isdir(path) or not os.path.isfile(old_path):
         raise UserError('{} exists and is not a result folder; pass --force '
                         'to replace it or --out to write elsewhere'.format(
@@ -138,7 +138,7 @@ def make_trainer(model, splits, args, device, out):
     trainer.extend(extensions.Evaluator(
         val_iter, model, converter=nlp_utils.convert_seq, device=device))
     # Keep the model with the best validation accuracy
-    trainer.extend(extensions.snapshot_object(model, 'best_model.npz'),
+    trainer.extend(extensions.snapshot_object(model, runs.ARTIFACTS['model']),
                    trigger=training.triggers.MaxValueTrigger(
                        'validation/main/accuracy', (1, 'epoch')))
     # Log and print each epoch's statistics, with a progress bar
@@ -156,8 +156,29 @@ def accuracy(model, examples, device, batchsize):
     return float((logits.argmax(axis=1) == labels).mean())
 
 
-def train(args, device, final_dir):
-    """Train into a temporary folder; return (its path, the results)."""
+def run_setup(args, splits, n_embed, device):
+    """The ``args.json`` dict: every flag, plus what rebuilding the model
+    and its data needs; file names relative to the run folder."""
+    setup = dict(vars(args))
+    data_dir = text_datasets.data_dir_from(args.data_dir)
+    setup.update(data_dir=data_dir and os.path.abspath(data_dir),
+                 n_vocab=len(splits.vocab), n_embed=n_embed or args.unit,
+                 n_class=splits.n_class, label_names=splits.label_names,
+                 pair=text_datasets.DATASETS[args.dataset].pair,
+                 model_path=runs.ARTIFACTS['model'],
+                 vocab_path=runs.ARTIFACTS['vocab'],
+                 calib_path=runs.ARTIFACTS['calib'], device=str(device),
+                 gpu=None)
+    return setup
+
+
+def fit(args, device, folder):
+    """Load the data, train, and write the run's files into ``folder``.
+
+    Returns:
+        dict: validation and test accuracy of the best model, seconds per
+        epoch and split sizes (``train_results.json``).
+    """
     splits = text_datasets.get_dataset(
         args.dataset, args.data_dir, args.char_based, args.seed,
         args.n_calib, args.val_ratio, max_vocab_size=args.max_vocab)
@@ -169,42 +190,38 @@ def train(args, device, final_dir):
     numpy.random.seed(args.seed)  # Chainer's initializers draw from it
     initialW, n_embed = initial_embeddings(args.word_vectors, splits.vocab,
                                            args.seed)
-    setup = dict(vars(args))
-    data_dir = text_datasets.data_dir_from(args.data_dir)
-    setup.update(data_dir=data_dir and os.path.abspath(data_dir),
-                 n_vocab=len(splits.vocab), n_embed=n_embed or args.unit,
-                 n_class=splits.n_class, label_names=splits.label_names,
-                 pair=text_datasets.DATASETS[args.dataset].pair,
-                 model_path='best_model.npz', vocab_path='vocab.json',
-                 calib_path='calib.json', device=str(device), gpu=None)
+    setup = run_setup(args, splits, n_embed, device)
     model = nets.build_model(setup, initialW=initialW)
     model.to_device(device)
+    for role, content in (('vocab', splits.vocab),
+                          ('calib', splits.calib_indices), ('setup', setup)):
+        safeio.save_json(os.path.join(folder, runs.ARTIFACTS[role]), content)
+    start = time.time()
+    make_trainer(model, splits, args, device, folder).run()
+    seconds = time.time() - start
+    runs.load_weights(model, os.path.join(folder, runs.ARTIFACTS['model']))
+    results = {
+        'val_accuracy': accuracy(model, splits.val, device, args.batchsize),
+        'test_accuracy': accuracy(model, splits.test, device, args.batchsize),
+        'seconds_per_epoch': seconds / args.epoch,
+        'n_train': len(splits.train), 'n_val': len(splits.val),
+        'n_test': len(splits.test), 'n_calib': len(splits.calib)}
+    safeio.save_json(os.path.join(folder, runs.ARTIFACTS['train_results']),
+                     results)
+    return results
 
+
+def train_in_temp(args, device, final_dir):
+    """:func:`fit` into a hidden folder beside ``final_dir``, removed on
+    any failure; returns (its path, the results)."""
     tmp = safeio.temp_path(final_dir, folder=True)
     try:
-        safeio.save_json(os.path.join(tmp, 'vocab.json'), splits.vocab)
-        safeio.save_json(os.path.join(tmp, 'calib.json'),
-                         splits.calib_indices)
-        safeio.save_json(os.path.join(tmp, 'args.json'), setup)
-        start = time.time()
-        make_trainer(model, splits, args, device, tmp).run()
-        seconds = time.time() - start
-        runs.load_weights(model, os.path.join(tmp, 'best_model.npz'))
-        results = {
-            'val_accuracy': accuracy(model, splits.val, device,
-                                     args.batchsize),
-            'test_accuracy': accuracy(model, splits.test, device,
-                                      args.batchsize),
-            'seconds_per_epoch': seconds / args.epoch,
-            'n_train': len(splits.train), 'n_val': len(splits.val),
-            'n_test': len(splits.test), 'n_calib': len(splits.calib)}
-        safeio.save_json(os.path.join(tmp, 'train_results.json'), results)
+        return tmp, fit(args, device, tmp)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(e, OSError) and str(e.filename).startswith(tmp):
             e.filename = final_dir + e.filename[len(tmp):]  # the user's name
         raise
-    return tmp, results
 
 
 def replace_dir(tmp, final_dir):
@@ -262,10 +279,29 @@ class locked_run_dir:
         return False
 
 
-@cli.script
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    print(json.dumps(vars(args), indent=2))
+def settings(**options):
+    """Training settings as the command line would give them: the parser's
+    defaults, with ``options`` (``epoch=5``, ``char_based=True``) checked
+    by the same flag types."""
+    argv = []
+    for key, value in options.items():
+        flag = '--' + key.replace('_', '-')
+        if key == 'word_vectors':
+            flag = '--word_vectors'
+        if value is True:
+            argv.append(flag)
+        elif value not in (False, None):
+            argv += [flag, str(value)]
+    return build_parser().parse_args(argv)
+
+
+def train_run(args, device=None):
+    """Train the run ``args`` describe into ``OUT/DATASET_MODEL``, holding
+    its locks; the folder appears whole, or not at all.
+
+    Returns:
+        tuple: (the run folder, the :func:`fit` results).
+    """
     if args.model in ('rnn', 'bilstm') and args.layer < 1:
         raise UserError('--layer must be at least 1 for --model {}'.format(
             args.model))
@@ -274,13 +310,21 @@ def main(argv=None):
     try:
         with locked_run_dir(final_dir):
             check_run_dir(final_dir, vars(args), args.force)
-            device = cli.device_from_args(args)
-            tmp, results = train(args, device, final_dir)
+            device = device or cli.device_from_args(args)
+            tmp, results = train_in_temp(args, device, final_dir)
             replace_dir(tmp, final_dir)
     except BaseException:
         if made_out and not os.listdir(args.out):
             os.rmdir(args.out)  # leave the disk as it was
         raise
+    return final_dir, results
+
+
+@cli.script
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    print(json.dumps(vars(args), indent=2))
+    final_dir, results = train_run(args)
     print('{}: validation accuracy {:.4f}, test accuracy {:.4f} ({:.1f} s '
           'per epoch)'.format(final_dir, results['val_accuracy'],
                               results['test_accuracy'],

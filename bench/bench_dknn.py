@@ -26,6 +26,7 @@ import numpy
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
 import dknn  # NOQA
+import nets  # NOQA
 import runs  # NOQA
 from report import write_section  # NOQA
 
@@ -96,30 +97,33 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     run = runs.load(args.model_setup)
-    splits = run.splits
-    probe = dknn.DkNN(run.model, args.layers, args.k)
-    layers = probe.layers
+    setup = run.setup
+    layers = dknn.resolve_layers(run.model.layer_names, args.layers)
     # activations once: the forward pass is the same for every backend
     t0 = time.perf_counter()
-    _, train_acts, train_labels = probe.activations(splits.train)
-    _, calib_acts, calib_labels = probe.activations(splits.calib)
-    test_logits, test_acts, test_labels = probe.activations(splits.test)
+    train, calib, test = (nets.predict_dataset(run.model, run.examples(s),
+                                               None)
+                          for s in ('train', 'calib', 'test'))
     forward = time.perf_counter() - t0
+    train_acts, train_labels = train.layers, train.labels
+    calib_acts, calib_labels = calib.layers, calib.labels
+    test_acts, test_labels = test.layers, test.labels
 
     rows, preds, heads = [], {}, {}
     for backend in ('brute', 'kdtree', 'lsh'):
-        head = heads[backend] = dknn.DkNN(model, layers, args.k, backend)
+        head = heads[backend] = dknn.DkNN(run.model, layers, args.k, backend)
 
-        def run():
+        def one(head=head):
             t = time.perf_counter()
-            head.set_training(train_acts, train_labels)
+            head.fit(train)
             t_build = time.perf_counter() - t
-            head.set_calibration(calib_acts, calib_labels)
+            head.calibrate(calib)
             t_cal = time.perf_counter() - t - t_build
-            out = head.score(test_logits, test_acts)
-            return t_build, t_cal, time.perf_counter() - t - t_build - t_cal, out
+            out = head.predict_activations(test_acts)
+            t_eval = time.perf_counter() - t - t_build - t_cal
+            return t_build, t_cal, t_eval, out
         total, (t_build, t_cal, t_eval, out) = best_of(
-            run, 1 if backend == 'lsh' else args.repeat)
+            one, 1 if backend == 'lsh' else args.repeat)
         preds[backend] = out
         rows.append((backend, t_build, t_cal, t_eval, total))
     t = time.perf_counter()
@@ -141,7 +145,8 @@ def main(argv=None):
     same = numpy.mean([set(a) == set(b) for a, b in zip(idx_brute, idx_bare)])
     mem_brute = peak_mib(lambda: brute.query(qs, args.k))
     mem_bare = peak_mib(lambda: bare_search(pts, qs, args.k))
-    recall = dknn.recall_at_k(preds['lsh'].neighbours[name][0], idx_brute)
+    recall = dknn.recall_at_k(preds['lsh'].neighbours[name].indices,
+                              idx_brute)
     agree_ref = float((ref_pred == preds['brute'].pred).mean())
     acc = {b: float((preds[b].pred == test_labels).mean()) for b in preds}
 

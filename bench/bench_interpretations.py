@@ -45,7 +45,7 @@ def main(argv=None):
     t_batched = time.perf_counter() - t
     ref_xs = xs[:args.reference_sentences or len(xs)]
     t = time.perf_counter()
-    ref = [interp.leave_one_out(ex, [x], 'dknn')[0] for x in ref_xs]
+    ref = [interp.INTERPRETERS['dknn'].explain(ex, [x])[0] for x in ref_xs]
     t_ref = (time.perf_counter() - t) * len(xs) / len(ref_xs)
     same = all(numpy.allclose(a.importance, b.importance)
                for a, b in zip(batched, ref))
@@ -74,9 +74,10 @@ def main(argv=None):
     for m in ('dknn', 'softmax', 'calibrated', 'grad'):
         atts = batched if m == 'dknn' else interp.explain(ex, xs, m)
         metrics[m] = faithfulness.summary(
-            lambda inputs: ex.class_scores(inputs, 'softmax'), xs, atts)
-    table = interp.faithfulness_table(metrics)
-    curve = ['| {} | {} |'.format(render.METHOD_TITLES[m], ' '.join(
+            lambda inputs: ex.scores(inputs, 'softmax'), xs, atts)
+    table = render.faithfulness_table(
+        metrics, {m: interp.INTERPRETERS[m].title for m in metrics})
+    curve = ['| {} | {} |'.format(interp.INTERPRETERS[m].title, ' '.join(
         '%.3f' % v for v in r['deletion_curve'])) for m, r in metrics.items()]
     body = '\n'.join([
         '## Faithfulness of the interpretations on SST-2 '

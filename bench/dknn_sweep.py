@@ -16,7 +16,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
 import dknn  # NOQA
-import nets  # NOQA
+import metrics  # NOQA
 import runs  # NOQA
 from report import RESULTS, write_section  # NOQA
 from metrics import expected_calibration_error  # NOQA
@@ -28,9 +28,9 @@ LAYERS = ('last', 'all')
 def sweep(run):
     r = runs.load(os.path.join(run, 'args.json'))
     setup = r.setup
-    logits, layers, labels = nets.predict_dataset(r.model, r.splits.test,
-                                                  None)
-    softmax = dknn.softmax(logits)
+    test = r.forward('test')
+    labels = test.labels
+    softmax = metrics.softmax(test.logits)
     sm_correct = softmax.argmax(1) == labels
     sm = (float(sm_correct.mean()),
           expected_calibration_error(softmax.max(1), sm_correct))
@@ -38,9 +38,8 @@ def sweep(run):
     for which in LAYERS:
         for k in KS:
             head, _ = dknn.for_run(r, layers=which, k=k)
-            counts, found = head.neighbour_counts(layers)
             for scoring in dknn.SCORINGS:
-                out = head.output(logits, counts, found, scoring)
+                out = head.with_scoring(scoring).predict_activations(test)
                 correct = out.pred == labels
                 rows.append((which, k, scoring, float(correct.mean()),
                              expected_calibration_error(out.credibility,

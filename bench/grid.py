@@ -24,11 +24,15 @@ from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
+import dknn  # NOQA
 import interpretations  # NOQA
 import run_dknn  # NOQA
+import runs  # NOQA
+import safeio  # NOQA
 import scaling  # NOQA
 import text_datasets  # NOQA
 import train_text_classifier  # NOQA
+from cli import UserError  # NOQA
 from report import RESULTS, write_section  # NOQA
 
 
@@ -52,19 +56,17 @@ DATASETS = ('stsa.binary', 'stsa.fine', 'TREC', 'subj', 'mpqa', 'rt-polarity')
 CELLS = [Cell(d, m) for d in DATASETS for m in ('cnn', 'bilstm')] + \
     [Cell('stsa.binary', 'bilstm', char_based=True)]
 
-# Training flags per recipe. CPU-sized: see RESULTS.md for why the BiLSTM
-# is smaller than the paper's 3 x 300.
+# Training settings per recipe. CPU-sized: see RESULTS.md for why the
+# BiLSTM is smaller than the paper's 3 x 300.
 RECIPES = {
-    'cnn': ['--epoch', '5', '--batchsize', '32', '--dropout', '0.2',
-            '--unit', '300', '--layer', '3'],
-    'bilstm': ['--epoch', '5', '--batchsize', '32', '--dropout', '0.2',
-               '--unit', '150', '--layer', '1'],
-    'bilstm-char': ['--epoch', '5', '--batchsize', '32', '--dropout', '0.2',
-                    '--unit', '150', '--layer', '1'],
-    'bow': ['--epoch', '5', '--batchsize', '32', '--dropout', '0.2',
-            '--unit', '300', '--layer', '3'],   # bench/train_sst2.py only
+    'cnn': dict(epoch=5, batchsize=32, dropout=0.2, unit=300, layer=3),
+    'bilstm': dict(epoch=5, batchsize=32, dropout=0.2, unit=150, layer=1),
+    'bilstm-char': dict(epoch=5, batchsize=32, dropout=0.2, unit=150,
+                        layer=1),
+    'bow': dict(epoch=5, batchsize=32, dropout=0.2, unit=300,
+                layer=3),   # bench/train_sst2.py only
 }
-QUICK = ['--epoch', '1', '--unit', '24', '--layer', '1', '--batchsize', '64']
+QUICK = dict(epoch=1, unit=24, layer=1, batchsize=64)
 
 # The original project's published softmax accuracies (glove.840B.300d).
 ORIGINAL = {('stsa.binary', 'cnn'): 84.5, ('stsa.binary', 'bilstm'): 85.7,
@@ -73,52 +75,66 @@ ORIGINAL = {('stsa.binary', 'cnn'): 84.5, ('stsa.binary', 'bilstm'): 85.7,
             ('mpqa', 'bilstm'): 87.9}
 
 
+def train_cell(cell, args, vectors):
+    """Train one cell's classifier; returns its run folder."""
+    recipe = dict(RECIPES[cell.recipe], **(QUICK if args.quick else {}))
+    settings = train_text_classifier.settings(
+        dataset=cell.dataset, model=cell.model, out=args.out, force=True,
+        n_calib=args.n_calib, char_based=cell.char_based,
+        word_vectors=None if cell.char_based else vectors,
+        data_dir=args.data_dir, **recipe)
+    folder, r = train_text_classifier.train_run(settings)
+    print('{}: validation accuracy {:.4f}, test accuracy {:.4f}'.format(
+        folder, r['val_accuracy'], r['test_accuracy']))
+    return folder, recipe
+
+
+def scale(run, args):
+    """Temperature scaling of a cell; a run without a finite T is kept,
+    with the reason."""
+    try:
+        results = scaling.calibrate_run(run, k=args.k)
+        print(scaling.format_table(results))
+        print('T = {:.4f}'.format(results['temperature']))
+        return results
+    except UserError as e:
+        print('error: {}'.format(e))
+        return {'temperature': None, 'error': str(e),
+                'test': {'ece_before': None, 'ece_after': None}}
+
+
 def run_cell(cell, args, vectors):
     """Train, DkNN, scaling for one cell; returns its summary dict."""
-    run = os.path.join(args.out, cell.name)
-    setup = os.path.join(run, 'args.json')
-    summary_path = os.path.join(run, 'grid_cell.json')
+    summary_path = os.path.join(args.out, cell.name, 'grid_cell.json')
     if os.path.exists(summary_path):
         return json.load(open(summary_path))
-    times = {}
-    start = time.time()
-    flags = RECIPES[cell.recipe] + (QUICK if args.quick else [])
-    train_text_classifier.main(
-        ['--dataset', cell.dataset, '--model', cell.model, '--out',
-         args.out, '--force', '--n-calib', str(args.n_calib)] + flags +
-        (['--char-based'] if cell.char_based else
-         ['--word_vectors', vectors]) +
-        (['--data-dir', args.data_dir] if args.data_dir else []))
+    times, start = {}, time.time()
+    folder, recipe = train_cell(cell, args, vectors)
     times['train'] = time.time() - start
+    run = runs.load(os.path.join(folder, 'args.json'))
     start = time.time()
-    dk = run_dknn.main(['--model-setup', setup, '--k', str(args.k),
-                        '--rebuild'])
+    dk = run_dknn.evaluate_run(run, k=args.k)
+    run_dknn.report(dk, dknn.SCORINGS)
     times['dknn'] = time.time() - start
     start = time.time()
-    try:
-        ts = scaling.main(['--model-setup', setup])
-    except SystemExit as e:  # e.g. no finite temperature: keep the cell
-        print(e.code)
-        ts = {'temperature': None, 'error': str(e.code),
-              'test': {'ece_before': dk['softmax']['ece'], 'ece_after': None}}
+    ts = scale(run, args)
     times['scaling'] = time.time() - start
-    train = json.load(open(os.path.join(run, 'train_results.json')))
+    train = json.load(open(run.path('train_results')))
     summary = {
         'cell': cell.name, 'dataset': cell.dataset, 'model': cell.model,
-        'char_based': cell.char_based, 'flags': flags,
+        'char_based': cell.char_based, 'recipe': recipe,
         'n_train': train['n_train'], 'n_test': train['n_test'],
         'softmax_accuracy': dk['softmax']['accuracy'],
         'dknn_accuracy': dk['conformity']['accuracy'],
         'conformal_accuracy': dk['conformal']['accuracy'],
         'agreement': dk['conformity']['agreement_with_softmax'],
-        'ece_softmax': ts['test']['ece_before'],
+        'ece_softmax': dk['softmax']['ece'],
         'ece_scaled': ts['test']['ece_after'],
         'ece_dknn': dk['conformity']['ece'],
         'ece_conformal': dk['conformal']['ece'],
         'temperature': ts['temperature'], 'scaling_error': ts.get('error'),
         'seconds': times}
-    with open(summary_path, 'w') as f:
-        json.dump(summary, f, indent=2)
+    safeio.save_json(summary_path, summary)
     return summary
 
 
@@ -147,15 +163,16 @@ def table(rows):
 
 def supplementary_page(args):
     """The SST-2 page comparing the four methods on the same examples."""
-    run = os.path.join(args.out, 'stsa.binary_cnn')
-    if os.path.exists(os.path.join(run, 'args.json')):
-        scaled = os.path.exists(os.path.join(run, 'temperature.json'))
-        interpretations.main(['--model-setup', os.path.join(run, 'args.json'),
-                              '--interp_method', 'all' if scaled else
-                              'dknn,softmax,grad',
-                              '--first', str(args.page_examples),
-                              '--neighbours', '3', '--quiet', '--k',
-                              str(args.k)])
+    setup = os.path.join(args.out, 'stsa.binary_cnn', 'args.json')
+    if os.path.exists(setup):
+        run = runs.load(setup)
+        scaled = os.path.exists(run.path('temperature'))
+        methods = list(interpretations.INTERPRETERS) if scaled else \
+            ['dknn', 'softmax', 'grad']
+        interpretations.explain_run(
+            run, methods, list(range(min(args.page_examples,
+                                         len(run.splits.test)))),
+            k=args.k, neighbours=3)
 
 
 def build_parser():
@@ -211,8 +228,9 @@ def main(argv=None):
 
 
 def grid_section(md, rows, args):
-    recipes = '; '.join('{}: `{}`'.format(k, ' '.join(v))
-                        for k, v in RECIPES.items())
+    recipes = '; '.join('{}: `{}`'.format(k, ' '.join(
+        '--{} {}'.format(f, v) for f, v in r.items()))
+        for k, r in RECIPES.items())
     return '\n'.join([
         '## The paper\'s table: softmax vs DkNN (`bench/grid.py`)', '',
         'Command: `make grid` (`python bench/grid.py`). k = {}, the last '

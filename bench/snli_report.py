@@ -8,7 +8,7 @@
    pairs, dev = the other 10%, test = the test pairs.
 2. Trains the pair classifier (GloVe 6B 50d), runs DkNN on it, and runs
    conformity leave-one-out over every test hypothesis with the artifact
-   analysis (``interpretations.py --artifacts``).
+   analysis (as ``interpretations.py --artifacts``).
 3. Trains a hypothesis-only classifier and compares it with chance.
 
 Writes the ``snli`` section of RESULTS.md. Finished steps are reused.
@@ -21,8 +21,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
+import artifacts  # NOQA
 import interpretations  # NOQA
 import run_dknn  # NOQA
+import runs  # NOQA
 import text_datasets  # NOQA
 import train_text_classifier  # NOQA
 from report import RESULTS, write_section  # NOQA
@@ -31,10 +33,10 @@ from report import RESULTS, write_section  # NOQA
 def train(dataset, args, data, glove):
     run = os.path.join(args.out, '{}_{}'.format(dataset, args.model))
     if not os.path.exists(os.path.join(run, 'train_results.json')):
-        train_text_classifier.main(
-            ['--dataset', dataset, '--model', args.model, '--epoch',
-             str(args.epoch), '--batchsize', '32', '--dropout', '0.2',
-             '--data-dir', data, '--out', args.out, '--word_vectors', glove])
+        train_text_classifier.train_run(train_text_classifier.settings(
+            dataset=dataset, model=args.model, epoch=args.epoch,
+            batchsize=32, dropout=0.2, data_dir=data, out=args.out,
+            word_vectors=glove))
     return run, json.load(open(os.path.join(run, 'train_results.json')))
 
 
@@ -53,17 +55,17 @@ def main(argv=None):
     glove = os.path.join(shared, 'glove', 'glove.6B.50d.txt.gz')
 
     run, pair = train('snli', args, data, glove)
-    setup = os.path.join(run, 'args.json')
-    dk = run_dknn.main(['--model-setup', setup])
-    interp = interpretations.main(['--model-setup', setup, '--interp_method',
-                                   'dknn', '--all', '--artifacts',
-                                   '--quiet', '--figure', '6'])
+    snli = runs.load(os.path.join(run, 'args.json'))
+    dk = run_dknn.evaluate_run(snli)
+    interp, _, _ = interpretations.explain_run(
+        snli, ['dknn'], list(range(len(snli.splits.test))), figure=6,
+        artifacts=True)
     hyp_run, hyp = train('snli-hypothesis', args, data, glove)
     test_labels = [y for _, y in text_datasets.load_raw('snli', data).test]
     majority = collections.Counter(test_labels).most_common(1)[0][1] / \
         len(test_labels)
 
-    table = interpretations.artifact_table(
+    table = artifacts.artifact_table(
         {i: interp['artifacts'][name] for i, name in
          enumerate(text_datasets.SNLI_LABELS)}, text_datasets.SNLI_LABELS)
     body = '\n'.join([

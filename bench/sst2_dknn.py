@@ -3,8 +3,9 @@
 
     python bench/sst2_dknn.py --model-setup result/stsa.binary_cnn/args.json
 
-Runs run_dknn.py (both scoring rules; the last layer and all layers) and
-scaling.py on the run and writes the ``sst2-dknn`` section of RESULTS.md.
+Evaluates the DkNN (both scoring rules; the last layer and all layers)
+and temperature scaling on the run, and writes the ``sst2-dknn`` section of
+RESULTS.md.
 """
 import argparse
 import json
@@ -14,6 +15,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
 import run_dknn  # NOQA
+import runs  # NOQA
 import scaling  # NOQA
 from report import RESULTS, write_section  # NOQA
 
@@ -22,13 +24,12 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[1])
     p.add_argument('--model-setup', default='result/stsa.binary_cnn/args.json')
     args = p.parse_args(argv)
-    setup = json.load(open(args.model_setup))
-    train = json.load(open(os.path.join(os.path.dirname(args.model_setup),
-                                        'train_results.json')))
+    run = runs.load(args.model_setup)
+    setup = run.setup
+    train = json.load(open(run.path('train_results')))
     rows = []
-    for layers in ('all', 'last'):  # 'last' second: reliability.png uses it
-        r = run_dknn.main(['--model-setup', args.model_setup, '--layers',
-                           layers])
+    for layers in ('last', 'all'):
+        r = run_dknn.evaluate_run(run, layers=layers)
         for s in ('conformity', 'conformal'):
             rows.append('| {} | {} | {:.2%} | {:.2%} | {:+.2f} | {:.2%} | '
                         '{:.3f} / {:.3f} | {:.4f} |'.format(
@@ -39,7 +40,7 @@ def main(argv=None):
                             r[s]['agreement_with_softmax'],
                             r[s]['credibility_correct'],
                             r[s]['credibility_wrong'], r[s]['ece']))
-    t = scaling.main(['--model-setup', args.model_setup])
+    t = scaling.calibrate_run(run, layers='last')
     body = '\n'.join([
         '## DkNN and temperature scaling on the SST-2 CNN '
         '(`bench/sst2_dknn.py`)', '',

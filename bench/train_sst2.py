@@ -36,15 +36,15 @@ def main(argv=None):
         run = os.path.join(out, 'stsa.binary_' + model)
         done = os.path.join(run, 'train_results.json')
         if not os.path.exists(done):
-            train_text_classifier.main(
-                ['--dataset', 'stsa.binary', '--model', model, '--out', out]
-                + RECIPES[model] +
-                (['--word_vectors', glove] if vectors else []))
+            train_text_classifier.train_run(train_text_classifier.settings(
+                dataset='stsa.binary', model=model, out=out,
+                word_vectors=glove if vectors else None, **RECIPES[model]))
         r = json.load(open(done))
+        flags = ' '.join('--{} {}'.format(k, v)
+                         for k, v in RECIPES[model].items())
         rows.append('| {} | `{}` | {} | {:.2%} | {:.2%} | {:.1f} |'.format(
-            model, ' '.join(RECIPES[model]),
-            'GloVe 6B 50d' if vectors else 'none (random, {}-d)'.format(
-                RECIPES[model][RECIPES[model].index('--unit') + 1]),
+            model, flags, 'GloVe 6B 50d' if vectors else
+            'none (random, {}-d)'.format(RECIPES[model]['unit']),
             r['test_accuracy'], r['val_accuracy'], r['seconds_per_epoch']))
     body = '\n'.join([
         '## Training on SST-2 (`bench/train_sst2.py`)', '',

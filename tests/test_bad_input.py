@@ -3,8 +3,8 @@ one ``error:`` line naming the file or flag, no traceback, and every file
 of the result folders as it was (same sha256, no new files).
 
 Each case runs a script's ``main([...])`` in process, on a private copy of
-a tiny trained run (with a DkNN index and credibility file) and of the tiny
-data folder. An exception other than ``SystemExit`` would fail the test,
+a tiny trained run (with its forward-pass cache, DkNN results and
+temperature) and of the tiny data folder. An exception other than ``SystemExit`` would fail the test,
 which is how "no traceback" is checked; one case per script also runs as a
 subprocess to check what a user sees on the terminal.
 """
@@ -47,13 +47,18 @@ class Workspace:
         self.out = os.path.join(root, 'out')
         self.args = copy_run(setup_path, os.path.join(self.out, 'run'))
         self.run = os.path.dirname(self.args)
-        for name in ('dknn_index.npz', 'dknn_credibility.npz',
-                     'dknn_results.json', 'temperature.json'):
+        for name in ('dknn_credibility.npz', 'dknn_results.json',
+                     'temperature.json'):
             shutil.copy(os.path.join(os.path.dirname(setup_path), name),
                         os.path.join(self.run, name))
+        shutil.copytree(os.path.join(os.path.dirname(setup_path),
+                                     'activations'), self.cache(''))
 
     def file(self, name):
         return os.path.join(self.run, name)
+
+    def cache(self, name):
+        return os.path.join(self.run, 'activations', name)
 
     def train(self, *extra):
         return TINY_TRAIN + ['--model', 'cnn', '--data-dir', self.data,
@@ -193,7 +198,7 @@ CASES = [
     flag('train', '--dataset', 'sst9'),
     flag('dknn', '--k', '0'),
     flag('interp', '--k', 'abc'),
-    flag('dknn', '--k', '100000', '--rebuild', names='k=100000'),
+    flag('dknn', '--k', '100000', names='k=100000'),
     flag('dknn', '--layers', 'lstm9', names='lstm9'),
     flag('dknn', '--batchsize', '0'),
     flag('interp', '--neighbours', '-3'),
@@ -258,23 +263,25 @@ CASES = [
          Workspace.model,
          lambda ws: write(ws.file('calib.json'), '[0, 100000]'),
          r'calib\.json'),
-    Case('result folders', 'index truncated', 'dknn', Workspace.model,
-         lambda ws: truncate(ws.file('dknn_index.npz'), 500),
-         r'dknn_index\.npz.*--rebuild'),
-    Case('result folders', 'index of another tool', 'interp', Workspace.model,
-         lambda ws: shutil.copy(ws.file('best_model.npz'),
-                                ws.file('dknn_index.npz')),
-         r'dknn_index\.npz: not a DkNN index'),
-    Case('result folders', 'credibility file corrupt', 'scaling',
-         Workspace.model,
-         lambda ws: write(ws.file('dknn_credibility.npz'), 'garbage'),
-         r'dknn_credibility\.npz'),
-    Case('result folders', 'credibility of another shape', 'scaling',
-         Workspace.model,
-         lambda ws: numpy.savez(ws.file('dknn_credibility.npz'),
-                                credibility=numpy.ones(3) * 2,
-                                correct=numpy.ones(3, bool)),
-         r'dknn_credibility\.npz'),
+    Case('result folders', 'cached activations truncated', 'dknn',
+         lambda ws: ws.model('--k', '5'),
+         lambda ws: truncate(ws.cache('train.layer.mlp1.npy'), 100),
+         r'activations/train\.layer\.mlp1\.npy.*--rebuild'),
+    Case('result folders', 'cached activations of another shape', 'interp',
+         lambda ws: ws.model('--k', '5'),
+         lambda ws: numpy.save(ws.cache('train.layer.mlp1.npy'),
+                               numpy.zeros((3, 2), 'f')),
+         r'activations/train\.layer\.mlp1\.npy: unexpected'),
+    Case('untrusted files', 'cached activations pickled', 'scaling',
+         lambda ws: ws.model('--k', '5'),
+         lambda ws: numpy.save(ws.cache('test.logits.npy'),
+                               numpy.array([Payload()], object),
+                               allow_pickle=True),
+         r'activations/test\.logits\.npy'),
+    Case('result folders', 'cache stamp not JSON', 'scaling',
+         lambda ws: ws.model('--k', '5'),
+         lambda ws: write(ws.cache('calib.json'), '{'),
+         r'activations/calib\.json: not valid JSON'),
     Case('result folders', 'temperature corrupt', 'interp',
          lambda ws: ws.model('--interp_method', 'calibrated'),
          lambda ws: write(ws.file('temperature.json'), '{"temperature": 0}'),
@@ -298,7 +305,7 @@ CASES = [
                                              r'read-only'),
     Case('disk and concurrency', 'full disk (dknn)', 'dknn',
          lambda ws: ws.model('--rebuild', '--k', '5'), full_disk,
-         r'dknn_index\.npz: no space left'),
+         r'activations/train\.logits\.npy: no space left'),
     Case('disk and concurrency', 'full disk (interpretations)', 'interp',
          lambda ws: ws.model('--k', '5'), full_disk,
          r'interpretations_dknn\.html: no space left'),

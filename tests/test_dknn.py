@@ -5,9 +5,9 @@ import numpy
 import pytest
 
 import dknn
+import nets
 import run_dknn
 import runs
-from cli import UserError
 
 
 class FakeModel:
@@ -50,16 +50,23 @@ def test_lsh_honours_k_and_reports_recall():
     assert dknn.recall_at_k(exact, exact) == 1.0
 
 
+def acts(layers, labels=None):
+    """Precomputed activations: {name: (N, D)} and (N,) labels."""
+    n = len(next(iter(layers.values())))
+    labels = numpy.zeros(n, numpy.int32) if labels is None else labels
+    return nets.Activations(numpy.zeros((n, 2), 'f'), layers,
+                            numpy.asarray(labels, numpy.int32))
+
+
 def test_separable_data_has_credibility_one():
     rng = numpy.random.RandomState(0)
     labels = numpy.repeat([0, 1], 50)
-    acts = {name: (rng.rand(100, 4) + 10 * labels[:, None]).astype('f')
-            for name in ('h1', 'h2')}
+    layers = {name: (rng.rand(100, 4) + 10 * labels[:, None]).astype('f')
+              for name in ('h1', 'h2')}
     for scoring in dknn.SCORINGS:
         h = head(k=5, scoring=scoring)
-        h.set_training(acts, labels)
-        h.set_calibration(acts, labels)
-        out = h.score(numpy.zeros((100, 2), 'f'), acts)
+        h.fit(acts(layers, labels)).calibrate(acts(layers, labels))
+        out = h.predict_activations(layers)
         numpy.testing.assert_array_equal(out.pred, labels)
         numpy.testing.assert_array_equal(out.credibility, 1.0)
 
@@ -68,109 +75,99 @@ def test_conformal_p_values_by_hand():
     """Five training points on a line, k=3, one layer."""
     train = {'h1': numpy.array([[0.], [1.], [2.], [10.], [11.]], 'f'),
              'h2': numpy.zeros((5, 1), 'f')}
-    labels = numpy.array([0, 0, 1, 1, 1])
     h = head(layers=['h1'], k=3, scoring='conformal')
-    h.set_training(train, labels)
+    h.fit(acts(train, [0, 0, 1, 1, 1]))
     # calibration: x=0.5 (y=0): neighbours 0,1,2 -> labels 0,0,1 -> alpha 1
     #              x=10.5 (y=1): neighbours 3,4,2 -> 1,1,1 -> alpha 0
     #              x=1.6 (y=0): neighbours 2,1,0 -> 1,0,0 -> alpha 1
     #              x=9 (y=0): neighbours 3,4,2 -> 1,1,1 -> alpha 3
     calib = {'h1': numpy.array([[.5], [10.5], [1.6], [9.]], 'f'),
              'h2': numpy.zeros((4, 1), 'f')}
-    h.set_calibration(calib, numpy.array([0, 1, 0, 0]))
-    assert sorted(h.calib_scores.tolist()) == [0, 1, 1, 3]
+    h.calibrate(acts(calib, [0, 1, 0, 0]))
+    assert sorted(h.calib_nonconformity.tolist()) == [0, 1, 1, 3]
     # test x=1.4: neighbours 1,2,0 -> labels 0,1,0: alpha(0)=1, alpha(1)=2
     # p(0) = #{s >= 1}/4 = 3/4, p(1) = #{s >= 2}/4 = 1/4
-    out = h.score(numpy.zeros((1, 2), 'f'), {'h1': numpy.array([[1.4]], 'f')})
+    query = {'h1': numpy.array([[1.4]], 'f')}
+    out = h.predict_activations(query)
     numpy.testing.assert_allclose(out.scores, [[0.75, 0.25]])
     assert out.pred[0] == 0
     assert out.credibility[0] == 0.75 and out.confidence[0] == 0.75
-    # conformity on the same search: shares of the 3 neighbours
-    conf = h.score(numpy.zeros((1, 2), 'f'), {'h1': numpy.array([[1.4]], 'f')},
-                   scoring='conformity')
+    # conformity: shares of the 3 neighbours
+    conf = h.with_scoring('conformity').predict_activations(query)
     numpy.testing.assert_allclose(conf.scores, [[2 / 3, 1 / 3]])
     idx, dist, lab = conf.neighbours['h1']
     assert idx.tolist() == [[1, 2, 0]] and lab.tolist() == [[0, 1, 0]]
+    numpy.testing.assert_allclose(dist, [[0.4, 0.6, 1.4]], rtol=1e-6)
+    assert h.scoring == 'conformal'   # the copy did not change it
 
 
 def test_all_layers_pool_their_votes():
     train = {'h1': numpy.array([[0.], [1.], [5.]], 'f'),
              'h2': numpy.array([[5.], [1.], [0.]], 'f')}
-    h = head(layers='all', k=1)
-    h.set_training(train, numpy.array([0, 1, 1]))
-    out = h.score(numpy.zeros((1, 2), 'f'), {'h1': numpy.array([[0.1]], 'f'),
-                                             'h2': numpy.array([[0.1]], 'f')})
+    h = head(layers='all', k=1).fit(acts(train, [0, 1, 1]))
+    out = h.predict_activations({'h1': numpy.array([[0.1]], 'f'),
+                                 'h2': numpy.array([[0.1]], 'f')})
     assert out.counts.tolist() == [[1, 1]]  # h1 votes 0, h2 votes 1
 
 
 def test_bad_settings():
     with pytest.raises(dknn.DkNNError, match='unknown layer nope.*h1, h2'):
         head(layers=['nope'])
+    five = acts({'h1': numpy.zeros((5, 2), 'f'),
+                 'h2': numpy.zeros((5, 2), 'f')})
     with pytest.raises(dknn.DkNNError, match='larger than'):
-        head(k=10).set_training({'h1': numpy.zeros((5, 2), 'f'),
-                                 'h2': numpy.zeros((5, 2), 'f')},
-                                numpy.zeros(5))
+        head(k=10).fit(five)
     with pytest.raises(dknn.DkNNError, match='calibration set is empty'):
-        h = head(k=1)
-        h.set_training({'h1': numpy.zeros((5, 2), 'f'),
-                        'h2': numpy.zeros((5, 2), 'f')}, numpy.zeros(5))
-        h.set_calibration({'h1': numpy.zeros((0, 2), 'f'),
-                           'h2': numpy.zeros((0, 2), 'f')}, numpy.zeros(0))
+        head(k=1).fit(five).calibrate(acts({'h1': numpy.zeros((0, 2), 'f'),
+                                            'h2': numpy.zeros((0, 2), 'f')}))
+    with pytest.raises(dknn.DkNNError, match='needs calibrate'):
+        head(k=1, scoring='conformal').fit(five).predict_activations(
+            five.layers)
 
 
 def test_run_dknn_end_to_end(run_copy):
-    tiny_run = run_copy
-    results = run_dknn.main(['--model-setup', tiny_run, '--k', '5',
-                             '--rebuild'])
-    run = os.path.dirname(tiny_run)
-    saved = json.load(open(os.path.join(run, 'dknn_results.json')))
+    results = run_dknn.main(['--model-setup', run_copy, '--k', '5'])
+    folder = os.path.dirname(run_copy)
+    saved = json.load(open(os.path.join(folder, 'dknn_results.json')))
+    assert saved == json.loads(json.dumps(results))
     assert saved['k'] == 5 and saved['layers'] == ['mlp1']
-    for s in ('conformity', 'conformal'):
-        assert 0 <= saved[s]['accuracy'] <= 1
-        assert 0 <= saved[s]['agreement_with_softmax'] <= 1
-    assert saved['softmax']['accuracy'] == results['softmax']['accuracy']
     assert set(saved['seconds']) == {'build', 'calibrate', 'evaluate'}
-    assert os.path.exists(os.path.join(run, 'dknn_index.npz'))
-    # a second run loads the saved index and gives the same answers
-    again = run_dknn.main(['--model-setup', tiny_run, '--k', '5'])
+    # the numbers are recomputed from the per-example file and the model
+    cred = numpy.load(os.path.join(folder, 'dknn_credibility.npz'))
+    labels = cred['labels']
+    for s in dknn.SCORINGS:
+        pred = cred[s + '_pred']
+        assert saved[s]['accuracy'] == pytest.approx((pred == labels).mean())
+        right = pred == labels
+        assert saved[s]['credibility_correct'] == pytest.approx(
+            cred[s + '_credibility'][right].mean())
+    run = runs.load(run_copy)
+    test = nets.predict_dataset(run.model, run.splits.test, None)
+    softmax_pred = test.logits.argmax(axis=1)
+    assert saved['softmax']['accuracy'] == pytest.approx(
+        (softmax_pred == labels).mean())
+    assert saved['conformity']['agreement_with_softmax'] == pytest.approx(
+        (cred['conformity_pred'] == softmax_pred).mean())
+    # the DkNN answer is a vote of the 5 nearest training examples
+    train = nets.predict_dataset(run.model, run.splits.train, None)
+    d = numpy.linalg.norm(test.layers['mlp1'][:, None] -
+                          train.layers['mlp1'][None], axis=2)
+    votes = train.labels[numpy.argsort(d, axis=1, kind='stable')[:, :5]]
+    assert ((votes == cred['conformity_pred'][:, None]).sum(1) >=
+            (votes != cred['conformity_pred'][:, None]).sum(1)).all()
+    # a second run reuses the cached forward passes, other settings too
+    stamp = os.path.getmtime(os.path.join(folder, 'activations',
+                                          'train.logits.npy'))
+    again = run_dknn.main(['--model-setup', run_copy, '--k', '5'])
     assert again['conformal'] == results['conformal']
-    assert again['seconds']['calibrate'] == 0.0
-    # other layers and backends reuse it too
-    alls = run_dknn.main(['--model-setup', tiny_run, '--k', '5', '--layers',
+    alls = run_dknn.main(['--model-setup', run_copy, '--k', '5', '--layers',
                           'all', '--backend', 'kdtree', '--scoring',
                           'conformity'])
     assert alls['layers'] == ['cnn', 'mlp1'] and 'conformal' not in alls
-    lsh = run_dknn.main(['--model-setup', tiny_run, '--k', '5', '--lsh'])
+    assert os.path.getmtime(os.path.join(folder, 'activations',
+                                         'train.logits.npy')) == stamp
+    lsh = run_dknn.main(['--model-setup', run_copy, '--k', '5', '--lsh'])
     assert lsh['backend'] == 'lsh' and 0 < lsh['lsh_recall_at_k']['mlp1'] <= 1
-
-
-def test_saved_index_round_trips_and_refuses_another_model(tiny_run,
-                                                           tmp_path):
-    run = runs.load(tiny_run)
-    model, splits = run.model, run.splits
-    h = dknn.DkNN(model, 'all', k=4, scoring='conformal').fit(splits.train)
-    h.calibrate(splits.calib)
-    path = str(tmp_path / 'index.npz')
-    with open(path, 'wb') as f:
-        h.save(f, run.model_sha256)
-    h2 = dknn.DkNN(model, 'all', k=4, scoring='conformal').load(
-        path, run.model_sha256)
-    numpy.testing.assert_array_equal(h.calib_scores, h2.calib_scores)
-    a, _ = h.predict_dataset(splits.test)
-    b, _ = h2.predict_dataset(splits.test)
-    numpy.testing.assert_array_equal(a.scores, b.scores)
-    with pytest.raises(dknn.DkNNError, match='another model'):
-        dknn.DkNN(model, 'all', k=4).load(path, '0' * 64)
-    # a foreign archive (the model itself) and a truncated one
-    with pytest.raises(dknn.DkNNError, match='not a DkNN index.*--rebuild'):
-        dknn.DkNN(model, 'all', k=4).load(run.model_path, run.model_sha256)
-    with open(path, 'rb') as f:
-        head = f.read(200)
-    with open(path, 'wb') as f:
-        f.write(head)
-    with pytest.raises(UserError, match='index.npz: not a valid .npz.*'
-                                        '--rebuild'):
-        dknn.DkNN(model, 'all', k=4).load(path, run.model_sha256)
 
 
 def fails(argv, match):
@@ -179,7 +176,7 @@ def fails(argv, match):
 
 
 def test_run_dknn_bad_input(run_copy, tmp_path):
-    fails(['--model-setup', run_copy, '--k', '100000', '--rebuild'],
+    fails(['--model-setup', run_copy, '--k', '100000'],
           'error: k=100000 is larger than')
     fails(['--model-setup', run_copy, '--layers', 'lstm9'],
           'error: unknown layer lstm9')

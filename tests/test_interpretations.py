@@ -5,7 +5,6 @@ import chainer
 import numpy
 import pytest
 
-import dknn
 import faithfulness
 import interpretations as interp
 import nets
@@ -40,12 +39,12 @@ def test_leave_one_out_equals_manual_deletion(run, method, kind):
     atts = interp.explain(ex, xs, method, chunk=4)
     for x, att in zip(xs, atts):
         assert len(att.importance) == len(x) - 1  # one per token, no <eos>
-        full = ex.class_scores([x], kind)[0]
+        full = ex.scores([x], kind)[0]
         assert att.prediction == full.argmax()
         assert att.score == pytest.approx(full[att.prediction])
         for j in range(len(x) - 1):
             manual = numpy.delete(x, j)   # the sentence without token j
-            s = ex.class_scores([manual], kind)[0][att.prediction]
+            s = ex.scores([manual], kind)[0][att.prediction]
             assert att.importance[j] == pytest.approx(full[att.prediction] - s,
                                                       abs=1e-6)
 
@@ -53,10 +52,13 @@ def test_leave_one_out_equals_manual_deletion(run, method, kind):
 def test_dknn_scores_are_the_dknn_conformity(run):
     ex, splits = explainer_for(run)
     x = splits.test[0][0]
-    head = dknn.DkNN(ex.model, 'last', 5).fit(splits.train)
-    counts, _ = head.neighbour_counts(head.activations([splits.test[0]])[1])
-    numpy.testing.assert_allclose(ex.class_scores([x], 'dknn')[0],
-                                  counts[0] / 5.0)
+    train = nets.predict_dataset(ex.model, splits.train, None)
+    _, layers = ex.model.predict([x])
+    layer = ex.model.layer_names[-1]
+    d = numpy.linalg.norm(train.layers[layer] - layers[layer][0], axis=1)
+    votes = train.labels[numpy.argsort(d, kind='stable')[:5]]
+    numpy.testing.assert_allclose(ex.scores([x], 'dknn')[0],
+                                  numpy.bincount(votes, minlength=2) / 5.0)
 
 
 def test_calibrated_uses_the_temperature(run):
@@ -64,7 +66,7 @@ def test_calibrated_uses_the_temperature(run):
     ex, splits = explainer_for(run)
     x = splits.test[1][0]
     logits = ex.logits([x])
-    numpy.testing.assert_allclose(ex.class_scores([x], 'calibrated'),
+    numpy.testing.assert_allclose(ex.scores([x], 'calibrated'),
                                   softmax(logits / 3.0), rtol=1e-6)
 
 
@@ -115,34 +117,56 @@ def test_pair_leave_one_out_equals_manual_deletion():
         ex = interp.Explainer(model, field=field)
         att, = interp.explain(ex, [(prem, hyp)], 'softmax')
         assert len(att.importance) == n
-        full = ex.class_scores([(prem, hyp)], 'softmax')[0]
+        full = ex.scores([(prem, hyp)], 'softmax')[0]
         for j in range(n):
             p, h = prem, hyp
             if field == 'premise' or (field == 'both' and j < 3):
                 p = numpy.delete(prem, j)
             else:
                 h = numpy.delete(hyp, j - (3 if field == 'both' else 0))
-            s = ex.class_scores([(p, h)], 'softmax')[0][att.prediction]
+            s = ex.scores([(p, h)], 'softmax')[0][att.prediction]
             assert att.importance[j] == pytest.approx(
                 full[att.prediction] - s, abs=1e-6)
 
 
-def test_faithfulness_deletion_matches_manual(run):
+def test_faithfulness_matches_manual_deletions(run):
     ex, splits = explainer_for(run)
     xs = [x for x, _ in splits.test[:5]]
     atts = interp.explain(ex, xs, 'softmax')
-    f = faithfulness.summary(lambda inputs: ex.class_scores(inputs,
-                                                            'softmax'),
+    f = faithfulness.summary(lambda inputs: ex.scores(inputs, 'softmax'),
                              xs, atts, k_max=2, fractions=(0.5,))
-    drops = []
+
+    def prob(x, label):
+        return ex.scores([x], 'softmax')[0][label]
+    drops, comp, suff, lengths = [], [], [], []
     for x, a in zip(xs, atts):
-        full = ex.class_scores([x], 'softmax')[0]
-        top = int(numpy.argmax(a.importance))
-        without = ex.class_scores([numpy.delete(x, top)], 'softmax')[0]
-        drops.append(full[full.argmax()] - without[full.argmax()])
-    assert f['deletion_curve'][0] == pytest.approx(numpy.mean(drops))
-    assert 0 <= f['reduction_length'] <= f['mean_length']
-    assert 0 <= f['entropy'] <= 1 and 0 <= f['zero_share'] <= 1
+        pred = int(ex.scores([x], 'softmax')[0].argmax())
+        order = numpy.argsort(-a.importance, kind='stable')
+        n = len(order)
+        half = order[:int(numpy.ceil(0.5 * n))]
+        drops.append(prob(x, pred) - prob(numpy.delete(x, order[0]), pred))
+        comp.append(prob(x, pred) - prob(numpy.delete(x, half), pred))
+        kept = numpy.delete(x, [j for j in range(n) if j not in half])
+        suff.append(prob(x, pred) - prob(kept, pred))
+        left = n   # drop the least important while the prediction holds
+        for r in range(1, n + 1):
+            smaller = numpy.delete(x, order[n - r:])
+            if ex.scores([smaller], 'softmax')[0].argmax() != pred:
+                break
+            left = n - r
+        lengths.append(left)
+    assert f['deletion_curve'][0] == pytest.approx(numpy.mean(drops),
+                                                   abs=1e-6)
+    assert f['comprehensiveness']['0.5'] == pytest.approx(numpy.mean(comp),
+                                                          abs=1e-6)
+    assert f['sufficiency']['0.5'] == pytest.approx(numpy.mean(suff),
+                                                    abs=1e-6)
+    assert f['reduction_length'] == pytest.approx(numpy.mean(lengths))
+    p = [numpy.abs(a.importance) / numpy.abs(a.importance).sum()
+         for a in atts]
+    assert f['entropy'] == pytest.approx(numpy.mean(
+        [-(q * numpy.log(q)).sum() / numpy.log(len(q)) for q in p]))
+    assert f['mean_length'] == numpy.mean([len(x) - 1 for x in xs])
 
 
 def test_colour_values_follow_the_original_convention():
@@ -160,11 +184,12 @@ def test_html_escapes_every_token():
     rec = {'index': 0, 'label': 1, 'parts': [['<script>', 'a&b', '<unk>']],
            'explained': [0], 'results': {'softmax': att},
            'neighbours': [('x <b>y</b>', 0)]}
-    page = render.html_page('t <i>', [rec], ['softmax'], ['neg', 'pos'],
-                            False, 'hypothesis')
+    page = render.html_page('t <i>', [rec], {'softmax': 'confidence <LOO>'},
+                            ['neg', 'pos'], False, 'hypothesis')
     assert '<script>' not in page and '&lt;script&gt;' in page
     assert 'a&amp;b' in page and '&lt;unk&gt;' in page
     assert '<b>y' not in page and '<i>' not in page
+    assert '&lt;LOO&gt;' in page
 
 
 def test_main_writes_html_png_json(run):

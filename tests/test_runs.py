@@ -8,6 +8,7 @@ import shutil
 import numpy
 import pytest
 
+import nets
 import runs
 import safeio
 from cli import UserError
@@ -19,7 +20,8 @@ def test_load_round_trip_and_moved_folder(tiny_run, tmp_path):
     assert run.setup['model'] == 'cnn' and run.vocab['<eos>'] == 0
     assert run.model.encoder.embed.W.shape == (len(run.vocab),
                                                run.setup['n_embed'])
-    assert run.path('index') == os.path.join(run.folder, 'dknn_index.npz')
+    assert run.path('temperature') == os.path.join(run.folder,
+                                                   'temperature.json')
     # the folder can be moved: paths in args.json are relative
     moved = runs.load(copy_run(tiny_run, tmp_path / 'moved'))
     numpy.testing.assert_array_equal(moved.model.encoder.embed.W.array,
@@ -129,6 +131,44 @@ def test_temperature_file_is_checked(run_copy):
             runs.read_temperature(run.folder)
 
 
+# -------------------------------------------------------- the forward cache
+
+def test_forward_passes_are_cached_and_stamped(run_copy):
+    run = runs.load(run_copy)
+    with run.writing():
+        test = run.forward('test')
+    fresh = nets.predict_dataset(run.model, run.splits.test, None)
+    numpy.testing.assert_array_equal(test.logits, fresh.logits)
+    folder = os.path.join(run.folder, 'activations')
+    assert sorted(os.listdir(folder)) == [
+        'test.json', 'test.labels.npy', 'test.layer.cnn.npy',
+        'test.layer.mlp1.npy', 'test.logits.npy']
+    again = runs.load(run_copy).forward('test')     # read back, mapped
+    assert isinstance(again.logits, numpy.memmap)
+    numpy.testing.assert_array_equal(again.layers['mlp1'],
+                                     fresh.layers['mlp1'])
+    numpy.testing.assert_array_equal(again.labels, fresh.labels)
+    # another model file: the stamp no longer matches, so it is recomputed
+    model = os.path.join(run.folder, 'best_model.npz')
+    arrays = dict(numpy.load(model))
+    arrays['output/b'] = arrays['output/b'] + 1.0
+    numpy.savez(model, **arrays)
+    changed = runs.load(run_copy).forward('test')
+    assert not isinstance(changed.logits, numpy.memmap)
+    numpy.testing.assert_allclose(changed.logits, fresh.logits + 1.0,
+                                  rtol=1e-5)
+
+
+def test_a_command_that_fails_writes_no_cache(run_copy):
+    run = runs.load(run_copy)
+    with pytest.raises(RuntimeError):
+        with run.writing():
+            run.forward('calib')
+            raise RuntimeError('later failure')
+    assert sorted(os.listdir(run.folder)) == sorted(
+        ['args.json', 'best_model.npz', 'vocab.json', 'calib.json'])
+
+
 # ------------------------------------------------------------ writing whole
 
 def listing(folder):
@@ -180,7 +220,7 @@ def test_output_set_rolls_back_a_failed_rename(tmp_path, monkeypatch):
 def test_leftovers_of_a_killed_run_are_cleaned(run_copy):
     folder = os.path.dirname(run_copy)
     for name in ('.dknn_index.npz.tmp-ab12cd34', '.x.png.tmp-zz99yy88',
-                 '.dknn_index.npz.q1w2e3r4'):
+                 '.temperature.json.q1w2e3r4'):
         open(os.path.join(folder, name), 'w').close()
     os.mkdir(os.path.join(folder, '.foo.tmp-abcdefgh'))
     open(os.path.join(folder, '.keepme'), 'w').close()

@@ -7,6 +7,7 @@ import pytest
 
 from conftest import real_data_dir
 
+import artifacts
 import interpretations
 import nets
 import runs
@@ -92,14 +93,12 @@ def test_snli_pair_model_dknn_and_interpretations(snli_dir, tmp_path):
 
 def test_artifact_words_counts_the_top_word_per_class():
     att = interpretations.Attribution
-    recs = [{'parts': [['p'], ['a', 'cat', 'sleeps']], 'results': {'dknn': att(
-        2, .9, numpy.array([.1, .2, .5]))}},
-            {'parts': [['p'], ['nobody', 'sleeps']], 'results': {'dknn': att(
-                2, .9, numpy.array([.1, .3]))}},
-            {'parts': [['p'], ['a', 'dog']], 'results': {'dknn': att(
-                0, .9, numpy.array([.4, .2]))}}]
-    words = interpretations.artifact_words(recs, 'dknn',
-                                           lambda r: r['parts'][1], 3)
+    recs = [{'parts': [['p'], hyp], 'explained': [1],
+             'results': {'dknn': att(pred, .9, numpy.array(imp))}}
+            for hyp, pred, imp in ((['a', 'cat', 'sleeps'], 2, [.1, .2, .5]),
+                                   (['nobody', 'sleeps'], 2, [.1, .3]),
+                                   (['a', 'dog'], 0, [.4, .2]))]
+    words = artifacts.artifact_words(recs, 'dknn', 3)
     assert words[2] == [('sleeps', 2, pytest.approx(0.4))]
     assert words[0] == [('a', 1, pytest.approx(0.4))] and words[1] == []
 

@@ -1,0 +1,97 @@
+"""The forward-pass cache of a run: logits and hidden layers on disk.
+
+A run's ``activations/`` folder holds, per split (train, val, calib, test),
+one uncompressed ``.npy`` file per array and a stamp::
+
+    activations/train.json            model and data sha256, n, layers
+    activations/train.logits.npy      (N, C) float32
+    activations/train.labels.npy      (N,) int32
+    activations/train.layer.mlp3.npy  (N, D) float32, one per layer
+
+The stamp ties the arrays to the model file and to the examples they were
+computed from; a mismatch means "compute again". Arrays are read with
+``allow_pickle=False`` and memory-mapped, so a large training set is paged
+in as the search touches it rather than copied; a file that is truncated,
+of the wrong dtype or shape is refused with a line saying how to rebuild.
+"""
+import json
+import os
+
+import numpy
+
+import nets
+import safeio
+from cli import UserError
+
+FIX = 'compute it again with: python run_dknn.py --rebuild'
+
+
+def _stamp_path(folder, split):
+    return os.path.join(folder, split + '.json')
+
+
+def _array_name(split, key):
+    return '{}.{}.npy'.format(split, key)
+
+
+def _load(folder, split, key, shape_check):
+    path = os.path.join(folder, _array_name(split, key))
+    try:
+        a = numpy.load(path, allow_pickle=False, mmap_mode='r')
+    except (ValueError, OSError) as e:
+        raise UserError('{}: unreadable ({}); {}'.format(
+            path, str(e).split('\n')[0][:100], FIX)) from None
+    if not isinstance(a, numpy.ndarray) or not shape_check(a):
+        raise UserError('{}: unexpected dtype or shape {}; {}'.format(
+            path, getattr(a, 'shape', '?'), FIX))
+    return a
+
+
+def read(folder, split, stamp, n_class):
+    """The cached activations of ``split`` if their stamp equals ``stamp``
+    (model sha256, data sha256, n, layers), else None.
+
+    Returns:
+        nets.Activations or None: memory-mapped arrays.
+    """
+    path = _stamp_path(folder, split)
+    if not os.path.isfile(path):
+        return None
+    if safeio.read_json(path, FIX) != stamp:
+        return None
+    n = stamp['n']
+
+    def rows(dims, kind):
+        return lambda a: a.shape[:1] == (n,) and a.ndim == dims and \
+            a.dtype.kind in kind
+    logits = _load(folder, split, 'logits', lambda a: rows(2, 'f')(a) and
+                   a.shape[1] == n_class)
+    labels = _load(folder, split, 'labels', rows(1, 'iu'))
+    if n and not 0 <= labels.min() <= labels.max() < n_class:
+        raise UserError('{}: labels outside 0..{}; {}'.format(
+            os.path.join(folder, _array_name(split, 'labels')), n_class - 1,
+            FIX))
+    layers = {name: _load(folder, split, 'layer.' + name, rows(2, 'f'))
+              for name in stamp['layers']}
+    return nets.Activations(logits, layers, labels)
+
+
+def write(out, subfolder, split, acts, stamp):
+    """Add a split's activations to an :class:`safeio.OutputSet`, replacing
+    the split's older files (the stamp is written last)."""
+    arrays = {'logits': acts.logits, 'labels': acts.labels}
+    arrays.update(('layer.' + k, v) for k, v in acts.layers.items())
+    names = set()
+    for key, a in arrays.items():
+        name = os.path.join(subfolder, _array_name(split, key))
+        out.write(name, lambda f, a=a: numpy.save(f, numpy.ascontiguousarray(
+            a), allow_pickle=False))
+        names.add(os.path.basename(name))
+    folder = os.path.join(out.folder, subfolder)
+    if os.path.isdir(folder):
+        for old in os.listdir(folder):
+            if old.startswith(split + '.') and old.endswith('.npy') and \
+                    old not in names:
+                out.discard(os.path.join(subfolder, old))
+    out.write(os.path.join(subfolder, split + '.json'),
+              lambda f: json.dump(stamp, f, indent=1), 'w')
