@@ -107,6 +107,30 @@ def _check_logits(logits, labels):
     return logits, labels.astype(numpy.int64)
 
 
+def _check_minimum_exists(z, labels):
+    """Refuse logits whose NLL has no finite positive minimiser T."""
+    if numpy.ptp(z, axis=1).max() == 0:
+        raise UserError(
+            'temperature fit: all logits of every example are equal, so no '
+            'temperature changes the probabilities')
+    true = z[numpy.arange(len(labels)), labels]
+    # d NLL / d(1/T) at 1/T = 0 is mean(mean_c z - z_y): not negative means
+    # NLL is lowest at T = infinity (or a negative T)
+    if (z.mean(axis=1) - true).mean() >= 0:
+        raise UserError(
+            'temperature fit: the logits do no better than the uniform '
+            'distribution on the calibration set (NLL falls as T grows '
+            'without bound); is the model trained?')
+    # ... and as 1/T grows it tends to mean(max_c z - z_y) >= 0, zero when
+    # every label is an arg-max: then NLL keeps falling as T -> 0
+    if (z.max(axis=1) == true).all():
+        raise UserError(
+            'temperature fit: the model classifies all {} calibration '
+            'examples correctly, so NLL keeps falling as T -> 0 and no '
+            'temperature minimises it. Use a larger --n-calib'.format(
+                len(labels)))
+
+
 def fit_temperature(logits, labels):
     """The temperature T that minimises the NLL of ``softmax(logits / T)``.
 
@@ -125,28 +149,8 @@ def fit_temperature(logits, labels):
         float: T > 0.
     """
     z, labels = _check_logits(logits, labels)
+    _check_minimum_exists(z, labels)
     spread = numpy.ptp(z, axis=1).max()
-    if spread == 0:
-        raise UserError(
-            'temperature fit: all logits of every example are equal, so no '
-            'temperature changes the probabilities')
-    rows = numpy.arange(len(labels))
-    true = z[rows, labels]
-    # d NLL / d(1/T) at 1/T = 0 is mean(mean_c z - z_y): not negative means
-    # NLL is lowest at T = infinity (or a negative T)
-    if (z.mean(axis=1) - true).mean() >= 0:
-        raise UserError(
-            'temperature fit: the logits do no better than the uniform '
-            'distribution on the calibration set (NLL falls as T grows '
-            'without bound); is the model trained?')
-    # ... and as 1/T grows it tends to mean(max_c z - z_y) >= 0, zero when
-    # every label is an arg-max: then NLL keeps falling as T -> 0
-    if (z.max(axis=1) == true).all():
-        raise UserError(
-            'temperature fit: the model classifies all {} calibration '
-            'examples correctly, so NLL keeps falling as T -> 0 and no '
-            'temperature minimises it. Use a larger --n-calib'.format(
-                len(labels)))
     import scipy.optimize  # only here: importing this module stays light
     lo, hi = numpy.log(spread * _T_RANGE[0]), numpy.log(spread * _T_RANGE[1])
     res = scipy.optimize.minimize_scalar(

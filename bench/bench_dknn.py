@@ -109,6 +109,26 @@ def main(argv=None):
     calib_acts, calib_labels = calib.layers, calib.labels
     test_acts, test_labels = test.layers, test.labels
 
+    rows, preds, heads = time_backends(run, layers, train, calib, test_acts,
+                                       args)
+    t = time.perf_counter()
+    ref_pred, _ = reference_dknn(train_acts, train_labels, calib_acts,
+                                 calib_labels, test_acts, args.k)
+    ref_total = time.perf_counter() - t
+    rows.append(('reference (original: a KDTree per layer, one query at a '
+                 'time)',
+                 float('nan'), float('nan'), float('nan'), ref_total))
+    body = search_section(args, setup, layers, train_acts, test_acts,
+                          calib_labels, test_labels, forward, rows, preds,
+                          heads, ref_pred, ref_total)
+    print(body)
+    if not args.no_write:
+        write_section('dknn', body)
+
+
+def time_backends(run, layers, train, calib, test_acts, args):
+    """Best-of-``repeat`` build, calibrate and evaluate times of each
+    backend: (rows, outputs, heads)."""
     rows, preds, heads = [], {}, {}
     for backend in ('brute', 'kdtree', 'lsh'):
         head = heads[backend] = dknn.DkNN(run.model, layers, args.k, backend)
@@ -126,17 +146,12 @@ def main(argv=None):
             one, 1 if backend == 'lsh' else args.repeat)
         preds[backend] = out
         rows.append((backend, t_build, t_cal, t_eval, total))
-    t = time.perf_counter()
-    ref_pred, _ = reference_dknn(train_acts, train_labels, calib_acts,
-                                 calib_labels, test_acts, args.k)
-    ref_total = time.perf_counter() - t
-    rows.append(('reference (original: a KDTree per layer, one query at a '
-                 'time)',
-                 float('nan'), float('nan'), float('nan'), ref_total))
+    return rows, preds, heads
 
-    # search alone: brute backend vs bare matmul + argpartition
-    name = layers[-1]
-    pts, qs = train_acts[name], test_acts[name]
+
+def search_alone(pts, qs, args):
+    """Brute backend vs bare matmul + argpartition: best times, share of
+    identical neighbour sets, peak MiB of each, brute's neighbours."""
     brute = dknn.BruteIndex(pts)
     t_brute, (idx_brute, _) = best_of(lambda: brute.query(qs, args.k),
                                       args.repeat * 4)
@@ -145,6 +160,31 @@ def main(argv=None):
     same = numpy.mean([set(a) == set(b) for a, b in zip(idx_brute, idx_bare)])
     mem_brute = peak_mib(lambda: brute.query(qs, args.k))
     mem_bare = peak_mib(lambda: bare_search(pts, qs, args.k))
+    return t_brute, t_bare, same, mem_brute, mem_bare, idx_brute
+
+
+def backend_table(rows, acc, ref_acc, ref_total):
+    """Markdown rows: each backend's times, accuracy and speed-up."""
+    lines = ['| backend | index build (s) | calibrate (s) | test evaluation '
+             '(s) | total (s) | DkNN accuracy | speed-up vs reference |',
+             '|---|---|---|---|---|---|---|']
+    for b, tb, tc, te, tt in rows:
+        lines.append('| {} | {} | {} | {} | {:.3f} | {:.4f} | {:.1f}x |'
+                     .format(b, *['-' if numpy.isnan(x) else '%.3f' % x
+                                  for x in (tb, tc, te)], tt,
+                             acc.get(b.split()[0], ref_acc), ref_total / tt))
+    return lines
+
+
+def search_section(args, setup, layers, train_acts, test_acts, calib_labels,
+                   test_labels, forward, rows, preds, heads, ref_pred,
+                   ref_total):
+    """The ``dknn`` section of BENCHMARKS.md, with the search-alone and
+    memory measurements."""
+    name = layers[-1]
+    pts, qs = train_acts[name], test_acts[name]
+    t_brute, t_bare, same, mem_brute, mem_bare, idx_brute = search_alone(
+        pts, qs, args)
     recall = dknn.recall_at_k(preds['lsh'].neighbours[name].indices,
                               idx_brute)
     agree_ref = float((ref_pred == preds['brute'].pred).mean())
@@ -162,17 +202,8 @@ def main(argv=None):
             setup['dataset'], setup['model'], len(pts), pts.shape[1],
             name, len(calib_labels), len(test_labels), forward, args.repeat),
         '',
-        '| backend | index build (s) | calibrate (s) | test evaluation (s) '
-        '| total (s) | DkNN accuracy | speed-up vs reference |',
-        '|---|---|---|---|---|---|---|']
-    for b, tb, tc, te, tt in rows:
-        key = b.split()[0]
-        lines.append('| {} | {} | {} | {} | {:.3f} | {} | {:.1f}x |'.format(
-            b, *['-' if numpy.isnan(x) else '%.3f' % x for x in (tb, tc, te)],
-            tt, '%.4f' % acc[key] if key in acc else
-            '%.4f' % float((ref_pred == test_labels).mean()),
-            ref_total / tt))
-    lines += [
+        ''] + backend_table(rows, acc, float((ref_pred == test_labels).mean()),
+                            ref_total) + [
         '',
         '- Default backend (brute) vs the reference: **{:.1f}x faster** '
         '(goal: at least 20x); the reference predicts the same label for '
@@ -191,10 +222,7 @@ def main(argv=None):
         'topped up by exact search (too few candidates): {}.'.format(
             args.k, recall, heads['lsh'].indices[name].topped_up),
     ]
-    body = '\n'.join(lines)
-    print(body)
-    if not args.no_write:
-        write_section('dknn', body)
+    return '\n'.join(lines)
 
 
 if __name__ == '__main__':

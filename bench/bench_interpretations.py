@@ -36,10 +36,21 @@ def main(argv=None):
     run = runs.load(args.model_setup)
     xs = [x for x, _ in run.splits.test]
     ex = interp.Explainer(run.model, run)
+    body, batched = timing_section(ex, xs, args)
+    print(body)
+    write_section('interpretations', body)
+    body = faithfulness_section(ex, xs, batched, args)
+    print(body)
+    write_section('faithfulness', body, RESULTS)
+
+
+def timing_section(ex, xs, args):
+    """Batched conformity leave-one-out against one sentence at a time:
+    the ``interpretations`` section of BENCHMARKS.md, and the batched
+    attributions."""
     t = time.perf_counter()
     ex.head  # loads (or builds) the DkNN index
     t_head = time.perf_counter() - t
-
     t = time.perf_counter()
     batched = interp.explain(ex, xs, 'dknn')
     t_batched = time.perf_counter() - t
@@ -67,9 +78,12 @@ def main(argv=None):
         '', '- Batched is **{:.1f}x** faster than the one-sentence loop '
         '(goal: the whole test set in under 120 s: {:.1f} s). Both give the '
         'same importances: {}.'.format(t_ref / t_batched, t_batched, same)])
-    print(body)
-    write_section('interpretations', body)
+    return body, batched
 
+
+def faithfulness_section(ex, xs, batched, args):
+    """Faithfulness of the four methods on the whole test set: the
+    ``faithfulness`` section of RESULTS.md."""
     metrics = {}
     for m in ('dknn', 'softmax', 'calibrated', 'grad'):
         atts = batched if m == 'dknn' else interp.explain(ex, xs, m)
@@ -79,7 +93,7 @@ def main(argv=None):
         metrics, {m: interp.INTERPRETERS[m].title for m in metrics})
     curve = ['| {} | {} |'.format(interp.INTERPRETERS[m].title, ' '.join(
         '%.3f' % v for v in r['deletion_curve'])) for m, r in metrics.items()]
-    body = '\n'.join([
+    return '\n'.join([
         '## Faithfulness of the interpretations on SST-2 '
         '(`bench/bench_interpretations.py`)', '',
         'Model: {} (test accuracy in `train_results.json`); all {} test '
@@ -100,8 +114,6 @@ def main(argv=None):
         'importance exactly 0.', '', table, '', 'Deletion curves (mean '
         'drop after removing the top k tokens, k = 1..10):', '',
         '| method | k = 1 ... 10 |', '|---|---|'] + curve)
-    print(body)
-    write_section('faithfulness', body, RESULTS)
 
 
 if __name__ == '__main__':

@@ -60,7 +60,7 @@ def main(argv=None):
     interp, _, _ = interpretations.explain_run(
         snli, ['dknn'], list(range(len(snli.splits.test))), figure=6,
         artifacts=True)
-    hyp_run, hyp = train('snli-hypothesis', args, data, glove)
+    _, hyp = train('snli-hypothesis', args, data, glove)
     test_labels = [y for _, y in text_datasets.load_raw('snli', data).test]
     majority = collections.Counter(test_labels).most_common(1)[0][1] / \
         len(test_labels)
@@ -68,7 +68,14 @@ def main(argv=None):
     table = artifacts.artifact_table(
         {i: interp['artifacts'][name] for i, name in
          enumerate(text_datasets.SNLI_LABELS)}, text_datasets.SNLI_LABELS)
-    body = '\n'.join([
+    body = section(args, run, pair, dk, hyp, majority, table)
+    print(body)
+    write_section('snli', body, RESULTS)
+
+
+def section(args, run, pair, dk, hyp, majority, table):
+    """The ``snli`` section of RESULTS.md."""
+    return '\n'.join([
         '## SNLI: DkNN and annotation artifacts (`bench/snli_report.py`)', '',
         'Command: `python bench/snli_report.py --model {} --epoch {}`.'
         .format(args.model, args.epoch), '',
@@ -101,8 +108,6 @@ def main(argv=None):
         'check that hypothesis words alone carry label information, as '
         'Gururangan et al. (2018) and Poliak et al. (2018) found on the '
         'full data (about 67% and 69%).'])
-    print(body)
-    write_section('snli', body, RESULTS)
 
 
 if __name__ == '__main__':
