@@ -3,7 +3,7 @@
 A run's ``activations/`` folder holds, per split (train, val, calib, test),
 one uncompressed ``.npy`` file per array and a stamp::
 
-    activations/train.json            model and data sha256, n, layers
+    activations/train.json            model and data sha256, n, widths
     activations/train.logits.npy      (N, C) float32
     activations/train.labels.npy      (N,) int32
     activations/train.layer.mlp3.npy  (N, D) float32, one per layer
@@ -26,16 +26,12 @@ from cli import UserError
 FIX = 'compute it again with: python run_dknn.py --rebuild'
 
 
-def _stamp_path(folder, split):
-    return os.path.join(folder, split + '.json')
-
-
 def _array_name(split, key):
     return '{}.{}.npy'.format(split, key)
 
 
 def _load(folder, split, key, shape_check):
-    path = os.path.join(folder, _array_name(split, key))
+    path = safeio.inside(folder, _array_name(split, key), 'activations')
     try:
         a = numpy.load(path, allow_pickle=False, mmap_mode='r')
     except (ValueError, OSError) as e:
@@ -47,15 +43,16 @@ def _load(folder, split, key, shape_check):
     return a
 
 
-def read(folder, split, stamp, n_class):
+def read(folder, split, stamp, labels, n_class):
     """The cached activations of ``split`` if their stamp equals ``stamp``
-    (model sha256, data sha256, n, layers), else None.
+    (model sha256, data sha256, n, layer widths), else None. Arrays that
+    disagree with the stamp or with the examples' ``labels`` are refused.
 
     Returns:
         nets.Activations or None: memory-mapped arrays.
     """
-    path = _stamp_path(folder, split)
-    if not os.path.isfile(path):
+    path = safeio.inside(folder, split + '.json', 'activations')
+    if not os.path.lexists(path):
         return None
     if safeio.read_json(path, FIX) != stamp:
         return None
@@ -66,14 +63,15 @@ def read(folder, split, stamp, n_class):
             a.dtype.kind in kind
     logits = _load(folder, split, 'logits', lambda a: rows(2, 'f')(a) and
                    a.shape[1] == n_class)
-    labels = _load(folder, split, 'labels', rows(1, 'iu'))
-    if n and not 0 <= labels.min() <= labels.max() < n_class:
-        raise UserError('{}: labels outside 0..{}; {}'.format(
-            os.path.join(folder, _array_name(split, 'labels')), n_class - 1,
-            FIX))
-    layers = {name: _load(folder, split, 'layer.' + name, rows(2, 'f'))
-              for name in stamp['layers']}
-    return nets.Activations(logits, layers, labels)
+    cached = _load(folder, split, 'labels', rows(1, 'iu'))
+    if not numpy.array_equal(cached, labels):
+        raise UserError('{}: not the labels of the {} examples; {}'.format(
+            os.path.join(folder, _array_name(split, 'labels')), split, FIX))
+    layers = {name: _load(folder, split, 'layer.' + name,
+                          lambda a, d=width: rows(2, 'f')(a) and
+                          a.shape[1] == d)
+              for name, width in stamp['layers'].items()}
+    return nets.Activations(logits, layers, numpy.asarray(cached))
 
 
 def write(out, subfolder, split, acts, stamp):

@@ -81,6 +81,19 @@ def _sigterm_as_exit():
         signal.signal(signal.SIGTERM, old)
 
 
+def one_line(text):
+    """``text`` with its line breaks (from a path, or a library's message)
+    made spaces, so the error is one line."""
+    return ' '.join(str(text).split())
+
+
+def _close_progress_bars():
+    """End unfinished tqdm bars so the error line starts a line."""
+    from tqdm import tqdm
+    for bar in list(getattr(tqdm, '_instances', [])):
+        bar.close()
+
+
 def script(main):
     """Decorate a script's ``main(argv=None)``: user errors become one
     ``error: ...`` line (``SystemExit`` with a message, exit status 1)."""
@@ -93,7 +106,8 @@ def script(main):
                 line = describe(e)
                 if line is None:
                     raise
-                raise SystemExit('error: ' + line) from None
+                _close_progress_bars()
+                raise SystemExit('error: ' + one_line(line)) from None
     return wrapped
 
 
@@ -110,6 +124,19 @@ def int_at_least(low):
         if value < low:
             raise argparse.ArgumentTypeError(
                 'must be at least {}, got {}'.format(low, value))
+        return value
+    return parse
+
+
+def int_in(low, high):
+    """argparse type: an int in [low, high]."""
+    at_least = int_at_least(low)
+
+    def parse(text):
+        value = at_least(text)
+        if value > high:
+            raise argparse.ArgumentTypeError(
+                'must be at most {}, got {}'.format(high, value))
         return value
     return parse
 

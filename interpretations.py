@@ -329,6 +329,10 @@ def main(argv=None):
     run = runs.load(args.model_setup, cli.device_from_args(args),
                     args.data_dir)
     methods = parse_methods(args.interp_method)
+    if args.neighbours > args.k:
+        raise UserError('--neighbours {} is more than the --k {} neighbours '
+                        'the DkNN finds; raise --k'.format(args.neighbours,
+                                                           args.k))
     payload, records, base = explain_run(
         run, methods, choose(args, len(run.splits.test)), args.field, args.k,
         args.layers, args.batchsize, args.neighbours, args.figure,

@@ -30,7 +30,9 @@ UNK = '<unk>'
 
 
 def normalize_text(text):
-    return text.strip().lower()
+    """Stripped, lower-cased text; characters that cannot be written as
+    UTF-8 (lone surrogates from JSON) become ``?``."""
+    return text.encode('utf-8', 'replace').decode('utf-8').strip().lower()
 
 
 def split_text(text, char_based=False):
@@ -58,7 +60,8 @@ def make_vocab(token_lists, max_vocab_size=20000, min_freq=2):
     for word, count in sorted(counts.items(), key=lambda x: (-x[1], x[0])):
         if len(vocab) >= max_vocab_size or count < min_freq:
             break
-        vocab[word] = len(vocab)
+        if word not in vocab:   # the text may spell <eos> or <unk> itself
+            vocab[word] = len(vocab)
     return vocab
 
 
@@ -197,7 +200,8 @@ def _open_text(path):
 
 
 def _is_header(fields):
-    return len(fields) == 2 and all(f.isdigit() for f in fields)
+    return len(fields) == 2 and all(f.isascii() and f.isdigit()
+                                    for f in fields)
 
 
 def _parse_row(fields, path, lineno):

@@ -14,12 +14,11 @@ import json
 import os
 import time
 
-import numpy
-
 import cli
 import dknn
 import metrics
 import runs
+import safeio
 
 
 def build_parser():
@@ -146,8 +145,7 @@ def evaluate_run(run, k=75, layers='last', backend='brute',
                                  batchsize)
         out.write_json(runs.ARTIFACTS['dknn_results'], results)
         arrays = credibility_arrays(outs, run.forward('test').labels)
-        out.write(runs.ARTIFACTS['credibility'],
-                  lambda f: numpy.savez(f, **arrays))
+        out.write(runs.ARTIFACTS['credibility'], safeio.npz_writer(arrays))
     return results
 
 

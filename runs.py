@@ -13,7 +13,6 @@ in ``args.json`` must stay inside the folder.
 """
 import functools
 import hashlib
-import math
 import os
 
 import chainer
@@ -44,6 +43,7 @@ ARTIFACTS = {
 
 LOCK_FILE = '.lock'  # held by the command writing the folder
 SPLITS = ('train', 'val', 'calib', 'test')
+T_RANGE = (1e-8, 1e8)   # a saved temperature outside is refused
 
 
 class RunError(UserError):
@@ -71,7 +71,8 @@ SETUP_SCHEMA = {
     'dropout': ('a number in [0, 1)',
                 lambda v: _is_number(v) and 0 <= v < 1),
     'char_based': ('true or false', lambda v: isinstance(v, bool)),
-    'seed': ('an integer', _is_int),
+    'seed': ('an integer in [0, 2**32)',
+             lambda v: _is_int(v) and 0 <= v < 2 ** 32),
     'n_calib': ('an integer >= 0', lambda v: _is_int(v) and v >= 0),
     'val_ratio': ('a number in (0, 1)',
                   lambda v: _is_number(v) and 0 < v < 1),
@@ -111,9 +112,19 @@ def check_setup(setup, path):
                 path, key, expected, setup[key], RETRAIN))
     spec = text_datasets.DATASETS[setup['dataset']]
     if setup['pair'] != spec.pair or \
-            setup['n_class'] != len(spec.label_names):
-        raise RunError('{}: "pair" and "n_class" do not match dataset {}; {}'
-                       .format(path, setup['dataset'], RETRAIN))
+            setup['n_class'] != len(spec.label_names) or \
+            len(setup['label_names']) != setup['n_class']:
+        raise RunError('{}: "pair", "n_class" and "label_names" do not match '
+                       'dataset {}; {}'.format(path, setup['dataset'],
+                                               RETRAIN))
+    if setup['model'] == 'cnn' and setup['unit'] < 3:
+        raise RunError('{}: "unit" must be at least 3 for a cnn; {}'.format(
+            path, RETRAIN))
+    stamps = setup.get('data_sha256', {})
+    if not isinstance(stamps, dict) or not all(
+            k in SPLITS and isinstance(v, str) for k, v in stamps.items()):
+        raise RunError('{}: "data_sha256" must map splits to sha256 strings; '
+                       '{}'.format(path, RETRAIN))
 
 
 def read_setup(setup_path):
@@ -202,14 +213,15 @@ def file_sha256(path):
 
 def read_temperature(folder):
     """The temperature scaling.py saved in a run folder: T > 0."""
-    path = os.path.join(folder, ARTIFACTS['temperature'])
+    path = safeio.inside(folder, ARTIFACTS['temperature'], 'temperature')
     fix = 'fit it with: python scaling.py --model-setup {}'.format(
         os.path.join(folder, ARTIFACTS['setup']))
     saved = safeio.read_json(path, fix)
     T = saved.get('temperature') if isinstance(saved, dict) else None
-    if not _is_number(T) or not (math.isfinite(T) and T > 0):
-        raise RunError('{}: "temperature" must be a positive finite number, '
-                       'got {!r}; {}'.format(path, T, fix))
+    if not _is_number(T) or not (T_RANGE[0] <= T <= T_RANGE[1]):
+        raise RunError('{}: "temperature" must be a number in [{:g}, {:g}], '
+                       'got {!r}; {}'.format(path, T_RANGE[0], T_RANGE[1], T,
+                                             fix))
     return float(T)
 
 
@@ -237,8 +249,9 @@ class Run:
         self._forward, self._out = {}, None
 
     def path(self, role):
-        """Path of an artifact, by its role in :data:`ARTIFACTS`."""
-        return os.path.join(self.folder, ARTIFACTS[role])
+        """Path of an artifact, by its role in :data:`ARTIFACTS` (refused
+        if it is a link leading out of the run folder)."""
+        return safeio.inside(self.folder, ARTIFACTS[role], role)
 
     @property
     def model_path(self):
@@ -279,7 +292,25 @@ class Run:
                 'training time: the data changed since training (or the data '
                 'folder points elsewhere). Train the model again.'.format(
                     run_path(s, 'calib_path')))
+        self._sha256 = {k: examples_sha256(getattr(splits, k))
+                        for k in SPLITS}
+        for split, stamp in s.get('data_sha256', {}).items():
+            if stamp != self._sha256[split]:
+                raise RunError(
+                    'the {} examples differ from those the model was trained '
+                    'with (data_sha256 in {}): the data changed since '
+                    'training, or the data folder {} points elsewhere. Pass '
+                    '--data-dir with the original data, or train again.'
+                    .format(split, os.path.join(self.folder, 'args.json'),
+                            data_dir))
         return splits
+
+    @functools.cached_property
+    def layer_widths(self):
+        """Layer name -> width, from a forward pass of one test example."""
+        _, layers = self.model.predict(nlp_utils.send_xs(
+            [self.splits.test[0][0]], self.device))
+        return {name: int(h.shape[1]) for name, h in layers.items()}
 
     def examples(self, split):
         """Array examples of ``split``: train, val, calib or test."""
@@ -303,11 +334,12 @@ class Run:
         if split not in self._forward:
             examples = self.examples(split)
             stamp = {'model_sha256': self.model_sha256,
-                     'data_sha256': examples_sha256(examples),
-                     'n': len(examples),
-                     'layers': list(self.model.layer_names)}
+                     'data_sha256': self._sha256[split],
+                     'n': len(examples), 'layers': self.layer_widths}
+            labels = numpy.array([int(y[0]) for _, y in examples],
+                                 numpy.int32)
             acts = activations.read(self.path('activations'), split, stamp,
-                                    self.setup['n_class']) \
+                                    labels, self.setup['n_class']) \
                 if self.cached else None
             if acts is None:
                 acts = nets.predict_dataset(
@@ -337,9 +369,9 @@ class _writing:
         self.lock = safeio.FolderLock(os.path.join(folder, LOCK_FILE),
                                       folder).__enter__()
         try:
+            safeio.recover(folder)
             for sub in (folder, self.run.path('activations')):
                 safeio.clean_leftovers(sub)
-            safeio.clean_leftovers(folder, ARTIFACTS.values())
             self.out = safeio.OutputSet(folder)
             self.run._out = self.out.__enter__()
             return self.out

@@ -16,10 +16,13 @@ full disk at any moment. So:
 import contextlib
 import errno
 import fcntl
+import io
 import json
 import os
+import random
 import re
 import shutil
+import stat
 import tempfile
 import zipfile
 import zlib
@@ -29,8 +32,10 @@ import numpy
 from cli import UserError
 
 TMP_TAG = '.tmp-'
-# ".NAME.tmp-XXXXXXXX" (this module) or ".NAME.XXXXXXXX" (earlier versions)
-_LEFTOVER = re.compile(r'^\.(?P<name>.+?)\.(tmp-)?[A-Za-z0-9_]{8}$')
+_TMP_CHARS = 'abcdefghijklmnopqrstuvwxyz0123456789_'  # as tempfile's names
+# ".NAME.tmp-XXXXXXXX": a temporary file or folder of this module
+_LEFTOVER = re.compile(r'^\.(?P<name>.+)\.tmp-[a-z0-9_]{8}$')
+JOURNAL = '.outputs-journal.json'   # an OutputSet commit in progress
 
 
 def _umask():
@@ -92,10 +97,10 @@ def save_json(path, obj):
 
 
 def clean_leftovers(folder, names=None):
-    """Remove temporary files and folders that a killed run left in
-    ``folder``: every ``.NAME.tmp-XXXXXXXX``, or, given ``names``, only
-    those of these final names (also in the ``.NAME.XXXXXXXX`` form of
-    earlier versions). Call it holding the folder's lock."""
+    """Remove the temporary files and folders (``.NAME.tmp-XXXXXXXX``) that
+    a killed run left in ``folder``: all of them, or only those of the final
+    names in ``names``. Call it holding the folder's lock, after
+    :func:`recover`."""
     try:
         entries = os.listdir(folder)
     except FileNotFoundError:
@@ -103,11 +108,19 @@ def clean_leftovers(folder, names=None):
     removed = []
     for entry in entries:
         m = _LEFTOVER.match(entry)
-        if m and (m.group('name') in names if names is not None
-                  else m.group(2) is not None):
+        if m and (names is None or m.group('name') in names):
             _remove(os.path.join(folder, entry))
             removed.append(entry)
     return removed
+
+
+def npz_writer(arrays):
+    """A ``write(fileobj)`` for :meth:`OutputSet.write` that saves an
+    ``.npz``: built in memory, then written at once, so a full disk fails
+    cleanly instead of inside a half-written zip."""
+    buf = io.BytesIO()
+    numpy.savez(buf, **arrays)
+    return lambda f: f.write(buf.getvalue())
 
 
 class OutputSet:
@@ -173,27 +186,90 @@ class OutputSet:
         return False
 
     def _commit(self):
-        backups = []   # (final path, backup path or None)
+        """Rename every file into place, journaled: a crash or kill halfway
+        is rolled back by the next command (:func:`recover`)."""
+        plan = []
+        for name in list(self.pending) + self.discarded:
+            final = os.path.join(self.folder, name)
+            plan.append({'final': name, 'new': _rel(self.folder,
+                                                    self.pending.get(name)),
+                         'backup': _rel(self.folder, _fresh_temp_name(final))
+                         if os.path.lexists(final) else None})
+        save_atomic(os.path.join(self.folder, JOURNAL),
+                    lambda f: json.dump(plan, f), 'w')
         try:
-            for name in list(self.pending) + self.discarded:
-                final = os.path.join(self.folder, name)
-                backup = None
-                if os.path.lexists(final):
-                    backup = temp_path(final)
-                    os.replace(final, backup)
-                backups.append((final, backup))
-                if name in self.pending:
-                    os.replace(self.pending[name], final)
+            for step in plan:
+                if step['backup']:
+                    os.replace(self._abs(step['final']),
+                               self._abs(step['backup']))
+                if step['new']:
+                    os.replace(self._abs(step['new']),
+                               self._abs(step['final']))
         except BaseException:
-            for final, backup in reversed(backups):
-                if backup is not None:
-                    os.replace(backup, final)
-                elif os.path.lexists(final):
-                    os.unlink(final)
+            _roll_back(self.folder, plan)
+            os.unlink(os.path.join(self.folder, JOURNAL))
             raise
-        for _, backup in backups:
-            if backup is not None:
-                _remove(backup)
+        os.unlink(os.path.join(self.folder, JOURNAL))   # the commit point
+        for step in plan:
+            if step['backup']:
+                _remove(self._abs(step['backup']))
+
+    def _abs(self, rel):
+        return os.path.join(self.folder, rel)
+
+
+def _rel(folder, path):
+    return None if path is None else os.path.relpath(path, folder)
+
+
+def _fresh_temp_name(final):
+    """An unused temporary name beside ``final``, not created (so that its
+    existence tells whether the rename to it happened)."""
+    while True:
+        path = os.path.join(os.path.dirname(final), '.{}{}{}'.format(
+            os.path.basename(final), TMP_TAG, ''.join(
+                random.choice(_TMP_CHARS) for _ in range(8))))
+        if not os.path.lexists(path):
+            return path
+
+
+def _roll_back(folder, plan):
+    """Undo the renames of a commit plan that did not finish."""
+    for step in reversed(plan):
+        final = os.path.join(folder, step['final'])
+        if step['backup'] and os.path.lexists(os.path.join(folder,
+                                                           step['backup'])):
+            os.replace(os.path.join(folder, step['backup']), final)
+        elif not step['backup'] and step['new'] and \
+                not os.path.lexists(os.path.join(folder, step['new'])) and \
+                os.path.lexists(final):
+            os.unlink(final)   # the new file had been renamed into place
+
+
+def recover(folder):
+    """Roll back a commit that a killed command left half done (its journal
+    is still there); returns True if there was one. Call it holding the
+    folder's lock, before :func:`clean_leftovers`."""
+    path = os.path.join(folder, JOURNAL)
+    if not os.path.lexists(path):
+        return False
+    plan = read_json(path, 'delete it if no command is running')
+    ok = isinstance(plan, list) and all(
+        isinstance(s, dict) and set(s) == {'final', 'new', 'backup'}
+        for s in plan)
+    for step in plan if ok else []:
+        inside(folder, step['final'], path)
+        for key in ('new', 'backup'):
+            ok = ok and (step[key] is None or (
+                isinstance(step[key], str) and _LEFTOVER.match(
+                    os.path.basename(step[key])) is not None and
+                inside(folder, step[key], path) is not None))
+    if not ok:
+        raise UserError('{}: not a commit journal of this tool; delete it if '
+                        'no command is running'.format(path))
+    _roll_back(folder, plan)
+    os.unlink(path)
+    return True
 
 
 def writable(folder):
@@ -230,7 +306,7 @@ class FolderLock:
 
     def __enter__(self):
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+            fd = self._open()
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as e:
@@ -254,6 +330,23 @@ class FolderLock:
         os.write(fd, str(os.getpid()).encode())
         self.fd = fd
         return self
+
+    def _open(self):
+        """The lock file, refusing a link (which could point anywhere)."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW,
+                         0o666 & ~_umask())
+        except OSError as e:
+            if e.errno != errno.ELOOP:
+                raise
+            fd = None
+        st = os.fstat(fd) if fd is not None else None
+        if st is None or not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+            if fd is not None:
+                os.close(fd)
+            raise UserError('{} is a link, not a lock file of this tool; '
+                            'remove it and run again'.format(self.path))
+        return fd
 
     def __exit__(self, *exc):
         try:
@@ -310,6 +403,11 @@ def load_npz(path, fix):
                             .format(path, fix))
         with archive:
             arrays = {name: archive[name] for name in archive.files}
+        odd = [n for n, a in arrays.items()
+               if not isinstance(a, numpy.ndarray)]
+        if odd:
+            raise UserError('{}: member {!r} is not an array; {}'.format(
+                path, odd[0], fix))
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error,
             KeyError) as e:
         raise UserError('{}: not a valid .npz archive ({}); {}'.format(

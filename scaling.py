@@ -34,7 +34,7 @@ def build_parser():
                         '$%s' % text_datasets.DATA_ENV)
     p.add_argument('--batchsize', '-b', type=cli.int_at_least(1),
                    default=256, help='examples per forward pass')
-    p.add_argument('--n-bins', type=cli.int_at_least(1), default=N_BINS,
+    p.add_argument('--n-bins', type=cli.int_in(1, 10000), default=N_BINS,
                    help='equal-width confidence bins for ECE and the plots')
     p.add_argument('--k', type=cli.int_at_least(1), default=75,
                    help='neighbours per layer of the DkNN panel')

@@ -22,6 +22,7 @@ import glob
 import io
 import json
 import os
+import re
 import tarfile
 import zipfile
 from dataclasses import dataclass, field
@@ -96,7 +97,8 @@ def locate(names, url, data_dir=None):
     if data_dir:
         for name in names:
             hits = [os.path.join(data_dir, name)]
-            hits += sorted(glob.glob(os.path.join(data_dir, '*', name)))
+            hits += sorted(glob.glob(os.path.join(glob.escape(data_dir), '*',
+                                                  glob.escape(name))))
             for hit in hits:
                 if os.path.exists(hit):
                     return hit
@@ -140,7 +142,7 @@ def read_labelled(path, char_based=False, n_labels=None):
                 skipped += bool(line)
                 continue
             label, _, text = line.partition(' ')
-            if not label.isdigit() or not text.strip():
+            if not re.fullmatch('[0-9]+', label) or not text.strip():
                 raise DataError('{}:{}: expected "LABEL text" (an integer '
                                 'label, a space, the text), got {!r}. Is this '
                                 'the original file?'.format(path, lineno,
@@ -159,10 +161,14 @@ def read_labelled(path, char_based=False, n_labels=None):
 IMDB_FINE = {'1': 0, '2': 0, '3': 1, '4': 1, '7': 2, '8': 2, '9': 3, '10': 3}
 
 
-def _imdb_label(name, fine_grained):
+def _imdb_label(name, fine_grained, path):
     """``aclImdb/train/pos/200_8.txt`` -> label (neg 0 / pos 1, or fine)."""
+    m = re.fullmatch(r'\d+_(\d+)\.txt', os.path.basename(name))
+    if not m or m.group(1) not in IMDB_FINE:
+        raise DataError('{}: {} is not an IMDB review file (ID_RATING.txt, '
+                        'rating 1-4 or 7-10)'.format(path, name))
     if fine_grained:
-        return IMDB_FINE[os.path.basename(name)[:-4].split('_')[-1]]
+        return IMDB_FINE[m.group(1)]
     return int(name.split('/')[-2] == 'pos')
 
 
@@ -192,7 +198,7 @@ def read_imdb(path, split, fine_grained=False, char_based=False):
     for name, text in sorted(_imdb_members(path, split)):
         tokens = nlp_utils.split_text(nlp_utils.normalize_text(text),
                                       char_based)
-        data.append(((tokens,), _imdb_label(name, fine_grained)))
+        data.append(((tokens,), _imdb_label(name, fine_grained, path)))
     return data
 
 
@@ -200,14 +206,17 @@ def read_dbpedia(path, split, char_based=False):
     """``dbpedia_csv/{split}.csv`` rows ``label,title,text``; label from 1."""
     with tarfile.open(path) as tf:
         try:
-            raw = tf.extractfile('dbpedia_csv/{}.csv'.format(split)).read()
+            member = tf.extractfile('dbpedia_csv/{}.csv'.format(split))
         except KeyError:
-            raise DataError('{}: no dbpedia_csv/{}.csv inside'.format(
-                path, split)) from None
+            member = None
+        if member is None:
+            raise DataError('{}: no file dbpedia_csv/{}.csv inside'.format(
+                path, split))
+        raw = member.read()
     data = []
     rows = csv.reader(io.StringIO(raw.decode('utf-8', 'ignore')))
     for rowno, row in enumerate(rows, 1):
-        if len(row) != 3 or not row[0].isdigit() or \
+        if len(row) != 3 or not re.fullmatch('[0-9]+', row[0]) or \
                 not 1 <= int(row[0]) <= 14:
             raise DataError('{}: dbpedia_csv/{}.csv row {}: expected "label '
                             '(1-14),title,text"'.format(path, split, rowno))
@@ -222,8 +231,9 @@ def snli_label(record):
     gold = record.get('gold_label')
     if gold in SNLI_LABELS:
         return SNLI_LABELS.index(gold)
-    votes = [v for v in record.get('annotator_labels') or []
-             if v in SNLI_LABELS]
+    annotated = record.get('annotator_labels')
+    votes = [v for v in annotated if v in SNLI_LABELS] \
+        if isinstance(annotated, list) else []
     if gold != '-' or not votes:
         return None
     counts = collections.Counter(votes)
@@ -262,6 +272,9 @@ def parse_snli_lines(lines, char_based=False):
 def read_snli(path, split, char_based=False):
     """Read ``snli_1.0_{split}.jsonl`` from a folder, a zip or the file."""
     name = 'snli_1.0_{}.jsonl'.format(split)
+    if path.endswith('.zip') and not zipfile.is_zipfile(path):
+        raise DataError('{}: not a valid zip archive (truncated download?); '
+                        'download it again'.format(path))
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as zf:
             raw = zf.read('snli_1.0/' + name).decode('utf-8', 'ignore')

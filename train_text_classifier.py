@@ -58,7 +58,7 @@ def build_parser():
     p.add_argument('--out', '-o', default='result',
                    help='parent folder; the run goes to OUT/DATASET_MODEL')
     cli.add_device_args(p)
-    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--seed', type=cli.int_in(0, 2 ** 32 - 1), default=0)
     p.add_argument('--data-dir', default=None,
                    help='data folder (default: $%s, else download)'
                         % text_datasets.DATA_ENV)
@@ -158,7 +158,9 @@ def accuracy(model, examples, device, batchsize):
 
 def run_setup(args, splits, n_embed, device):
     """The ``args.json`` dict: every flag, plus what rebuilding the model
-    and its data needs; file names relative to the run folder."""
+    and its data needs, file names relative to the run folder, and the
+    sha256 of every split's examples (a later change of the data is found).
+    """
     setup = dict(vars(args))
     data_dir = text_datasets.data_dir_from(args.data_dir)
     setup.update(data_dir=data_dir and os.path.abspath(data_dir),
@@ -168,7 +170,9 @@ def run_setup(args, splits, n_embed, device):
                  model_path=runs.ARTIFACTS['model'],
                  vocab_path=runs.ARTIFACTS['vocab'],
                  calib_path=runs.ARTIFACTS['calib'], device=str(device),
-                 gpu=None)
+                 gpu=None, data_sha256={
+                     split: runs.examples_sha256(getattr(splits, split))
+                     for split in runs.SPLITS})
     return setup
 
 
@@ -236,15 +240,19 @@ def replace_dir(tmp, final_dir):
 
 
 def prepare_out(out):
-    """Create the parent folder ``--out`` if needed (True if it was);
-    refuses a file or a read-only folder."""
+    """Create the parent folder ``--out`` if needed; returns the folders
+    created, outermost first. Refuses a file or a read-only folder."""
     if os.path.exists(out):
         if not os.path.isdir(out):
             raise UserError('--out {} is a file; pass a folder'.format(out))
         safeio.require_writable(out, 'the --out folder')
-        return False
+        return []
+    made, path = [], os.path.abspath(out)
+    while not os.path.exists(path):
+        made.insert(0, path)
+        path = os.path.dirname(path)
     os.makedirs(out)
-    return True
+    return made
 
 
 class locked_run_dir:
@@ -305,6 +313,9 @@ def train_run(args, device=None):
     if args.model in ('rnn', 'bilstm') and args.layer < 1:
         raise UserError('--layer must be at least 1 for --model {}'.format(
             args.model))
+    if args.model == 'cnn' and args.unit < 3:
+        raise UserError('--unit must be at least 3 for --model cnn (unit/3 '
+                        'filters of each width 3, 4, 5)')
     final_dir = os.path.join(args.out, run_name(args))
     made_out = prepare_out(args.out)
     try:
@@ -314,8 +325,9 @@ def train_run(args, device=None):
             tmp, results = train_in_temp(args, device, final_dir)
             replace_dir(tmp, final_dir)
     except BaseException:
-        if made_out and not os.listdir(args.out):
-            os.rmdir(args.out)  # leave the disk as it was
+        for folder in reversed(made_out):   # leave the disk as it was
+            if not os.listdir(folder):
+                os.rmdir(folder)
         raise
     return final_dir, results
 

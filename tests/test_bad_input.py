@@ -109,6 +109,41 @@ def nothing(ws):
     pass
 
 
+def imdb_tree(ws, bad_name):
+    """A tiny aclImdb tree in the data folder, with one odd file."""
+    for split in ('train', 'test'):
+        for pol, rating in (('pos', 8), ('neg', 2)):
+            folder = os.path.join(ws.data, 'aclImdb', split, pol)
+            os.makedirs(folder)
+            for i in range(3):
+                write(os.path.join(folder, '{}_{}.txt'.format(i, rating)),
+                      'a fine film' if pol == 'pos' else 'a dull film')
+    write(os.path.join(ws.data, 'aclImdb', 'train', 'pos', bad_name), 'x')
+
+
+def dbpedia_with_folder_member(ws):
+    import tarfile
+    with tarfile.open(os.path.join(ws.data, 'dbpedia_csv.tar.gz'), 'w:gz') \
+            as tf:
+        info = tarfile.TarInfo('dbpedia_csv/train.csv')
+        info.type = tarfile.DIRTYPE
+        tf.addfile(info)
+
+
+def outside_victim(ws):
+    """A file outside the run folder (in the data folder, also watched)."""
+    path = os.path.join(ws.data, 'victim.txt')
+    write(path, 'precious')
+    return path
+
+
+def relabel(ws, split):
+    """Flip every label of a split's data file (same size, same lines)."""
+    path = os.path.join(ws.data, 'stsa.binary.' + split)
+    lines = open(path).read().splitlines()
+    write(path, '\n'.join(str(1 - int(l[0])) + l[1:] for l in lines) + '\n')
+
+
 def flag(script, *argv, names=None):
     """A case of a bad flag value; the error must name the flag."""
     def make(ws):
@@ -158,6 +193,28 @@ CASES = [
          lambda ws: (os.remove(os.path.join(ws.data, 'stsa.binary.dev')),
                      os.mkdir(os.path.join(ws.data, 'stsa.binary.dev'))),
          r'stsa\.binary\.dev: is a folder'),
+    Case('data files', 'a non-ASCII digit as label', 'train',
+         Workspace.train,
+         lambda ws: data_file(ws, 'train', '\u00b2 good movie\n', 'a'),
+         r'stsa\.binary\.train:61'),
+    Case('data files', 'data folder path with a line break', 'train',
+         lambda ws: ws.train('--data-dir', os.path.join(ws.root, 'a\nb')),
+         nothing, r'data folder .*a b'),
+    Case('data files', 'IMDB file that is not a review', 'train',
+         lambda ws: ws.train('--dataset', 'imdb.fine'),
+         lambda ws: imdb_tree(ws, 'readme.txt'), r'readme\.txt is not an '
+                                                  r'IMDB review'),
+    Case('data files', 'IMDB rating 5', 'train',
+         lambda ws: ws.train('--dataset', 'imdb.fine'),
+         lambda ws: imdb_tree(ws, '9_5.txt'), r'9_5\.txt is not an IMDB'),
+    Case('data files', 'DBpedia csv that is a folder', 'train',
+         lambda ws: ws.train('--dataset', 'dbpedia'),
+         dbpedia_with_folder_member, r'dbpedia_csv\.tar\.gz: no file'),
+    Case('data files', 'truncated SNLI zip', 'train',
+         lambda ws: ws.train('--dataset', 'snli'),
+         lambda ws: write(os.path.join(ws.data, 'snli_1.0.zip'),
+                          'PK\x03\x04 cut short'),
+         r'snli_1\.0\.zip: not a valid zip'),
     Case('word vectors', 'vectors missing', 'train',
          lambda ws: ws.train('--word_vectors', os.path.join(ws.root, 'no')),
          nothing, r'/no: no such file'),
@@ -209,6 +266,13 @@ CASES = [
     flag('interp', '--field', 'title'),
     flag('scaling', '--n-bins', '0'),
     flag('dknn', '--device', '@nope', names='device'),
+    flag('dknn', '--device', '@cupy:0', names='device'),
+    flag('train', '--unit', '1', names='--unit must be at least 3'),
+    flag('train', '--seed', '-1'),
+    flag('train', '--seed', str(2 ** 32)),
+    flag('scaling', '--n-bins', '100000000000000000000'),
+    flag('interp', '--neighbours', '20', '--k', '5',
+         names='--neighbours 20 is more than the --k 5'),
     Case('result folders', 'args.json truncated', 'dknn', Workspace.model,
          lambda ws: truncate(ws.args, 40), r'args\.json: not valid JSON'),
     Case('result folders', 'args.json of another kind', 'scaling',
@@ -286,6 +350,63 @@ CASES = [
          lambda ws: ws.model('--interp_method', 'calibrated'),
          lambda ws: write(ws.file('temperature.json'), '{"temperature": 0}'),
          r'temperature\.json'),
+    Case('result folders', 'args.json seed out of range', 'dknn',
+         Workspace.model, lambda ws: ws.edit_args(seed=-1),
+         r'args\.json: "seed"'),
+    Case('result folders', 'args.json with too few label names', 'interp',
+         Workspace.model, lambda ws: ws.edit_args(label_names=['one']),
+         r'args\.json: .*label_names'),
+    Case('result folders', 'model archive with a text member', 'scaling',
+         Workspace.model,
+         lambda ws: __import__('zipfile').ZipFile(
+             ws.file('best_model.npz'), 'a').writestr('readme.txt', 'hi'),
+         r'best_model\.npz: member .readme\.txt. is not an array'),
+    Case('result folders', 'cached layer of another width', 'dknn',
+         lambda ws: ws.model('--k', '5'),
+         lambda ws: numpy.save(ws.cache('train.layer.mlp1.npy'),
+                               numpy.zeros((50, 11), 'f')),
+         r'activations/train\.layer\.mlp1\.npy: unexpected'),
+    Case('result folders', 'cached labels not the data\'s', 'interp',
+         lambda ws: ws.model('--k', '5'),
+         lambda ws: numpy.save(ws.cache('train.labels.npy'), 1 - numpy.load(
+             ws.cache('train.labels.npy'))),
+         r'activations/train\.labels\.npy: not the labels'),
+    Case('result folders', 'training labels changed since training', 'dknn',
+         lambda ws: ws.model('--data-dir', ws.data),
+         lambda ws: relabel(ws, 'train'),
+         r'the train examples differ .*data_sha256'),
+    Case('result folders', 'test file replaced since training', 'scaling',
+         lambda ws: ws.model('--data-dir', ws.data),
+         lambda ws: data_file(ws, 'test', '1 good good good\n' * 16),
+         r'the test examples differ'),
+    Case('result folders', 'temperature too small to use', 'interp',
+         lambda ws: ws.model('--interp_method', 'calibrated'),
+         lambda ws: write(ws.file('temperature.json'),
+                          '{"temperature": 1e-320}'),
+         r'temperature\.json: "temperature" must be a number in'),
+    Case('untrusted files', 'temperature.json a link outside', 'interp',
+         lambda ws: ws.model('--interp_method', 'calibrated'),
+         lambda ws: (os.remove(ws.file('temperature.json')),
+                     os.symlink(outside_victim(ws),
+                                ws.file('temperature.json'))),
+         r'temperature\.json is a link to .* outside'),
+    Case('untrusted files', 'activations folder a link outside', 'dknn',
+         lambda ws: ws.model('--k', '5'),
+         lambda ws: (shutil.move(ws.cache(''), os.path.join(ws.data, 'c')),
+                     os.symlink(os.path.join(ws.data, 'c'),
+                                ws.file('activations'))),
+         r'activations is a link to .* outside'),
+    Case('untrusted files', 'lock file a link to a file outside', 'dknn',
+         lambda ws: ws.model('--k', '5'),
+         lambda ws: os.symlink(outside_victim(ws), ws.file('.lock')),
+         r'\.lock is a link'),
+    Case('untrusted files', 'lock file a hard link to a file outside',
+         'train', Workspace.train,
+         lambda ws: os.link(outside_victim(ws), os.path.join(
+             ws.out, '.stsa.binary_cnn.lock')), r'\.lock is a link'),
+    Case('disk and concurrency', 'nested --out with bad data', 'train',
+         lambda ws: ws.train()[:-1] + [os.path.join(ws.out, 'n', 'a', 'b')],
+         lambda ws: data_file(ws, 'train', ''), r'stsa\.binary\.train'),
     Case('disk and concurrency', 'out is a file', 'train',
          lambda ws: ws.train()[:-1] + [os.path.join(ws.data,
                                                     'stsa.binary.dev')],

@@ -107,3 +107,14 @@ def test_vectors_nan_duplicates_and_broken_files(tmp_path):
         with pytest.raises(nlp_utils.VectorsFormatError,
                            match='no such file|is a folder'):
             nlp_utils.load_word_vectors(missing, VOCAB)
+
+
+def test_vocab_keeps_special_ids_when_the_text_spells_them():
+    vocab = nlp_utils.make_vocab([['<unk>', 'a', '<eos>']] * 3)
+    assert vocab == {'<eos>': 0, '<unk>': 1, 'a': 2}
+    assert sorted(vocab.values()) == list(range(len(vocab)))
+
+
+def test_text_that_cannot_be_utf8_is_replaced():
+    assert nlp_utils.normalize_text(' A\ud800b ') == 'a?b'
+    'a?b'.encode('utf-8')

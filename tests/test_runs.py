@@ -124,10 +124,11 @@ def test_temperature_file_is_checked(run_copy):
     run = runs.load(run_copy)
     with pytest.raises(UserError, match='python scaling.py --model-setup'):
         run.temperature
-    for bad in ('{"temperature": -1}', '{"temperature": "2"}', '[2]'):
+    for bad in ('{"temperature": -1}', '{"temperature": "2"}', '[2]',
+                '{"temperature": 1e-320}'):
         with open(run.path('temperature'), 'w') as f:
             f.write(bad)
-        with pytest.raises(UserError, match='positive finite number'):
+        with pytest.raises(UserError, match='must be a number in'):
             runs.read_temperature(run.folder)
 
 
@@ -219,16 +220,75 @@ def test_output_set_rolls_back_a_failed_rename(tmp_path, monkeypatch):
 
 def test_leftovers_of_a_killed_run_are_cleaned(run_copy):
     folder = os.path.dirname(run_copy)
-    for name in ('.dknn_index.npz.tmp-ab12cd34', '.x.png.tmp-zz99yy88',
-                 '.temperature.json.q1w2e3r4'):
+    for name in ('.dknn_results.json.tmp-ab12cd34', '.x.png.tmp-zz99yy88'):
         open(os.path.join(folder, name), 'w').close()
     os.mkdir(os.path.join(folder, '.foo.tmp-abcdefgh'))
-    open(os.path.join(folder, '.keepme'), 'w').close()
-    run = runs.load(run_copy)
-    with run.writing():
+    os.mkdir(os.path.join(folder, 'activations'))
+    open(os.path.join(folder, 'activations', '.test.json.tmp-0a1b2c3d'),
+         'w').close()
+    user = ('.keepme', '.log.original', '.vocab.json.2024_bak',
+            '.a.tmp-UPPERCAS')   # the user's own hidden files stay
+    for name in user:
+        open(os.path.join(folder, name), 'w').close()
+    with runs.load(run_copy).writing():
         pass
     assert sorted(p for p in os.listdir(folder) if p.startswith('.')) == \
-        ['.keepme']
+        sorted(user)
+    assert os.listdir(os.path.join(folder, 'activations')) == []
+
+
+KILL_IN_COMMIT = """
+import os, sys
+sys.path.insert(0, {root!r})
+import runs
+real, calls = os.replace, []
+def replace(src, dst):
+    calls.append(dst)
+    if len(calls) == {n}:
+        os._exit(9)          # killed between two renames of the commit
+    return real(src, dst)
+with runs.load({setup!r}).writing() as out:
+    os.replace = replace
+    for name in ('a.json', 'b.json', 'c.json'):
+        out.write(name, lambda f: f.write('new'), 'w')
+"""
+
+
+@pytest.mark.parametrize('n', [1, 2, 3, 4, 5, 6])
+def test_a_commit_killed_halfway_is_rolled_back(run_copy, n):
+    """A kill between any two renames leaves a journal; the next command
+    restores the old set exactly."""
+    import subprocess
+    import sys
+    from conftest import ROOT
+    folder = os.path.dirname(run_copy)
+    for name in ('a.json', 'b.json'):
+        with open(os.path.join(folder, name), 'w') as f:
+            f.write('old ' + name)
+    before = listing(folder)
+    code = KILL_IN_COMMIT.format(root=ROOT, n=n, setup=run_copy)
+    proc = subprocess.run([sys.executable, '-c', code])
+    assert proc.returncode == 9
+    assert (safeio.JOURNAL in os.listdir(folder)) == (n > 1)
+    with runs.load(run_copy).writing():
+        pass
+    assert listing(folder) == before
+
+
+def test_a_lock_file_that_is_a_link_is_refused(run_copy, tmp_path):
+    folder = os.path.dirname(run_copy)
+    victim = tmp_path / 'victim.txt'
+    victim.write_text('precious')
+    for make in (lambda p: os.symlink(str(victim), p),
+                 lambda p: os.symlink(str(tmp_path / 'nowhere'), p),
+                 lambda p: os.link(str(victim), p)):
+        make(os.path.join(folder, '.lock'))
+        with pytest.raises(UserError, match='is a link'):
+            with runs.load(run_copy).writing():
+                pass
+        os.unlink(os.path.join(folder, '.lock'))
+    assert victim.read_text() == 'precious'
+    assert not (tmp_path / 'nowhere').exists()
 
 
 def test_a_second_writer_is_refused(run_copy):

@@ -103,12 +103,14 @@ def test_calibration_set_changed_since_training(run_folder):
     fails_cleanly(run_folder, 'calib.json: no such file')
 
 
-def test_empty_calibration_set(run_folder):
-    setup = json.loads((run_folder / 'args.json').read_text())
-    setup['n_calib'] = 0
-    (run_folder / 'args.json').write_text(json.dumps(setup))
-    (run_folder / 'calib.json').write_text('[]')
-    fails_cleanly(run_folder, 'calibration set is empty')
+def test_empty_calibration_set(tiny_data, tmp_path):
+    import pathlib
+    import train_text_classifier
+    from conftest import TINY_TRAIN
+    train_text_classifier.main(TINY_TRAIN[:-2] + [
+        '--n-calib', '0', '--data-dir', tiny_data, '--out', str(tmp_path)])
+    fails_cleanly(pathlib.Path(tmp_path) / 'stsa.binary_cnn',
+                  'calibration set is empty')
 
 
 def test_bad_flags_and_missing_files(run_folder, tmp_path, capsys):

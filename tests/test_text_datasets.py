@@ -213,3 +213,21 @@ def test_snli_dataset_from_folder(real_data, tmp_path):
     (p, h), y = s.train[0]
     assert p.ndim == h.ndim == 1 and y.shape == (1,)
     assert s.label_names == ['entailment', 'neutral', 'contradiction']
+
+
+def test_odd_snli_records_are_skipped_not_fatal():
+    lines = [json.dumps({'sentence1': 'a b', 'sentence2': 'c',
+                         'gold_label': '-', 'annotator_labels': 5}),
+             json.dumps({'sentence1': 'x', 'sentence2': 'y\ud800',
+                         'gold_label': 'neutral'})]
+    data, skipped = text_datasets.parse_snli_lines(lines)
+    assert skipped == 1 and data == [((['x'], ['y?']), 1)]
+
+
+def test_data_folder_names_with_glob_characters(tiny_data, tmp_path):
+    odd = tmp_path / 'runs [1]*' / 'sub'
+    os.makedirs(str(odd))
+    for name in os.listdir(tiny_data):
+        os.rename(os.path.join(tiny_data, name), str(odd / name))
+    raw = text_datasets.load_raw('stsa.binary', str(tmp_path / 'runs [1]*'))
+    assert len(raw.train) == 60

