@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import errno
 import functools
+import json
 import signal
 import threading
 import zipfile
@@ -113,32 +114,31 @@ def script(main):
 
 # ------------------------------------------------------------- flag types
 
-def int_at_least(low):
-    """argparse type: an int >= ``low``."""
+def _parsed(cast, text, what):
+    try:
+        return cast(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            'expected {}, got {!r}'.format(what, text)) from None
+
+
+def int_in(low, high=None):
+    """argparse type: an int in [low, high] (no upper bound: None)."""
     def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                'expected an integer, got {!r}'.format(text)) from None
+        value = _parsed(int, text, 'an integer')
         if value < low:
             raise argparse.ArgumentTypeError(
                 'must be at least {}, got {}'.format(low, value))
-        return value
-    return parse
-
-
-def int_in(low, high):
-    """argparse type: an int in [low, high]."""
-    at_least = int_at_least(low)
-
-    def parse(text):
-        value = at_least(text)
-        if value > high:
+        if high is not None and value > high:
             raise argparse.ArgumentTypeError(
                 'must be at most {}, got {}'.format(high, value))
         return value
     return parse
+
+
+def int_at_least(low):
+    """argparse type: an int >= ``low``."""
+    return int_in(low)
 
 
 def float_in(low, high, low_open=False, high_open=False):
@@ -147,17 +147,21 @@ def float_in(low, high, low_open=False, high_open=False):
                                    ')' if high_open else ']')
 
     def parse(text):
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                'expected a number, got {!r}'.format(text)) from None
+        value = _parsed(float, text, 'a number')
         if not (low < value if low_open else low <= value) or \
                 not (value < high if high_open else value <= high):
             raise argparse.ArgumentTypeError(
                 'must be in {}, got {}'.format(interval, text))
         return value
     return parse
+
+
+def parse(parser, argv):
+    """Parse ``argv`` and print the settings as JSON, as every script does
+    at its start."""
+    args = parser.parse_args(argv)
+    print(json.dumps(vars(args), indent=2))
+    return args
 
 
 def parser(doc):

@@ -23,7 +23,6 @@ one neighbour search. :mod:`render` draws the page and figures;
 :mod:`faithfulness` and :mod:`artifacts` measure the importances.
 """
 import functools
-import json
 from dataclasses import dataclass
 
 import numpy
@@ -324,10 +323,8 @@ def explain_run(run, methods, indices, field='hypothesis', k=75,
 
 @cli.script
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    print(json.dumps(vars(args), indent=2))
-    run = runs.load(args.model_setup, cli.device_from_args(args),
-                    args.data_dir)
+    args = cli.parse(build_parser(), argv)
+    run = runs.from_args(args)
     methods = parse_methods(args.interp_method)
     if args.neighbours > args.k:
         raise UserError('--neighbours {} is more than the --k {} neighbours '

@@ -10,7 +10,6 @@ test set with the softmax and with the DkNN. Prints a table and writes
 rule's prediction and credibility) beside the model; the forward passes go
 to the run's ``activations/`` cache, which later commands reuse.
 """
-import json
 import os
 import time
 
@@ -151,13 +150,11 @@ def evaluate_run(run, k=75, layers='last', backend='brute',
 
 @cli.script
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    args = cli.parse(build_parser(), argv)
     if args.lsh:
-        args.backend = 'lsh'
-    print(json.dumps(vars(args), indent=2))
+        args.backend = 'lsh'   # the original's flag
     scorings = dknn.SCORINGS if args.scoring == 'both' else (args.scoring,)
-    run = runs.load(args.model_setup, cli.device_from_args(args),
-                    args.data_dir, cached=not args.rebuild)
+    run = runs.from_args(args, cached=not args.rebuild)
     results = evaluate_run(run, args.k, args.layers, args.backend, scorings,
                            args.batchsize)
     report(results, scorings)

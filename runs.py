@@ -19,6 +19,7 @@ import chainer
 import numpy
 
 import activations
+import cli
 import nets
 import nlp_utils
 import safeio
@@ -397,6 +398,13 @@ def examples_sha256(examples):
         h.update(numpy.asarray(y, numpy.int32).tobytes())
         h.update(b';')
     return h.hexdigest()
+
+
+def from_args(args, cached=True):
+    """The run a script's ``--model-setup``, ``--device`` and ``--data-dir``
+    name."""
+    return load(args.model_setup, cli.device_from_args(args), args.data_dir,
+                cached)
 
 
 def load(setup_path, device=None, data_dir=None, cached=True):

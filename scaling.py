@@ -12,7 +12,6 @@ numbers) and ``reliability.png``: reliability diagrams of the test set for
 the softmax, the temperature-scaled softmax and DkNN credibility (k, layers
 and scoring rule as given; ``--no-dknn`` leaves that panel out).
 """
-import json
 
 import cli
 import dknn
@@ -143,10 +142,8 @@ def calibrate_run(run, n_bins=N_BINS, k=75, layers='last',
 
 @cli.script
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    print(json.dumps(vars(args), indent=2))
-    run = runs.load(args.model_setup, cli.device_from_args(args),
-                    args.data_dir)
+    args = cli.parse(build_parser(), argv)
+    run = runs.from_args(args)
     results = calibrate_run(run, args.n_bins, args.k, args.layers,
                             args.scoring, not args.no_dknn, args.batchsize)
     print(format_table(results))

@@ -9,7 +9,6 @@ model and its data; paths relative to the folder), ``calib.json`` (the
 calibration examples' indices into the training pool), ``log`` and
 ``train_results.json``. The folder appears only when training succeeded.
 """
-import json
 import os
 import shutil
 import sys
@@ -334,8 +333,7 @@ def train_run(args, device=None):
 
 @cli.script
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    print(json.dumps(vars(args), indent=2))
+    args = cli.parse(build_parser(), argv)
     final_dir, results = train_run(args)
     print('{}: validation accuracy {:.4f}, test accuracy {:.4f} ({:.1f} s '
           'per epoch)'.format(final_dir, results['val_accuracy'],

@@ -64,7 +64,6 @@ def main():
         'are listed in `CASES` in the test file.', '', table(outcomes), '',
         'pytest exit status: {} ({}).'.format(
             status, 'all cases pass' if status == 0 else 'some cases FAIL')])
-    print(body)
     write_section('bad-input', body, RESULTS)
     return status
 

@@ -16,19 +16,15 @@ Writes the ``dknn`` section of BENCHMARKS.md.
 """
 import argparse
 import collections
-import os
-import sys
 import time
 import tracemalloc
 
 import numpy
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))))
+from report import write_section  # NOQA (first: sets sys.path)
 import dknn  # NOQA
 import nets  # NOQA
 import runs  # NOQA
-from report import write_section  # NOQA
 
 
 def reference_dknn(train_layers, train_labels, calib_layers, calib_labels,
@@ -121,7 +117,6 @@ def main(argv=None):
     body = search_section(args, setup, layers, train_acts, test_acts,
                           calib_labels, test_labels, forward, rows, preds,
                           heads, ref_pred, ref_total)
-    print(body)
     if not args.no_write:
         write_section('dknn', body)
 

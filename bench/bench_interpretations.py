@@ -12,19 +12,15 @@
    RESULTS.md.
 """
 import argparse
-import os
-import sys
 import time
 
 import numpy
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))))
+from report import RESULTS, write_section  # NOQA (first: sets sys.path)
 import interpretations as interp  # NOQA
 import faithfulness  # NOQA
 import render  # NOQA
 import runs  # NOQA
-from report import RESULTS, write_section  # NOQA
 
 
 def main(argv=None):
@@ -37,10 +33,8 @@ def main(argv=None):
     xs = [x for x, _ in run.splits.test]
     ex = interp.Explainer(run.model, run)
     body, batched = timing_section(ex, xs, args)
-    print(body)
     write_section('interpretations', body)
     body = faithfulness_section(ex, xs, batched, args)
-    print(body)
     write_section('faithfulness', body, RESULTS)
 
 

@@ -11,14 +11,11 @@ the softmax's.
 """
 import argparse
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))))
+from report import RESULTS, write_section  # NOQA (first: sets sys.path)
 import dknn  # NOQA
 import metrics  # NOQA
 import runs  # NOQA
-from report import RESULTS, write_section  # NOQA
 from metrics import expected_calibration_error  # NOQA
 
 KS = (5, 10, 25, 75, 200)
@@ -70,7 +67,6 @@ def main(argv=None):
                                  else ''))
         lines.append('')
     body = '\n'.join(lines)
-    print(body)
     write_section('dknn-sweep', body, RESULTS)
 
 

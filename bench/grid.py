@@ -16,14 +16,12 @@ import argparse
 import contextlib
 import json
 import os
-import sys
 import time
 from dataclasses import dataclass
 
 from tqdm import tqdm
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))))
+from report import RESULTS, write_section  # NOQA (first: sets sys.path)
 import dknn  # NOQA
 import interpretations  # NOQA
 import run_dknn  # NOQA
@@ -33,7 +31,6 @@ import scaling  # NOQA
 import text_datasets  # NOQA
 import train_text_classifier  # NOQA
 from cli import UserError  # NOQA
-from report import RESULTS, write_section  # NOQA
 
 
 @dataclass(frozen=True)

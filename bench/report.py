@@ -1,8 +1,15 @@
-"""Write one section of BENCHMARKS.md or RESULTS.md, keeping the others."""
+"""Write one section of BENCHMARKS.md or RESULTS.md, keeping the others.
+
+Importing it also puts the project folder on ``sys.path``, so the bench
+scripts (run as ``python bench/NAME.py``) import the project's modules.
+"""
 import os
 import re
+import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
 BENCHMARKS = os.path.join(ROOT, 'BENCHMARKS.md')
 RESULTS = os.path.join(ROOT, 'RESULTS.md')
 HEADERS = {
@@ -34,4 +41,5 @@ def write_section(name, body, path=BENCHMARKS):
         blocks[n] for n in sorted(blocks, key=rank)) + '\n'
     with open(path, 'w') as f:
         f.write(text)
+    print(body.strip())
     print('wrote section {!r} of {}'.format(name, path))

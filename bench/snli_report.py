@@ -17,17 +17,14 @@ import argparse
 import collections
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))))
+from report import RESULTS, write_section  # NOQA (first: sets sys.path)
 import artifacts  # NOQA
 import interpretations  # NOQA
 import run_dknn  # NOQA
 import runs  # NOQA
 import text_datasets  # NOQA
 import train_text_classifier  # NOQA
-from report import RESULTS, write_section  # NOQA
 
 
 def train(dataset, args, data, glove):
@@ -69,7 +66,6 @@ def main(argv=None):
         {i: interp['artifacts'][name] for i, name in
          enumerate(text_datasets.SNLI_LABELS)}, text_datasets.SNLI_LABELS)
     body = section(args, run, pair, dk, hyp, majority, table)
-    print(body)
     write_section('snli', body, RESULTS)
 
 

@@ -9,15 +9,11 @@ RESULTS.md.
 """
 import argparse
 import json
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))))
+from report import RESULTS, write_section  # NOQA (first: sets sys.path)
 import run_dknn  # NOQA
 import runs  # NOQA
 import scaling  # NOQA
-from report import RESULTS, write_section  # NOQA
 
 
 def main(argv=None):
@@ -64,7 +60,6 @@ def main(argv=None):
         '`result/stsa.binary_cnn/reliability.png` (softmax, '
         'temperature-scaled softmax, DkNN conformity credibility of the '
         'last layer).'])
-    print(body)
     write_section('sst2-dknn', body, RESULTS)
 
 

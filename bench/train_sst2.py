@@ -11,14 +11,11 @@ seconds per epoch). Finished runs are kept and not retrained.
 import argparse
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))))
+from report import RESULTS, write_section  # NOQA (first: sets sys.path)
 import text_datasets  # NOQA
 import train_text_classifier  # NOQA
 from grid import RECIPES  # NOQA
-from report import RESULTS, write_section  # NOQA
 
 RUNS = [('cnn', False), ('cnn', True), ('bilstm', False), ('bilstm', True),
         ('bow', False), ('bow', True)]
@@ -62,7 +59,6 @@ def main(argv=None):
         'vectors the embedding has --unit dimensions; with them, 50. '
         'Seconds per epoch are wall time on 2 cores and vary by about 30% '
         'with other load (the BiLSTM rows ran beside bench/grid.py).'])
-    print(body)
     write_section('training', body, RESULTS)
 
 

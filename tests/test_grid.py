@@ -2,6 +2,9 @@ import json
 import os
 import sys
 
+import numpy
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'bench'))
 import grid  # NOQA
@@ -17,8 +20,15 @@ def test_quick_grid_runs_resumes_and_writes_the_table(tiny_data, tmp_path):
     assert [r['cell'] for r in rows] == [
         'stsa.binary_cnn', 'stsa.binary_bilstm', 'stsa.binary_bilstm_char']
     for r in rows:
-        assert 0 <= r['softmax_accuracy'] <= 1 and 0 <= r['dknn_accuracy'] <= 1
-        assert r['temperature'] is None or r['temperature'] > 0
+        cell = tmp_path / 'g' / r['cell']
+        cred = numpy.load(str(cell / 'dknn_credibility.npz'))
+        assert r['dknn_accuracy'] == pytest.approx(
+            (cred['conformity_pred'] == cred['labels']).mean())
+        saved = json.load(open(str(cell / 'dknn_results.json')))
+        assert r['softmax_accuracy'] == saved['softmax']['accuracy']
+        if r['scaling_error'] is None:
+            assert r['temperature'] == json.load(open(str(
+                cell / 'temperature.json')))['temperature']
         log = open(str(tmp_path / 'g' / 'logs' / (r['cell'] + '.log'))).read()
         assert 'validation accuracy' in log and 'dknn conformity' in log
         assert ('T = ' in log) == (r['scaling_error'] is None)

@@ -35,7 +35,9 @@ def test_main_writes_a_complete_result_folder(tiny_data, tmp_path, model):
                                              loaded.splits.test, None)
     assert (logits.argmax(1) == labels).mean() == \
         pytest.approx(results['test_accuracy'])
-    assert 0 <= results['val_accuracy'] <= 1
+    val = nets.predict_dataset(loaded.model, loaded.splits.val, None)
+    assert results['val_accuracy'] == pytest.approx(
+        (val.logits.argmax(1) == val.labels).mean())
     assert not [p for p in os.listdir(str(tmp_path / 'r'))
                 if p.startswith('.')]
 
@@ -127,11 +129,28 @@ def test_real_sst2_trains_end_to_end(real_data, tmp_path):
     assert results['test_accuracy'] > 0.6
 
 
+def wait_for_line(stream, text, timeout):
+    """Read ``stream`` until a line holds ``text``; False on timeout."""
+    import selectors
+    import time
+    sel = selectors.DefaultSelector()
+    sel.register(stream, selectors.EVENT_READ)
+    deadline, buf = time.time() + timeout, b''
+    while time.time() < deadline:
+        if sel.select(timeout=deadline - time.time()):
+            chunk = os.read(stream.fileno(), 4096)
+            if not chunk:
+                return False
+            buf += chunk
+            if text in buf:
+                return True
+    return False
+
+
 def test_killed_run_leaves_nothing(tiny_data, tmp_path):
     import signal
     import subprocess
     import sys
-    import time
     out = tmp_path / 'r'
     proc = subprocess.Popen(
         [sys.executable, os.path.join(os.path.dirname(__file__), '..',
@@ -139,13 +158,11 @@ def test_killed_run_leaves_nothing(tiny_data, tmp_path):
         TINY_TRAIN[:-4] + ['--epoch', '100000', '--batchsize', '8',
                            '--n-calib', '10', '--data-dir', tiny_data,
                            '--out', str(out)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 60
-    while time.time() < deadline and not (
-            out.exists() and any(p.startswith('.') for p in os.listdir(
-                str(out)))):
-        time.sleep(0.1)
-    time.sleep(1.0)  # inside the training loop by now
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # the first epoch's log line: the run is inside the training loop
+    assert wait_for_line(proc.stdout, b'main/loss', timeout=60)
+    assert any(p.startswith('.stsa.binary_cnn.tmp-')
+               for p in os.listdir(str(out)))
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1 and b'stopped by signal' in err
