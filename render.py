@@ -14,12 +14,13 @@ import numpy
 
 import metrics
 
-_MD_SPECIAL = re.compile(r'([\\`*_{}\[\]()#+\-.!|~])')
+_MD_SPECIAL = re.compile(r'([\\`*_\[\]|~$])')  # markup inside a table cell
 
 
 def md_escape(text):
     """A token made safe inside a markdown table cell: HTML-escaped, and
-    every markdown punctuation character backslash-escaped."""
+    the characters that make markup there (emphasis, code, links, cell
+    bars, math) backslash-escaped."""
     return _MD_SPECIAL.sub(r'\\\1', html.escape(str(text), quote=False))
 
 

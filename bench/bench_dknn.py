@@ -197,7 +197,7 @@ def search_section(args, setup, layers, train_acts, test_acts, calib_labels,
             setup['dataset'], setup['model'], len(pts), pts.shape[1],
             name, len(calib_labels), len(test_labels), forward, args.repeat),
         '',
-        ''] + backend_table(rows, acc, float((ref_pred == test_labels).mean()),
+        ] + backend_table(rows, acc, float((ref_pred == test_labels).mean()),
                             ref_total) + [
         '',
         '- Default backend (brute) vs the reference: **{:.1f}x faster** '

@@ -23,7 +23,7 @@ HEADERS = {
 
 
 # Sections in reading order; others follow.
-ORDER = ['bad-input', 'training', 'sst2-dknn', 'grid', 'dknn-sweep', 'grid-analysis',
+ORDER = ['bad-input', 'seeds', 'training', 'sst2-dknn', 'grid', 'dknn-sweep', 'grid-analysis',
          'faithfulness', 'snli', 'dknn', 'interpretations']
 BLOCK = re.compile(r'<!-- ([\w-]+) -->\n.*?\n<!-- /\1 -->', re.S)
 
