@@ -248,6 +248,7 @@ class Run:
         self.vocab = read_vocab(self.setup)
         self.model = read_model(self.setup, device)
         self._forward, self._out = {}, None
+        self.data_sha256 = None   # split -> sha256 of its examples (splits)
 
     def path(self, role):
         """Path of an artifact, by its role in :data:`ARTIFACTS` (refused
@@ -278,7 +279,8 @@ class Run:
     @functools.cached_property
     def splits(self):
         """The run's splits, rebuilt from its data and checked against
-        ``calib.json`` (see :func:`text_datasets.get_dataset`)."""
+        ``calib.json`` and the data's sha256 recorded at training (see
+        :func:`text_datasets.get_dataset`)."""
         s = self.setup
         data_dir = self.data_dir or (
             s['data_dir'] if s['data_dir'] and os.path.isdir(s['data_dir'])
@@ -293,17 +295,17 @@ class Run:
                 'training time: the data changed since training (or the data '
                 'folder points elsewhere). Train the model again.'.format(
                     run_path(s, 'calib_path')))
-        self._sha256 = {k: examples_sha256(getattr(splits, k))
-                        for k in SPLITS}
+        self.data_sha256 = {k: examples_sha256(getattr(splits, k))
+                            for k in SPLITS}
         for split, stamp in s.get('data_sha256', {}).items():
-            if stamp != self._sha256[split]:
+            if stamp != self.data_sha256[split]:
                 raise RunError(
                     'the {} examples differ from those the model was trained '
                     'with (data_sha256 in {}): the data changed since '
-                    'training, or the data folder {} points elsewhere. Pass '
+                    'training, or the data folder ({}) is another. Pass '
                     '--data-dir with the original data, or train again.'
                     .format(split, os.path.join(self.folder, 'args.json'),
-                            data_dir))
+                            data_dir or 'downloaded'))
         return splits
 
     @functools.cached_property
@@ -335,7 +337,7 @@ class Run:
         if split not in self._forward:
             examples = self.examples(split)
             stamp = {'model_sha256': self.model_sha256,
-                     'data_sha256': self._sha256[split],
+                     'data_sha256': self.data_sha256[split],
                      'n': len(examples), 'layers': self.layer_widths}
             labels = numpy.array([int(y[0]) for _, y in examples],
                                  numpy.int32)
