@@ -14,7 +14,9 @@ N_BINS = 15  # Guo et al. (2017)
 
 
 def softmax(logits):
-    """Row-wise softmax.
+    """Row-wise softmax (Bridle, 1990, "Probabilistic interpretation of
+    feedforward classification network outputs"), shifted by the row
+    maximum so large logits do not overflow.
 
     Args:
         logits: an (N, C) float array.
@@ -34,7 +36,10 @@ def _log_softmax(z):
 
 
 def nll(logits, labels, T=1.0):
-    """Mean negative log-likelihood of ``softmax(logits / T)``.
+    """Mean negative log-likelihood of ``softmax(logits / T)``: the proper
+    scoring rule temperature scaling minimises (Guo et al., 2017, section 3;
+    Quinonero-Candela et al., 2006, "Evaluating predictive uncertainty
+    challenge").
 
     Args:
         logits: an (N, C) float array.
@@ -83,7 +88,9 @@ def _check_scores(confidences, correct, n_bins):
 
 
 def reliability_bins(confidences, correct, n_bins=N_BINS):
-    """Bin predictions by confidence into ``n_bins`` equal-width bins.
+    """Bin predictions by confidence into ``n_bins`` equal-width bins: the
+    reliability diagram (DeGroot and Fienberg, 1983, "The comparison and
+    evaluation of forecasters"; Niculescu-Mizil and Caruana, 2005).
 
     Bin m is ``((m - 1) / M, m / M]`` as in Guo et al. (2017); a confidence
     of exactly 0 goes into the first bin.

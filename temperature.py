@@ -89,7 +89,7 @@ def _check_logits(logits, labels):
             'shapes {} and {}'.format(logits.shape, labels.shape))
     if not len(labels):
         raise UserError(
-            'temperature fit: the calibration set is empty')
+            'temperature fit: no logits to fit on (N = 0)')
     if not numpy.issubdtype(labels.dtype, numpy.integer) or \
             labels.min() < 0 or labels.max() >= logits.shape[1]:
         raise UserError(

@@ -43,7 +43,7 @@ LOGITS = numpy.array([[2., 1., 0.], [0., 1., 3.], [1., 2., 0.], [0., 0., 1.]])
 
 
 @pytest.mark.parametrize('logits, labels, match', [
-    (numpy.zeros((0, 3)), numpy.zeros(0, int), 'empty'),
+    (numpy.zeros((0, 3)), numpy.zeros(0, int), 'no logits'),
     (LOGITS, numpy.array([1, 1, 1, 1]), 'every calibration label is 1'),
     (numpy.ones((4, 3)), numpy.array([0, 1, 2, 0]), 'all logits.*equal'),
     (numpy.where(numpy.eye(4, 3), numpy.nan, LOGITS), numpy.array(
