@@ -29,9 +29,9 @@ import text_datasets
 from cli import UserError
 
 # Settings that define a run: a folder holding another value is another run.
-RUN_KEYS = ('dataset', 'model', 'batchsize', 'epoch', 'unit', 'layer',
-            'dropout', 'char_based', 'word_vectors', 'seed', 'n_calib',
-            'val_ratio', 'max_vocab')
+RUN_KEYS = ('dataset', 'model', 'batchsize', 'epoch', 'patience', 'unit',
+            'layer', 'dropout', 'char_based', 'word_vectors', 'seed',
+            'n_calib', 'val_ratio', 'max_vocab')
 
 
 def build_parser():
@@ -41,7 +41,11 @@ def build_parser():
     p.add_argument('--model', '-model', default='cnn',
                    choices=list(nets.ENCODERS), help='encoder')
     p.add_argument('--batchsize', '-b', type=cli.int_at_least(1), default=128)
-    p.add_argument('--epoch', '-e', type=cli.int_at_least(1), default=10)
+    p.add_argument('--epoch', '-e', type=cli.int_at_least(1), default=10,
+                   help='epochs (at most, with --patience)')
+    p.add_argument('--patience', type=cli.int_at_least(0), default=0,
+                   help='stop after this many epochs without a better '
+                        'validation accuracy (0: train every epoch)')
     p.add_argument('--unit', '-u', type=cli.int_at_least(1), default=300,
                    help='hidden units (and embedding size without vectors)')
     p.add_argument('--layer', '-l', type=cli.int_at_least(0), default=3,
@@ -132,7 +136,12 @@ def make_trainer(model, splits, args, device, out):
         splits.val, args.batchsize, repeat=False, shuffle=False)
     updater = training.updaters.StandardUpdater(
         train_iter, optimizer, converter=nlp_utils.convert_seq, device=device)
-    trainer = training.Trainer(updater, (args.epoch, 'epoch'), out=out)
+    stop = (args.epoch, 'epoch')
+    if args.patience:   # stop when validation accuracy stops improving
+        stop = training.triggers.EarlyStoppingTrigger(
+            monitor='validation/main/accuracy', mode='max',
+            patience=args.patience, max_trigger=stop)
+    trainer = training.Trainer(updater, stop, out=out)
     # Evaluate on the validation split (never test) every epoch
     trainer.extend(extensions.Evaluator(
         val_iter, model, converter=nlp_utils.convert_seq, device=device))
@@ -200,13 +209,17 @@ def fit(args, device, folder):
                           ('calib', splits.calib_indices), ('setup', setup)):
         safeio.save_json(os.path.join(folder, runs.ARTIFACTS[role]), content)
     start = time.time()
-    make_trainer(model, splits, args, device, folder).run()
+    trainer = make_trainer(model, splits, args, device, folder)
+    trainer.run()
     seconds = time.time() - start
+    log = trainer.get_extension('LogReport').log
+    val = [e['validation/main/accuracy'] for e in log]
     runs.load_weights(model, os.path.join(folder, runs.ARTIFACTS['model']))
     results = {
         'val_accuracy': accuracy(model, splits.val, device, args.batchsize),
         'test_accuracy': accuracy(model, splits.test, device, args.batchsize),
-        'seconds_per_epoch': seconds / args.epoch,
+        'epochs': len(log), 'best_epoch': int(numpy.argmax(val)) + 1,
+        'seconds_per_epoch': seconds / max(len(log), 1),
         'n_train': len(splits.train), 'n_val': len(splits.val),
         'n_test': len(splits.test), 'n_calib': len(splits.calib)}
     safeio.save_json(os.path.join(folder, runs.ARTIFACTS['train_results']),

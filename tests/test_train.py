@@ -208,3 +208,17 @@ def test_two_trainings_into_one_folder(tiny_data, tmp_path):
         first.terminate()
         first.communicate(timeout=60)
     assert not out.exists()
+
+
+def test_early_stopping_keeps_the_best_validation_epoch(tiny_data, tmp_path):
+    results = train(tiny_data, tmp_path, '--model', 'bow', '--epoch', '40',
+                    '--patience', '2', '--unit', '16', '--dropout', '0',
+                    '--batchsize', '6')   # 12 validation examples: 2 batches
+    log = json.load(open(str(tmp_path / 'stsa.binary_bow' / 'log')))
+    val = [e['validation/main/accuracy'] for e in log]
+    assert results['epochs'] == len(log) < 40      # it stopped early
+    best = int(numpy.argmax(val))
+    assert results['best_epoch'] == best + 1
+    # stopped exactly `patience` epochs after the last improvement
+    assert len(log) - 1 - best == 2
+    assert results['val_accuracy'] == pytest.approx(val[best])
