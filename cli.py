@@ -156,6 +156,31 @@ def float_in(low, high, low_open=False, high_open=False):
     return parse
 
 
+def add_example_flags(p, first=50):
+    """``--index I ...`` / ``--first N`` / ``--all``: which test examples."""
+    which = p.add_mutually_exclusive_group()
+    which.add_argument('--index', type=int_at_least(0), nargs='+',
+                       help='test examples by index')
+    which.add_argument('--first', type=int_at_least(1), default=first,
+                       help='the first N test examples')
+    which.add_argument('--all', action='store_true',
+                       help='the whole test set')
+
+
+def chosen_examples(args, n_test):
+    """The test indices :func:`add_example_flags` chose, checked."""
+    if args.all:
+        return list(range(n_test))
+    if args.index:
+        bad = [i for i in args.index if not 0 <= i < n_test]
+        if bad:
+            raise UserError(
+                '--index {} is out of range: the test set has {} examples '
+                '(0..{})'.format(bad[0], n_test, n_test - 1))
+        return list(args.index)
+    return list(range(min(args.first, n_test)))
+
+
 def parse(parser, argv):
     """Parse ``argv`` and print the settings as JSON, as every script does
     at its start."""

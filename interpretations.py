@@ -35,6 +35,7 @@ import faithfulness
 import metrics
 import nets
 import nlp_utils
+import reduction
 import render
 import runs
 from cli import UserError
@@ -84,17 +85,22 @@ class Explainer:
         """The model with the run's temperature (``temperature.json``)."""
         return TemperatureScaling(self.model, self.run.temperature)
 
-    def batches(self, inputs):
-        for i in range(0, len(inputs), self.batchsize):
-            yield inputs[i:i + self.batchsize]
+    def forward(self, inputs):
+        """(M, C) logits and {layer: (M, D)} activations of M inputs."""
+        return nets.predict_inputs(self.model, inputs, self.device,
+                                   self.batchsize)
 
     def logits(self, inputs):
         """(M, C) logits of M inputs."""
-        out = [nets.to_cpu(self.model.predict(
-            nlp_utils.send_xs(xs, self.device))[0])
-            for xs in self.batches(inputs)]
-        return numpy.concatenate(out) if out else \
-            numpy.zeros((0, self.model.n_class), numpy.float32)
+        return self.forward(inputs)[0]
+
+    def predictions(self, inputs):
+        """(M,) the model's labels of M inputs."""
+        return self.logits(inputs).argmax(axis=1)
+
+    def attributions(self, inputs, method):
+        """A registered method's :class:`Attribution` of each input."""
+        return explain(self, inputs, method, chunk=256)
 
     def scores(self, inputs, method):
         """(M, C) scores of every label under a leave-one-out method's
@@ -126,10 +132,10 @@ def calibrated_scores(explainer, inputs):
 
 
 def conformity_scores(explainer, inputs):
-    out = [explainer.head.predict(xs).scores
-           for xs in explainer.batches(inputs)]
-    return numpy.concatenate(out) if out else \
-        numpy.zeros((0, explainer.model.n_class))
+    if not len(inputs):
+        return numpy.zeros((0, explainer.model.n_class))
+    _, layers = explainer.forward(inputs)
+    return explainer.head.predict_activations(layers).scores
 
 
 def leave_one_out(explainer, xs, scores):
@@ -236,13 +242,7 @@ def build_parser():
     p.add_argument('--interp_method', '--interp-method', default='dknn',
                    help='one of {}, several joined by commas, or all'.format(
                        ', '.join(INTERPRETERS)))
-    which = p.add_mutually_exclusive_group()
-    which.add_argument('--index', type=cli.int_at_least(0), nargs='+',
-                       help='test examples by index')
-    which.add_argument('--first', type=cli.int_at_least(1), default=50,
-                       help='the first N test examples')
-    which.add_argument('--all', action='store_true',
-                       help='the whole test set')
+    cli.add_example_flags(p)
     p.add_argument('--field', default='hypothesis',
                    choices=list(nlp_utils.FIELD_PARTS),
                    help='SNLI: which side to explain')
@@ -257,6 +257,13 @@ def build_parser():
     p.add_argument('--artifacts', action='store_true',
                    help='aggregate, per predicted class, the words most '
                         'often most important (the SNLI artifact analysis)')
+    p.add_argument('--reduce', action='store_true',
+                   help='input reduction (Feng et al. 2018) instead: writes '
+                        'reduction.json, .png, .html')
+    p.add_argument('--reduce-by', default='grad', choices=list(INTERPRETERS),
+                   help='the method that ranks tokens for --reduce')
+    p.add_argument('--beam', type=cli.int_at_least(1), default=5,
+                   help='partial reductions kept per input (--reduce)')
     p.add_argument('--k', type=cli.int_at_least(1), default=75)
     p.add_argument('--layers', default='last')
     p.add_argument('--quiet', action='store_true',
@@ -276,19 +283,6 @@ def parse_methods(spec):
                         .format(','.join(unknown) or repr(spec),
                                 ', '.join(INTERPRETERS)))
     return names
-
-
-def choose(args, n_test):
-    if args.all:
-        return list(range(n_test))
-    if args.index:
-        bad = [i for i in args.index if not 0 <= i < n_test]
-        if bad:
-            raise UserError(
-                '--index {} is out of range: the test set has {} examples '
-                '(0..{})'.format(bad[0], n_test, n_test - 1))
-        return list(args.index)
-    return list(range(min(args.first, n_test)))
 
 
 def explain_run(run, methods, indices, field='hypothesis', k=75,
@@ -325,13 +319,17 @@ def explain_run(run, methods, indices, field='hypothesis', k=75,
 def main(argv=None):
     args = cli.parse(build_parser(), argv)
     run = runs.from_args(args)
+    if args.reduce:
+        return reduction.command(args, run, Explainer(
+            run.model, run, run.device, args.field, args.k, args.layers,
+            args.batchsize), cli.chosen_examples(args, len(run.splits.test)))
     methods = parse_methods(args.interp_method)
     if args.neighbours > args.k:
         raise UserError('--neighbours {} is more than the --k {} neighbours '
                         'the DkNN finds; raise --k'.format(args.neighbours,
                                                            args.k))
     payload, records, base = explain_run(
-        run, methods, choose(args, len(run.splits.test)), args.field, args.k,
+        run, methods, cli.chosen_examples(args, len(run.splits.test)), args.field, args.k,
         args.layers, args.batchsize, args.neighbours, args.figure,
         args.faithfulness, args.artifacts)
     if not args.quiet:

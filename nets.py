@@ -325,30 +325,40 @@ class Activations(NamedTuple):
     labels: numpy.ndarray
 
 
-def predict_dataset(model, examples, device, batchsize=256, desc=None):
-    """Logits and hidden layers of every example, batch by batch.
+def predict_inputs(model, xs, device, batchsize=256, desc=None):
+    """Logits and hidden layers of B model inputs, batch by batch.
 
     Args:
-        examples (list): array examples ``(x, y)``.
+        xs (list): model inputs (see the module docstring).
         desc (str): tqdm label; None shows no bar.
+
+    Returns:
+        tuple: (B, C) float32 logits and an ordered dict ``layer -> (B, D)``
+        float32 array, on the CPU.
+    """
+    logits, layers = [], collections.OrderedDict()
+    starts = range(0, len(xs), batchsize)
+    for i in tqdm(starts, desc=desc, disable=desc is None, leave=False):
+        out, hidden = model.predict(nlp_utils.send_xs(xs[i:i + batchsize],
+                                                      device))
+        logits.append(to_cpu(out))
+        for name, h in hidden.items():
+            layers.setdefault(name, []).append(to_cpu(h))
+    if not logits:
+        return numpy.zeros((0, model.n_class), numpy.float32), layers
+    return (numpy.concatenate(logits).astype(numpy.float32),
+            collections.OrderedDict((k, numpy.concatenate(v).astype(
+                numpy.float32)) for k, v in layers.items()))
+
+
+def predict_dataset(model, examples, device, batchsize=256, desc=None):
+    """:func:`predict_inputs` of array examples ``(x, y)``, with their
+    labels.
 
     Returns:
         Activations: of every layer in ``model.layer_names``.
     """
-    logits, layers = [], collections.defaultdict(list)
-    starts = range(0, len(examples), batchsize)
-    for i in tqdm(starts, desc=desc, disable=desc is None, leave=False):
-        batch = nlp_utils.convert_seq(examples[i:i + batchsize], device)
-        out, hidden = model.predict(batch['xs'])
-        logits.append(to_cpu(out))
-        for name, h in hidden.items():
-            layers[name].append(to_cpu(h))
+    logits, layers = predict_inputs(model, [x for x, _ in examples], device,
+                                    batchsize, desc)
     labels = numpy.array([int(y[0]) for _, y in examples], numpy.int32)
-    if not examples:
-        return Activations(
-            numpy.zeros((0, model.n_class), numpy.float32),
-            collections.OrderedDict(), labels)
-    return Activations(
-        numpy.concatenate(logits).astype(numpy.float32),
-        collections.OrderedDict((k, numpy.concatenate(v).astype(
-            numpy.float32)) for k, v in layers.items()), labels)
+    return Activations(logits, layers, labels)

@@ -287,3 +287,81 @@ def write_page(out, base, title, records, titles, label_names, pair, field,
     else:
         out.discard(base + '_faithfulness.md')
     out.write_json(base + '.json', payload)
+
+
+MEASURE_TITLES = {'softmax': 'softmax confidence',
+                  'calibrated': 'temperature-scaled confidence',
+                  'conformity': 'DkNN conformity credibility',
+                  'conformal_credibility': 'DkNN conformal credibility',
+                  'conformal_confidence': 'DkNN conformal confidence'}
+
+
+def plot_reduction(examples, measures=tuple(MEASURE_TITLES)):
+    """Densities of each confidence measure on original and on reduced
+    inputs, one panel per measure (the paper's robustness figure, after the
+    authors' conf_figure.py)."""
+    fig = figure(3.6 * len(measures), 3.4)
+    axes = fig.subplots(1, len(measures), squeeze=False)[0]
+    bins = numpy.linspace(0, 1, 21)
+    for ax, m in zip(axes, measures):
+        for side, colour in (('original', '#4c72b0'), ('reduced', '#dd5555')):
+            values = [e[side][m] for e in examples]
+            ax.hist(values, bins, density=True, histtype='step', lw=2,
+                    color=colour, label='{} (mean {:.2f})'.format(
+                        side, float(numpy.mean(values))))
+        ax.set(xlim=(0, 1), xlabel=MEASURE_TITLES[m])
+        ax.legend(loc='upper left', fontsize=8)
+    axes[0].set_ylabel('density')
+    fig.suptitle('original vs reduced inputs (n = {})'.format(len(examples)))
+    fig.tight_layout()
+    return fig
+
+
+def _struck(tokens, removed):
+    return ' '.join('<s class="gone">{}</s>'.format(html.escape(t))
+                    if k in removed else html.escape(t)
+                    for k, t in enumerate(tokens))
+
+
+def reduction_page(title, payload, label_names):
+    """Original and reduced inputs side by side, with each confidence."""
+    name = lambda y: html.escape(label_names[y])  # NOQA
+    rows = []
+    for e in payload['examples']:
+        removed = set(e['removed'])
+        scores = '<br>'.join('{}: {:.2f} &rarr; {:.2f}'.format(
+            html.escape(MEASURE_TITLES[m]), e['original'][m], e['reduced'][m])
+            for m in MEASURE_TITLES)
+        context = ''.join('<div class="nb">{}</div>'.format(html.escape(c))
+                          for c in e['context'])
+        rows.append('<tr><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td>'
+                    '<td><b>{}</b></td><td class="nb">{}</td></tr>'.format(
+                        e['index'], name(e['label']), name(e['prediction']),
+                        context, _struck(e['original_tokens'], removed),
+                        html.escape(' '.join(e['reduced_tokens'])) or
+                        '<i>(nothing left)</i>', scores))
+    return ('<!DOCTYPE html><html><head><meta charset="utf-8"><title>{0}'
+            '</title><style>{1} .gone {{ color: #bbb; }}</style></head><body>'
+            '<h1>{0}</h1><p>Tokens removed while the prediction held are '
+            'struck through (Feng et al. 2018, guided by {2}, beam {3}).</p>'
+            '<table><tr><th>#</th><th>label</th><th>prediction</th><th>'
+            'original</th><th>reduced</th><th>confidence: original &rarr; '
+            'reduced</th></tr>{4}</table></body></html>\n').format(
+                html.escape(title), PAGE_STYLE, html.escape(payload[
+                    'reduce_by']), payload['beam'], '\n'.join(rows))
+
+
+def reduction_table(summary):
+    """Markdown: each measure's mean and share above 0.9, original and
+    reduced, from :func:`reduction.summarise`."""
+    lines = ['| measure | mean, original | mean, reduced | share > 0.9, '
+             'original | share > 0.9, reduced |', '|---|---|---|---|---|']
+    for m, title in MEASURE_TITLES.items():
+        r = summary[m]
+        lines.append('| {} | {:.3f} | {:.3f} | {:.1%} | {:.1%} |'.format(
+            title, r['mean_original'], r['mean_reduced'],
+            r['above_0.9_original'], r['above_0.9_reduced']))
+    return '\n'.join(lines) + '\n\nMean length {:.2f} -> {:.2f} tokens; ' \
+        'the DkNN changes its prediction on {:.1%} of reduced inputs.'.format(
+            summary['mean_length_original'], summary['mean_length_reduced'],
+            summary['dknn_changes'])

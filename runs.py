@@ -39,6 +39,9 @@ ARTIFACTS = {
     'credibility': 'dknn_credibility.npz',
     'temperature': 'temperature.json',
     'reliability': 'reliability.png',
+    'reduction': 'reduction.json',
+    'reduction_figure': 'reduction.png',
+    'reduction_page': 'reduction.html',
 }
 
 
