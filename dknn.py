@@ -35,6 +35,7 @@ import nlp_utils
 from cli import UserError
 
 SCORINGS = ('conformity', 'conformal')
+POOLS = ('layer', 'total')
 
 
 class DkNNError(UserError):
@@ -275,7 +276,10 @@ class DkNN:
         model: a classifier from :mod:`nets`.
         layers: ``'last'`` (the paper), ``'all'``, or names from
             ``model.layer_names``.
-        k (int): neighbours per layer.
+        k (int): neighbours per layer, or in total with ``pool='total'``.
+        pool (str): ``'layer'``: k neighbours in each chosen layer (the
+            original code); ``'total'``: k neighbours in all, split evenly
+            over the layers (k // number of layers each, at least 1).
         backend (str): a key of :data:`BACKENDS`.
         scoring (str): ``'conformity'`` or ``'conformal'``; the one place
             the rule is chosen (see :meth:`with_scoring`).
@@ -283,7 +287,8 @@ class DkNN:
     """
 
     def __init__(self, model, layers='last', k=75, backend='brute',
-                 scoring='conformity', device=None, batchsize=256):
+                 scoring='conformity', device=None, batchsize=256,
+                 pool='layer'):
         if backend not in BACKENDS:
             raise DkNNError('unknown backend {!r}; choose one of {}'.format(
                 backend, ', '.join(BACKENDS)))
@@ -292,9 +297,13 @@ class DkNN:
                 scoring, ', '.join(SCORINGS)))
         if k < 1:
             raise DkNNError('k must be at least 1, not {}'.format(k))
+        if pool not in POOLS:
+            raise DkNNError('unknown pool {!r}; choose one of {}'.format(
+                pool, ', '.join(POOLS)))
         self.model, self.device, self.batchsize = model, device, batchsize
         self.layers = resolve_layers(model.layer_names, layers)
-        self.k, self.backend, self.scoring = k, backend, scoring
+        self.backend, self.scoring, self.pool = backend, scoring, pool
+        self.k = k if pool == 'layer' else max(1, k // len(self.layers))
         self.indices, self.train_labels = {}, None
         self.calib_nonconformity = None
 

@@ -66,19 +66,20 @@ class Explainer:
         run (runs.Run): the trained run; None for the model alone (then only
             ``softmax`` and ``grad`` work).
         field (str): for pairs, which side's tokens are explained.
-        k, layers: the DkNN of ``dknn``.
+        k, layers, pool: the DkNN of ``dknn`` (see :class:`dknn.DkNN`).
     """
 
     def __init__(self, model, run=None, device=None, field='hypothesis',
-                 k=75, layers='last', batchsize=512):
+                 k=75, layers='last', batchsize=512, pool='layer'):
         self.model, self.run, self.device = model, run, device
         self.field, self.batchsize = field, batchsize
-        self.k, self.layers = k, layers
+        self.k, self.layers, self.pool = k, layers, pool
 
     @functools.cached_property
     def head(self):
         """The run's DkNN (conformity scoring)."""
-        return dknn_lib.for_run(self.run, layers=self.layers, k=self.k)[0]
+        return dknn_lib.for_run(self.run, layers=self.layers, k=self.k,
+                                pool=self.pool)[0]
 
     @functools.cached_property
     def scaled(self):
@@ -203,20 +204,18 @@ def explain(explainer, xs, method, chunk=64, desc=None):
 
 # ------------------------------------------------------------ a run's page
 
-def interpret(run, methods, indices, field='hypothesis', k=75,
-              layers='last', batchsize=512, n_neighbours=0):
+def interpret(explainer, methods, indices, n_neighbours=0):
     """Explain the run's test examples ``indices`` with each method.
 
     Returns:
-        tuple: (the :class:`Explainer`; one record per example, for the
-        page, figure and JSON: ``index``, ``label``, ``parts`` (token
-        lists), ``explained`` (the coloured parts), ``neighbours`` and
-        ``results`` (method -> :class:`Attribution`)).
+        list: one record per example, for the page, figure and JSON:
+        ``index``, ``label``, ``parts`` (token lists), ``explained`` (the
+        coloured parts), ``neighbours`` and ``results`` (method ->
+        :class:`Attribution`).
     """
+    run = explainer.run
     if 'calibrated' in methods:
         run.temperature  # fail early, saying how to fit one
-    explainer = Explainer(run.model, run, run.device, field, k, layers,
-                          batchsize)
     xs = [run.splits.test[i][0] for i in indices]
     results = {m: explain(explainer, xs, m, desc=m) for m in methods}
     nbrs = [None] * len(xs)
@@ -225,9 +224,9 @@ def interpret(run, methods, indices, field='hypothesis', k=75,
         nbrs = render.neighbour_texts(
             run.splits.raw['train'],
             found[explainer.head.layers[-1]].indices[:, :n_neighbours])
-    explained = nlp_utils.explained_parts(run.pair, field)
+    explained = nlp_utils.explained_parts(run.pair, explainer.field)
     test = run.splits.raw['test']
-    return explainer, [
+    return [
         {'index': i, 'label': test[i][1], 'parts': list(test[i][0]),
          'explained': explained, 'neighbours': nbrs[j],
          'results': {m: r[j] for m, r in results.items()}}
@@ -266,6 +265,8 @@ def build_parser():
                    help='partial reductions kept per input (--reduce)')
     p.add_argument('--k', type=cli.int_at_least(1), default=75)
     p.add_argument('--layers', default='last')
+    p.add_argument('--pool', default='layer', choices=dknn_lib.POOLS,
+                   help='k neighbours per layer, or in total')
     p.add_argument('--quiet', action='store_true',
                    help='do not print ranked words')
     p.add_argument('--data-dir', default=None)
@@ -285,19 +286,18 @@ def parse_methods(spec):
     return names
 
 
-def explain_run(run, methods, indices, field='hypothesis', k=75,
-                layers='last', batchsize=512, neighbours=0, figure=5,
+def explain_run(explainer, methods, indices, neighbours=0, figure=5,
                 with_faithfulness=False, artifacts=False):
     """Explain test examples and write the page, as one output set.
 
     Returns:
         tuple: (the JSON payload, the records, the files' common name).
     """
+    run, field = explainer.run, explainer.field
     titles = {m: INTERPRETERS[m].title for m in methods}
     base = 'interpretations_' + '+'.join(methods)
     with run.writing() as out:
-        explainer, records = interpret(run, methods, indices, field, k,
-                                       layers, batchsize, neighbours)
+        records = interpret(explainer, methods, indices, neighbours)
         payload = render.payload_of(records, methods,
                                     field if run.pair else None)
         if with_faithfulness:
@@ -319,18 +319,18 @@ def explain_run(run, methods, indices, field='hypothesis', k=75,
 def main(argv=None):
     args = cli.parse(build_parser(), argv)
     run = runs.from_args(args)
+    explainer = Explainer(run.model, run, run.device, args.field, args.k,
+                          args.layers, args.batchsize, args.pool)
+    indices = cli.chosen_examples(args, len(run.splits.test))
     if args.reduce:
-        return reduction.command(args, run, Explainer(
-            run.model, run, run.device, args.field, args.k, args.layers,
-            args.batchsize), cli.chosen_examples(args, len(run.splits.test)))
+        return reduction.command(args, run, explainer, indices)
     methods = parse_methods(args.interp_method)
-    if args.neighbours > args.k:
+    if args.neighbours > explainer.k:
         raise UserError('--neighbours {} is more than the --k {} neighbours '
                         'the DkNN finds; raise --k'.format(args.neighbours,
                                                            args.k))
     payload, records, base = explain_run(
-        run, methods, cli.chosen_examples(args, len(run.splits.test)), args.field, args.k,
-        args.layers, args.batchsize, args.neighbours, args.figure,
+        explainer, methods, indices, args.neighbours, args.figure,
         args.faithfulness, args.artifacts)
     if not args.quiet:
         for rec in records:

@@ -28,6 +28,9 @@ def build_parser():
                    help='neighbours per layer')
     p.add_argument('--layers', default='last',
                    help='"last" (the paper), "all", or names joined by ","')
+    p.add_argument('--pool', default='layer', choices=dknn.POOLS,
+                   help='--k neighbours in each layer (the original code), '
+                        'or in total over the layers')
     p.add_argument('--backend', default='brute', choices=sorted(
         dknn.BACKENDS), help='nearest-neighbour search')
     p.add_argument('--lsh', action='store_true',
@@ -58,7 +61,7 @@ def summarise(out, labels, softmax_pred, n_bins=metrics.N_BINS):
 
 
 def evaluate(run, k=75, layers='last', backend='brute',
-             scorings=dknn.SCORINGS, batchsize=256):
+             scorings=dknn.SCORINGS, batchsize=256, pool='layer'):
     """Softmax and DkNN on the run's test set.
 
     Returns:
@@ -68,7 +71,8 @@ def evaluate(run, k=75, layers='last', backend='brute',
     if 'conformal' in scorings:
         dknn.require_calibration(len(run.examples('calib')))
     head, timing = dknn.for_run(run, k=k, layers=layers, backend=backend,
-                                scoring=scorings[0], batchsize=batchsize)
+                                scoring=scorings[0], batchsize=batchsize,
+                                pool=pool)
     start = time.time()
     test = run.forward('test', batchsize)
     outs = {s: head.with_scoring(s).predict_activations(test)
@@ -79,7 +83,8 @@ def evaluate(run, k=75, layers='last', backend='brute',
     correct = softmax_pred == test.labels
     results = {
         'model_setup': os.path.join(run.folder, runs.ARTIFACTS['setup']),
-        'k': k, 'layers': head.layers, 'backend': backend,
+        'k': k, 'pool': pool, 'k_per_layer': head.k, 'layers': head.layers,
+        'backend': backend,
         'n_train': len(run.examples('train')),
         'n_calib': len(run.examples('calib')), 'n_test': len(test.labels),
         'softmax': {'accuracy': float(correct.mean()),
@@ -135,13 +140,13 @@ def report(results, scorings):
 
 
 def evaluate_run(run, k=75, layers='last', backend='brute',
-                 scorings=dknn.SCORINGS, batchsize=256):
+                 scorings=dknn.SCORINGS, batchsize=256, pool='layer'):
     """:func:`evaluate`, writing ``dknn_results.json`` and
     ``dknn_credibility.npz`` (and the forward passes) into the run folder
     as one set. Returns the results dict."""
     with run.writing() as out:
         results, outs = evaluate(run, k, layers, backend, scorings,
-                                 batchsize)
+                                 batchsize, pool)
         out.write_json(runs.ARTIFACTS['dknn_results'], results)
         arrays = credibility_arrays(outs, run.forward('test').labels)
         out.write(runs.ARTIFACTS['credibility'], safeio.npz_writer(arrays))
@@ -156,7 +161,7 @@ def main(argv=None):
     scorings = dknn.SCORINGS if args.scoring == 'both' else (args.scoring,)
     run = runs.from_args(args, cached=not args.rebuild)
     results = evaluate_run(run, args.k, args.layers, args.backend, scorings,
-                           args.batchsize)
+                           args.batchsize, args.pool)
     report(results, scorings)
     return results
 

@@ -167,9 +167,9 @@ def supplementary_page(args):
         methods = list(interpretations.INTERPRETERS) if scaled else \
             ['dknn', 'softmax', 'grad']
         interpretations.explain_run(
-            run, methods, list(range(min(args.page_examples,
-                                         len(run.splits.test)))),
-            k=args.k, neighbours=3)
+            interpretations.Explainer(run.model, run, k=args.k), methods,
+            list(range(min(args.page_examples, len(run.splits.test)))),
+            neighbours=3)
 
 
 def build_parser():

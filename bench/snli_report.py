@@ -55,8 +55,8 @@ def main(argv=None):
     snli = runs.load(os.path.join(run, 'args.json'))
     dk = run_dknn.evaluate_run(snli)
     interp, _, _ = interpretations.explain_run(
-        snli, ['dknn'], list(range(len(snli.splits.test))), figure=6,
-        artifacts=True)
+        interpretations.Explainer(snli.model, snli), ['dknn'],
+        list(range(len(snli.splits.test))), figure=6, artifacts=True)
     _, hyp = train('snli-hypothesis', args, data, glove)
     test_labels = [y for _, y in text_datasets.load_raw('snli', data).test]
     majority = collections.Counter(test_labels).most_common(1)[0][1] / \

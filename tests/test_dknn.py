@@ -186,3 +186,17 @@ def test_run_dknn_bad_input(run_copy, tmp_path):
     with open(run_copy, 'w') as f:
         json.dump(setup, f)
     fails(['--model-setup', run_copy], 'gone.npz: missing')
+
+
+def test_k_in_total_splits_the_neighbours_over_the_layers():
+    train = {'h1': numpy.array([[0.], [1.], [2.], [9.]], 'f'),
+             'h2': numpy.array([[9.], [2.], [1.], [0.]], 'f')}
+    per_layer = head(layers='all', k=2).fit(acts(train, [0, 0, 1, 1]))
+    total = dknn.DkNN(FakeModel(), 'all', 4, pool='total').fit(
+        acts(train, [0, 0, 1, 1]))
+    assert (per_layer.n_votes, total.k, total.n_votes) == (4, 2, 4)
+    query = {'h1': numpy.array([[0.1]], 'f'), 'h2': numpy.array([[0.1]], 'f')}
+    # h1: points 0, 1 (labels 0, 0); h2: points 3, 2 (labels 1, 1)
+    assert total.predict_activations(query).counts.tolist() == [[2, 2]]
+    with pytest.raises(dknn.DkNNError, match='unknown pool'):
+        dknn.DkNN(FakeModel(), 'all', 4, pool='each')
