@@ -128,9 +128,27 @@ def entropy(atts):
 
 
 def zero_share(atts, tol=1e-7):
-    """Share of tokens whose |importance| is at most ``tol``."""
+    """Share of tokens whose |importance| is at most ``tol`` (exactly 0 for
+    the default: the saturation the authors' blog describes)."""
     flags = [v for att in atts for v in numpy.abs(att.importance) <= tol]
     return _mean(flags)
+
+
+def kendall_tau(atts, reference):
+    """Mean Kendall tau-b, over inputs of at least two tokens, between each
+    input's importances and a reference ranking of the same tokens (with
+    the confidence leave-one-out as reference: ferret's ``taucorr_loo``,
+    Attanasio et al. 2023, "ferret: a framework for benchmarking
+    explainers on transformers", EACL demos). An input where either ranking
+    is constant gives no tau and is skipped."""
+    from scipy.stats import kendalltau
+    taus = []
+    for a, r in zip(atts, reference):
+        if len(a.importance) > 1:
+            tau = kendalltau(a.importance, r.importance).statistic
+            if numpy.isfinite(tau):
+                taus.append(tau)
+    return _mean(taus)
 
 
 def summary(score, xs, atts, field='hypothesis', k_max=10,
@@ -145,7 +163,8 @@ def summary(score, xs, atts, field='hypothesis', k_max=10,
                             for f in fractions},
             'reduction_length': reduction_length(score, xs, atts, field),
             'mean_length': _mean([len(a.importance) for a in atts]),
-            'entropy': entropy(atts), 'zero_share': zero_share(atts)}
+            'entropy': entropy(atts), 'zero_share': zero_share(atts),
+            'below_0.01_share': zero_share(atts, 0.01)}
 
 
 def by_method(score, xs, records, methods, field='hypothesis'):

@@ -365,3 +365,20 @@ def reduction_table(summary):
         'the DkNN changes its prediction on {:.1%} of reduced inputs.'.format(
             summary['mean_length_original'], summary['mean_length_reduced'],
             summary['dknn_changes'])
+
+
+def plot_importance_histograms(atts_by_method, titles):
+    """One histogram per method of its token importances (log counts), to
+    see saturation: a spike at 0 is many tokens with no importance."""
+    fig = figure(3.6 * len(atts_by_method), 3.2)
+    axes = fig.subplots(1, len(atts_by_method), squeeze=False)[0]
+    for ax, (m, atts) in zip(axes, atts_by_method.items()):
+        values = numpy.concatenate([a.importance for a in atts])
+        ax.hist(values, 60, color='#4c72b0', log=True)
+        zero = float((numpy.abs(values) <= 1e-7).mean())
+        ax.set_title('{}\n{:.0%} exactly 0'.format(titles[m], zero),
+                     fontsize=9)
+        ax.set_xlabel('importance')
+    axes[0].set_ylabel('tokens (log scale)')
+    fig.tight_layout()
+    return fig

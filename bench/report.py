@@ -23,8 +23,10 @@ HEADERS = {
 
 
 # Sections in reading order; others follow.
-ORDER = ['bad-input', 'seeds', 'training', 'sst2-dknn', 'grid', 'dknn-sweep', 'grid-analysis',
-         'faithfulness', 'snli', 'dknn', 'interpretations']
+ORDER = ['bad-input', 'seeds', 'training', 'sst2-dknn', 'reduction',
+         'saturation', 'saturation-sweep', 'human-alignment', 'char',
+         'grid', 'dknn-sweep', 'grid-analysis', 'faithfulness', 'snli',
+         'dknn', 'interpretations']
 BLOCK = re.compile(r'<!-- ([\w-]+) -->\n.*?\n<!-- /\1 -->', re.S)
 
 

@@ -281,3 +281,16 @@ def test_outputs_of_one_command_are_one_set(run):
         render.html_page = render_html
     assert {p: open(os.path.join(folder, p), 'rb').read()
             for p in os.listdir(folder)} == good
+
+
+def test_kendall_tau_against_a_reference_ranking():
+    att = interp.Attribution
+    a = [att(0, 1., numpy.array([.3, .2, .1])),     # same order: tau 1
+         att(0, 1., numpy.array([.1, .2, .3])),     # reversed: tau -1
+         att(0, 1., numpy.array([.5])),             # one token: skipped
+         att(0, 1., numpy.array([0., 0., 0.]))]     # constant: skipped
+    ref = [att(0, 1., numpy.array([3., 2., 1.]))] * 2 + [
+        att(0, 1., numpy.array([1.])), att(0, 1., numpy.array([1., 2., 3.]))]
+    assert faithfulness.kendall_tau(a, ref) == pytest.approx(0.0)
+    assert faithfulness.kendall_tau(a[:1], ref[:1]) == pytest.approx(1.0)
+    assert faithfulness.zero_share(a, 0.15) == pytest.approx(5 / 10)
