@@ -18,9 +18,9 @@ def test_quick_grid_runs_resumes_and_writes_the_table(tiny_data, tmp_path):
             '--k', '5', '--n-calib', '10', '--page-examples', '3']
     rows = grid.main(argv)
     assert [r['cell'] for r in rows] == [
-        'stsa.binary_cnn', 'stsa.binary_bilstm', 'stsa.binary_bilstm_char']
+        'stsa.binary_cnn', 'stsa.binary_bilstm', 'stsa.binary_cnn_char']
     for r in rows:
-        cell = tmp_path / 'g' / r['cell']
+        cell = tmp_path / 'g' / 's0' / r['cell']
         cred = numpy.load(str(cell / 'dknn_credibility.npz'))
         assert r['dknn_accuracy'] == pytest.approx(
             (cred['conformity_pred'] == cred['labels']).mean())
@@ -29,21 +29,25 @@ def test_quick_grid_runs_resumes_and_writes_the_table(tiny_data, tmp_path):
         if r['scaling_error'] is None:
             assert r['temperature'] == json.load(open(str(
                 cell / 'temperature.json')))['temperature']
-        log = open(str(tmp_path / 'g' / 'logs' / (r['cell'] + '.log'))).read()
+        log = open(str(tmp_path / 'g' / 'logs' /
+                       (r['cell'] + '_s0.log'))).read()
         assert 'validation accuracy' in log and 'dknn conformity' in log
         assert ('T = ' in log) == (r['scaling_error'] is None)
     md = open(str(tmp_path / 'g' / 'grid.md')).read()
     assert md.count('\n| stsa.binary |') == 3 and '84.5' in md
-    setup = json.load(open(str(tmp_path / 'g' / 'stsa.binary_cnn' /
+    assert grid.goal_met([0.010, 0.012]) is False   # 1.1 points, std 0.14
+    assert grid.goal_met([0.004, -0.002]) is True   # within 0.5 point
+    assert grid.goal_met([0.02, -0.01, 0.0]) is True   # within one std
+    setup = json.load(open(str(tmp_path / 'g' / 's0' / 'stsa.binary_cnn' /
                                'args.json')))
     assert setup['n_embed'] == 4 and setup['epoch'] == 1
-    page = tmp_path / 'g' / 'stsa.binary_cnn' / \
+    page = tmp_path / 'g' / 's0' / 'stsa.binary_cnn' / \
         'interpretations_dknn+softmax+calibrated+grad.html'
     assert page.exists()
     # a second run finds every cell finished and recomputes nothing
-    stamp = os.path.getmtime(str(tmp_path / 'g' / 'stsa.binary_cnn' /
+    stamp = os.path.getmtime(str(tmp_path / 'g' / 's0' / 'stsa.binary_cnn' /
                                  'best_model.npz'))
     again = grid.main(argv)
     assert again == rows
-    assert os.path.getmtime(str(tmp_path / 'g' / 'stsa.binary_cnn' /
+    assert os.path.getmtime(str(tmp_path / 'g' / 's0' / 'stsa.binary_cnn' /
                                 'best_model.npz')) == stamp
