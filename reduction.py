@@ -206,8 +206,11 @@ def _temperature(explainer):
         return 'temperature.json'
     except UserError:
         calib = run.forward('calib')
-        explainer.scaled = TemperatureScaling(run.model).fit(calib.logits,
-                                                             calib.labels)
+        explainer.scaled = TemperatureScaling(run.model)
+        try:
+            explainer.scaled.fit(calib.logits, calib.labels)
+        except UserError as e:   # T = 1: "calibrated" is the softmax
+            return 'none: no temperature.json, and {}'.format(e)
         return 'fitted now on the calibration set (no temperature.json)'
 
 

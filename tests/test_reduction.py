@@ -76,3 +76,41 @@ def test_one_token_and_empty_inputs(explainer):
     # a one-token input loses its token only if <eos> alone keeps the label
     alone = ex.predictions([empty])[0] == ex.predictions([one])[0]
     assert r1.reduced.tolist() == ([0] if alone else [3, 0])
+
+
+def test_reduce_command_writes_the_set_and_its_summary(run_copy):
+    """--reduce on the tiny run: the summary is a recomputation of the
+    examples, and the page and figure are written."""
+    import json
+    import os
+    payload = interp.main(['--model-setup', run_copy, '--reduce', '--all',
+                           '--k', '5', '--beam', '2'])
+    folder = os.path.dirname(run_copy)
+    saved = json.load(open(os.path.join(folder, 'reduction.json')))
+    assert saved == json.loads(json.dumps(payload))
+    examples = saved['examples']
+    s = saved['summary']
+    for m in reduction.MEASURES:
+        for side in ('original', 'reduced'):
+            values = [e[side][m] for e in examples]
+            assert s[m]['mean_' + side] == pytest.approx(numpy.mean(values))
+            assert s[m]['above_0.9_' + side] == pytest.approx(
+                numpy.mean([v > 0.9 for v in values]))
+    assert s['dknn_changes'] == pytest.approx(numpy.mean(
+        [e['original']['dknn_pred'] != e['reduced']['dknn_pred']
+         for e in examples]))
+    assert s['mean_length_reduced'] == pytest.approx(numpy.mean(
+        [len(e['reduced_tokens']) for e in examples]))
+    for e in examples:
+        kept = [t for k, t in enumerate(e['original_tokens'])
+                if k not in e['removed']]
+        assert e['reduced_tokens'] == kept
+    run = runs.load(run_copy)
+    assert [e['prediction'] for e in examples] == interp.Explainer(
+        run.model, run).predictions([x for x, _ in run.splits.test]).tolist()
+    page = open(os.path.join(folder, 'reduction.html')).read()
+    assert page.count('<tr>') == 1 + len(examples)
+    with open(os.path.join(folder, 'reduction.png'), 'rb') as f:
+        assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+    # no temperature.json: fitted on the calibration set, and said so
+    assert saved['temperature_from'].startswith('fitted')
