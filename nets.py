@@ -14,7 +14,7 @@ It exposes:
 Layer names per encoder (``n`` = ``--layer``):
 
 ====== ======================================================
-cnn    ``cnn`` (pooled widths 3/4/5, after ReLU), ``mlp1..n``
+cnn    ``cnn`` (pooled widths, 3/4/5 by default, after ReLU), ``mlp1..n``
 rnn    ``lstm1..n`` (last hidden state of each LSTM layer)
 bilstm ``bilstm1..n`` (forward and backward last states, concatenated)
 bow    ``bow`` (mean embedding), ``mlp1..n``
@@ -79,20 +79,22 @@ class Encoder(chainer.Chain):
 
 
 class CNNEncoder(Encoder):
-    """Widths 3, 4, 5 (n_units // 3 filters each), max over time, MLP."""
+    """Filters of each width (3, 4, 5 tokens by default; n_units // number
+    of widths filters each), max over time, then an MLP."""
 
     def __init__(self, n_vocab, n_embed, n_units, n_layers, dropout=0.1,
-                 initialW=None):
+                 initialW=None, widths=(3, 4, 5)):
         super().__init__(n_vocab, n_embed, initialW)
-        n_filters = n_units // 3
+        n_filters = n_units // len(widths)
         with self.init_scope():
             self.convs = chainer.ChainList(*[
                 L.Convolution2D(n_embed, n_filters, ksize=(w, 1),
                                 pad=(w - 1, 0), nobias=True)
-                for w in (3, 4, 5)])
-            self.mlp = MLP(n_layers, 3 * n_filters, n_units, dropout)
+                for w in widths])
+            self.mlp = MLP(n_layers, len(widths) * n_filters, n_units,
+                           dropout)
         self.dropout = dropout
-        self.out_units = n_units if n_layers else 3 * n_filters
+        self.out_units = n_units if n_layers else len(widths) * n_filters
         self.layer_names = ['cnn'] + numbered('mlp', n_layers)
 
     def encode(self, exs):
@@ -102,7 +104,7 @@ class CNNEncoder(Encoder):
         e = F.dropout(e, self.dropout)
         e = F.transpose(e, (0, 2, 1))[:, :, :, None]          # (B, E, L, 1)
         pooled = [F.max(conv(e), axis=(2, 3)) for conv in self.convs]
-        h = F.relu(F.concat(pooled, axis=1))                  # (B, 3F)
+        h = F.relu(F.concat(pooled, axis=1))          # (B, widths * F)
         out, mlp_layers = self.mlp(h)
         return out, list(zip(self.layer_names, [h] + mlp_layers))
 
@@ -298,9 +300,11 @@ class SNLIClassifier(Classifier):
 
 def build_model(setup, initialW=None):
     """A fresh classifier from a run's settings (``args.json`` contents)."""
+    extra = {'widths': tuple(setup['widths'])} \
+        if setup['model'] == 'cnn' and setup.get('widths') else {}
     encoder = ENCODERS[setup['model']](
         setup['n_vocab'], setup['n_embed'], setup['unit'], setup['layer'],
-        setup['dropout'], initialW=initialW)
+        setup['dropout'], initialW=initialW, **extra)
     if setup.get('pair'):
         return SNLIClassifier(encoder, setup['n_class'], setup['unit'],
                               setup['layer'], setup['dropout'])

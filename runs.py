@@ -121,9 +121,14 @@ def check_setup(setup, path):
         raise RunError('{}: "pair", "n_class" and "label_names" do not match '
                        'dataset {}; {}'.format(path, setup['dataset'],
                                                RETRAIN))
-    if setup['model'] == 'cnn' and setup['unit'] < 3:
-        raise RunError('{}: "unit" must be at least 3 for a cnn; {}'.format(
-            path, RETRAIN))
+    widths = setup.get('widths', [3, 4, 5])
+    if not isinstance(widths, list) or not widths or not all(
+            _is_int(w) and 1 <= w <= 64 for w in widths):
+        raise RunError('{}: "widths" must be a list of integers in 1..64; {}'
+                       .format(path, RETRAIN))
+    if setup['model'] == 'cnn' and setup['unit'] < len(widths):
+        raise RunError('{}: "unit" must be at least {} for a cnn; {}'.format(
+            path, len(widths), RETRAIN))
     stamps = setup.get('data_sha256', {})
     if not isinstance(stamps, dict) or not all(
             k in SPLITS and isinstance(v, str) for k, v in stamps.items()):

@@ -30,8 +30,8 @@ from cli import UserError
 
 # Settings that define a run: a folder holding another value is another run.
 RUN_KEYS = ('dataset', 'model', 'batchsize', 'epoch', 'patience', 'unit',
-            'layer', 'dropout', 'char_based', 'word_vectors', 'seed',
-            'n_calib', 'val_ratio', 'max_vocab')
+            'layer', 'dropout', 'widths', 'embed', 'char_based',
+            'word_vectors', 'seed', 'n_calib', 'val_ratio', 'max_vocab')
 
 
 def build_parser():
@@ -53,6 +53,13 @@ def build_parser():
                         'CNN/BoW/pair encoder')
     p.add_argument('--dropout', '-d', type=cli.float_in(0, 1, high_open=True),
                    default=0.4)
+    p.add_argument('--widths', type=cli.int_in(1, 64), nargs='+',
+                   default=[3, 4, 5],
+                   help='cnn: filter widths, in tokens (characters with '
+                        '--char-based)')
+    p.add_argument('--embed', type=cli.int_at_least(1), default=None,
+                   help='embedding size without word vectors (default: '
+                        '--unit)')
     p.add_argument('--char-based', action='store_true',
                    help='character tokens instead of words')
     p.add_argument('--word_vectors', default=None,
@@ -93,8 +100,9 @@ def check_run_dir(path, setup, force):
                         'to replace it or --out to write elsewhere'.format(
                             path))
     old = safeio.read_json(old_path, 'pass --force to replace the run')
+    defaults = vars(build_parser().parse_args([]))   # keys older runs lack
     diff = [k for k in RUN_KEYS if not isinstance(old, dict) or
-            old.get(k) != setup.get(k)]
+            old.get(k, defaults[k]) != setup.get(k)]
     if diff:
         raise UserError(
             '{} holds another run (differs in {}); pass --force to replace '
@@ -172,7 +180,8 @@ def run_setup(args, splits, n_embed, device):
     setup = dict(vars(args))
     data_dir = text_datasets.data_dir_from(args.data_dir)
     setup.update(data_dir=data_dir and os.path.abspath(data_dir),
-                 n_vocab=len(splits.vocab), n_embed=n_embed or args.unit,
+                 n_vocab=len(splits.vocab),
+                 n_embed=n_embed or args.embed or args.unit,
                  n_class=splits.n_class, label_names=splits.label_names,
                  pair=text_datasets.DATASETS[args.dataset].pair,
                  model_path=runs.ARTIFACTS['model'],
@@ -325,9 +334,11 @@ def train_run(args, device=None):
     if args.model in ('rnn', 'bilstm') and args.layer < 1:
         raise UserError('--layer must be at least 1 for --model {}'.format(
             args.model))
-    if args.model == 'cnn' and args.unit < 3:
-        raise UserError('--unit must be at least 3 for --model cnn (unit/3 '
-                        'filters of each width 3, 4, 5)')
+    if args.model == 'cnn' and args.unit < len(args.widths):
+        raise UserError('--unit must be at least {} for --model cnn with '
+                        '--widths {} (unit / number of widths filters of '
+                        'each)'.format(len(args.widths), ' '.join(
+                            map(str, args.widths))))
     final_dir = os.path.join(args.out, run_name(args))
     made_out = prepare_out(args.out)
     try:

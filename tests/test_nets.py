@@ -98,3 +98,15 @@ def test_embedding_gradient_equals_finite_difference(model):
             fd = (loss_of(clf, xs[i], ys[i], plus) -
                   loss_of(clf, xs[i], ys[i], minus)) / (2 * eps)
             assert grads[i][t, k] == pytest.approx(fd, rel=1e-4, abs=1e-8)
+
+
+def test_cnn_widths_set_the_filters():
+    setup = {'model': 'cnn', 'n_vocab': 10, 'n_embed': 4, 'unit': 12,
+             'layer': 1, 'dropout': 0.0, 'n_class': 2, 'widths': [2, 7]}
+    model = nets.build_model(setup)
+    convs = list(model.encoder.convs)
+    assert [c.W.shape[2] for c in convs] == [2, 7]
+    assert [c.W.shape[0] for c in convs] == [6, 6]   # 12 // 2 each
+    x = numpy.array([1, 2, 3, 0], numpy.int32)
+    _, layers = model.predict([x])
+    assert layers['cnn'].shape == (1, 12)
