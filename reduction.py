@@ -3,7 +3,9 @@ Boyd-Graber, 2018, "Pathologies of neural models make interpretations
 difficult", EMNLP), and the confidence measures it is read with.
 
 Reduction removes the least important token, re-ranks the rest and goes on
-while the model's prediction holds; a beam keeps several partial reductions
+while the model's prediction holds and one token is left (an empty input
+is not an input: with no token at all the model answers from its biases
+alone); a beam keeps several partial reductions
 (the candidates of a step are the ``beam`` least important tokens of each
 beam, the ``beam`` least important of those survive). Importance comes from
 any registered interpretation method: ``grad``, as the authors' rawr.py,
@@ -91,7 +93,7 @@ def reduce(explainer, xs, method='grad', beam=5, log=None, desc=None):
     preds = explainer.predictions(xs)
     out = [Reduced(x, x, [], int(p)) for x, p in zip(xs, preds)]
     state = {i: [_Beam(x, list(range(len(slots(x, fld)))))]
-             for i, x in enumerate(xs) if slots(x, fld)}
+             for i, x in enumerate(xs) if len(slots(x, fld)) > 1}
     bar = tqdm(desc=desc, disable=desc is None, leave=False, unit='step')
     while state:
         order = sorted(state)
@@ -115,7 +117,7 @@ def reduce(explainer, xs, method='grad', beam=5, log=None, desc=None):
                 full = list(range(len(slots(xs[i], fld))))
                 out[i].reduced = alive[0].x
                 out[i].removed = [j for j in full if j not in alive[0].kept]
-                if alive[0].kept:
+                if len(alive[0].kept) > 1:
                     state[i] = alive
         if log is not None:
             log.append({'beams': len(flat), 'candidates': len(tried)})

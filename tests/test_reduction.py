@@ -21,6 +21,8 @@ def test_reduction_keeps_the_prediction_and_eos(explainer, method, beam):
     xs = [x for x, _ in run.splits.test]
     log = []
     reds = reduction.reduce(ex, xs, method, beam, log)
+    assert all(len(r.reduced) - 1 >= min(1, len(x) - 1)
+               for x, r in zip(xs, reds))
     preds = ex.predictions(xs)
     assert ex.predictions([r.reduced for r in reds]).tolist() == \
         preds.tolist() == [r.prediction for r in reds]
@@ -32,7 +34,7 @@ def test_reduction_keeps_the_prediction_and_eos(explainer, method, beam):
         assert r.reduced.tolist() == x[kept].tolist() + [0]
     # a step tries at most `beam` removals per input, and the survivors are
     # the next step's beams; each step removes one more token
-    assert log[0]['beams'] == sum(1 for x in xs if len(x) > 1)
+    assert log[0]['beams'] == sum(1 for x in xs if len(x) > 2)
     for step, nxt in zip(log, log[1:]):
         assert nxt['beams'] <= step['candidates'] <= beam * len(xs)
     assert len(log) - 1 <= max(len(r.removed) for r in reds) <= len(log)
@@ -40,9 +42,9 @@ def test_reduction_keeps_the_prediction_and_eos(explainer, method, beam):
 
 def greedy(ex, x):
     """Beam 1 by hand: drop the least important token by the gradient while
-    the prediction holds."""
+    the prediction holds and more than one token is left."""
     pred = ex.predictions([x])[0]
-    while slots(x):
+    while len(slots(x)) > 1:
         att = interp.explain(ex, [x], 'grad')[0]
         smaller = remove(x, [int(numpy.argmin(att.importance))])
         if ex.predictions([smaller])[0] != pred:
@@ -67,15 +69,16 @@ def test_a_wider_beam_never_reduces_less(explainer):
     assert all(len(b.reduced) <= len(a.reduced) for a, b in zip(one, five))
 
 
-def test_one_token_and_empty_inputs(explainer):
-    ex, _ = explainer
+def test_one_token_and_empty_inputs_stay_as_they_are(explainer):
+    ex, run = explainer
     one = numpy.array([3, 0], numpy.int32)
     empty = numpy.array([0], numpy.int32)
     r1, r0 = reduction.reduce(ex, [one, empty], 'grad')
     assert r0.reduced.tolist() == [0] and r0.removed == []
-    # a one-token input loses its token only if <eos> alone keeps the label
-    alone = ex.predictions([empty])[0] == ex.predictions([one])[0]
-    assert r1.reduced.tolist() == ([0] if alone else [3, 0])
+    assert r1.reduced.tolist() == [3, 0] and r1.removed == []
+    # and no reduction ends empty: one token always stays
+    reds = reduction.reduce(ex, [x for x, _ in run.splits.test], 'grad')
+    assert all(len(r.reduced) >= 2 for r in reds)
 
 
 def test_reduce_command_writes_the_set_and_its_summary(run_copy):
