@@ -39,8 +39,8 @@ class Reduced:
 
     Attributes:
         original, reduced: model inputs (``reduced`` keeps the prediction).
-        removed (list of int): explained-token positions of ``original``,
-            in the order they were removed.
+        removed (list of int): explained-token positions of ``original``
+            that were removed, ascending.
         prediction (int): the model's prediction on both.
     """
     original: object
