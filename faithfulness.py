@@ -95,26 +95,6 @@ def sufficiency(score, xs, atts, fraction, field='hypothesis'):
     return _mean([d[0] for d in drops])
 
 
-def reduction_length(score, xs, atts, field='hypothesis'):
-    """Tokens left after removing the least important tokens, one more at a
-    time in the method's initial ranking, while the prediction holds (a
-    one-pass version of Feng et al. 2018's input reduction)."""
-    inputs, spans = [], []
-    for x, a in zip(xs, atts):
-        order = ranking(a)
-        n = len(order)
-        spans.append((len(inputs), n))
-        inputs.append(x)
-        inputs.extend(remove(x, order[n - r:], field) for r in range(1, n + 1))
-    preds = score(inputs).argmax(axis=1)
-    lengths = []
-    for start, n in spans:
-        held = preds[start + 1:start + 1 + n] == preds[start]
-        removed = n if held.all() else int(numpy.argmin(held))
-        lengths.append(n - removed)
-    return _mean(lengths)
-
-
 def entropy(atts):
     """Mean entropy of the normalised |importance| of each input, divided by
     log n (0: one token carries everything; 1: uniform)."""
@@ -161,7 +141,6 @@ def summary(score, xs, atts, field='hypothesis', k_max=10,
                 score, xs, atts, f, field) for f in fractions},
             'sufficiency': {str(f): sufficiency(score, xs, atts, f, field)
                             for f in fractions},
-            'reduction_length': reduction_length(score, xs, atts, field),
             'mean_length': _mean([len(a.importance) for a in atts]),
             'entropy': entropy(atts), 'zero_share': zero_share(atts),
             'below_0.01_share': zero_share(atts, 0.01)}

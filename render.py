@@ -222,14 +222,14 @@ def faithfulness_table(metrics_by_method, titles):
     head = ['method', 'AOPC (top 1-10)'] + \
         ['compr. {:.0%}'.format(float(f)) for f in fr] + \
         ['suff. {:.0%}'.format(float(f)) for f in fr] + \
-        ['reduced length', 'entropy', 'zero share']
+        ['mean length', 'entropy', 'exactly 0', 'below 0.01']
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for m, r in metrics_by_method.items():
         cells = [md_escape(titles[m]), '%.4f' % r['aopc']] + \
             ['%.4f' % r['comprehensiveness'][f] for f in fr] + \
             ['%.4f' % r['sufficiency'][f] for f in fr] + \
-            ['%.2f / %.2f' % (r['reduction_length'], r['mean_length']),
-             '%.3f' % r['entropy'], '%.3f' % r['zero_share']]
+            ['%.2f' % r['mean_length'], '%.3f' % r['entropy'],
+             '%.3f' % r['zero_share'], '%.3f' % r['below_0.01_share']]
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines) + '\n'
 

@@ -1,25 +1,21 @@
 #!/usr/bin/env python
-"""Leave-one-out speed, and the faithfulness of every method, on SST-2.
+"""Leave-one-out speed on SST-2, batched against one sentence at a time.
 
     python bench/bench_interpretations.py --model-setup result/stsa.binary_cnn/args.json
 
-1. Times conformity leave-one-out over the whole test set, batched (the
-   library's way), against a reference loop that explains one sentence at a
-   time (one batch of n variants per sentence, as the original did), in the
-   same run. Writes the ``interpretations`` section of BENCHMARKS.md.
-2. Runs the four methods over the test set and their faithfulness metrics
-   (interpretations.faithfulness). Writes the ``faithfulness`` section of
-   RESULTS.md.
+Times conformity leave-one-out over the whole test set, batched (the
+library's way), against a reference loop that explains one sentence at a
+time (one batch of n variants per sentence, as the original did), in the
+same run. Writes the ``interpretations`` section of BENCHMARKS.md. (The
+methods' faithfulness is in ``bench/saturation.py``.)
 """
 import argparse
 import time
 
 import numpy
 
-from report import RESULTS, write_section  # NOQA (first: sets sys.path)
+from report import write_section  # NOQA (first: sets sys.path)
 import interpretations as interp  # NOQA
-import faithfulness  # NOQA
-import render  # NOQA
 import runs  # NOQA
 
 
@@ -32,10 +28,8 @@ def main(argv=None):
     run = runs.load(args.model_setup)
     xs = [x for x, _ in run.splits.test]
     ex = interp.Explainer(run.model, run)
-    body, batched = timing_section(ex, xs, args)
+    body, _ = timing_section(ex, xs, args)
     write_section('interpretations', body)
-    body = faithfulness_section(ex, xs, batched, args)
-    write_section('faithfulness', body, RESULTS)
 
 
 def timing_section(ex, xs, args):
@@ -80,41 +74,6 @@ def timing_section(ex, xs, args):
         'flips a near-tie among the neighbours.'.format(
             same, len(ref), max(gaps), ex.k)])
     return body, batched
-
-
-def faithfulness_section(ex, xs, batched, args):
-    """Faithfulness of the four methods on the whole test set: the
-    ``faithfulness`` section of RESULTS.md."""
-    metrics = {}
-    for m in ('dknn', 'softmax', 'calibrated', 'grad'):
-        atts = batched if m == 'dknn' else interp.explain(ex, xs, m)
-        metrics[m] = faithfulness.summary(
-            lambda inputs: ex.scores(inputs, 'softmax'), xs, atts)
-    table = render.faithfulness_table(
-        metrics, {m: interp.INTERPRETERS[m].title for m in metrics})
-    curve = ['| {} | {} |'.format(interp.INTERPRETERS[m].title, ' '.join(
-        '%.3f' % v for v in r['deletion_curve'])) for m, r in metrics.items()]
-    return '\n'.join([
-        '## Faithfulness of the interpretations on SST-2 '
-        '(`bench/bench_interpretations.py`)', '',
-        'Model: {} (test accuracy in `train_results.json`); all {} test '
-        'sentences. Every metric uses the model\'s softmax probability of '
-        'its predicted label on the full sentence, the same yardstick for '
-        'every method.'.format(args.model_setup, len(xs)), '',
-        '- AOPC: mean drop of that probability as the top 1..10 tokens are '
-        'removed (higher: the ranking finds what matters).',
-        '- Comprehensiveness at q: drop after removing the top q of tokens '
-        '(higher is better); sufficiency at q: drop when keeping only them '
-        '(lower is better) (ERASER, DeYoung et al. 2020).',
-        '- Reduced length: tokens left after removing, least important '
-        'first, every token whose removal keeps the prediction (Feng et al. '
-        '2018; lower: the ranking knows what does not matter), against the '
-        'mean length.',
-        '- Entropy of the normalised |importance| over a sentence, divided '
-        'by log n (lower: more concentrated); zero share: tokens with '
-        'importance exactly 0.', '', table, '', 'Deletion curves (mean '
-        'drop after removing the top k tokens, k = 1..10):', '',
-        '| method | k = 1 ... 10 |', '|---|---|'] + curve)
 
 
 if __name__ == '__main__':
