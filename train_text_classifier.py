@@ -319,6 +319,8 @@ def settings(**options):
             flag = '--word_vectors'
         if value is True:
             argv.append(flag)
+        elif isinstance(value, (list, tuple)):
+            argv += [flag] + [str(v) for v in value]
         elif value not in (False, None):
             argv += [flag, str(value)]
     return build_parser().parse_args(argv)

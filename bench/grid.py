@@ -81,8 +81,9 @@ RECIPES = {
                 layer=3),
     'bilstm': dict(epoch=30, patience=3, batchsize=32, dropout=0.2,
                    unit=150, layer=1),
-    'cnn-char': dict(epoch=30, patience=3, batchsize=32, dropout=0.2,
-                     unit=300, layer=1),
+    'cnn-char': dict(epoch=30, patience=4, batchsize=32, dropout=0.25,
+                     unit=480, layer=1, embed=64,
+                     widths=[3, 4, 5, 6, 7, 8, 9, 10]),   # see char_report
     'bow': dict(epoch=5, batchsize=32, dropout=0.2, unit=300,
                 layer=3),   # bench/train_sst2.py only
 }
@@ -283,10 +284,16 @@ def main(argv=None):
     return rows
 
 
+def flags(recipe):
+    """A recipe dict as command-line flags."""
+    return ' '.join('--{} {}'.format(f.replace('_', '-'), ' '.join(
+        map(str, v)) if isinstance(v, list) else v)
+        for f, v in recipe.items())
+
+
 def grid_section(md, rows, args, seconds):
-    recipes = '; '.join('{}: `{}`'.format(k, ' '.join(
-        '--{} {}'.format(f, v) for f, v in r.items()))
-        for k, r in RECIPES.items())
+    recipes = '; '.join('{}: `{}`'.format(k, flags(r))
+                        for k, r in RECIPES.items())
     return '\n'.join([
         '## The paper\'s table: softmax vs DkNN (`bench/grid.py`)', '',
         'Command: `make grid` (`python bench/grid.py`). k = {}, the last '

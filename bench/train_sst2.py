@@ -15,6 +15,7 @@ import os
 from report import RESULTS, write_section  # NOQA (first: sets sys.path)
 import text_datasets  # NOQA
 import train_text_classifier  # NOQA
+import grid  # NOQA
 from grid import RECIPES  # NOQA
 
 RUNS = [('cnn', False), ('cnn', True), ('bilstm', False), ('bilstm', True),
@@ -37,8 +38,7 @@ def main(argv=None):
                 dataset='stsa.binary', model=model, out=out,
                 word_vectors=glove if vectors else None, **RECIPES[model]))
         r = json.load(open(done))
-        flags = ' '.join('--{} {}'.format(k, v)
-                         for k, v in RECIPES[model].items())
+        flags = grid.flags(RECIPES[model])
         rows.append('| {} | `{}` | {} | {:.2%} | {:.2%} | {:.1f} |'.format(
             model, flags, 'GloVe 6B 50d' if vectors else
             'none (random, {}-d)'.format(RECIPES[model]['unit']),
