@@ -19,9 +19,7 @@ Scoring rules (``scoring=``):
 Neighbours carry the *true* labels of the training examples (Papernot &
 McDaniel), and the calibration examples are kept out of the index.
 
-Search backends share one interface (:class:`NeighbourIndex`): ``brute``
-(exact, chunked BLAS, the default), ``kdtree`` (scikit-learn) and ``lsh``
-(nearpy; approximate).
+The neighbours come from a search backend of :mod:`search`.
 """
 import copy
 import time
@@ -32,6 +30,7 @@ import numpy
 
 import nets
 import nlp_utils
+import search
 from cli import UserError
 
 SCORINGS = ('conformity', 'conformal')
@@ -40,146 +39,6 @@ POOLS = ('layer', 'total')
 
 class DkNNError(UserError):
     """Bad DkNN settings or state: k, layers, calibration, saved index."""
-
-
-# ------------------------------------------------------------- backends
-
-class NeighbourIndex:
-    """Exact or approximate k-NN over the rows of an (N, D) array.
-
-    ``query(q, k)`` returns (M, k) int64 indices and (M, k) float32
-    Euclidean distances, nearest first.
-    """
-
-    def __init__(self, points):
-        self.points = numpy.ascontiguousarray(points, numpy.float32)
-
-    def __len__(self):
-        return len(self.points)
-
-    def query(self, queries, k):
-        raise NotImplementedError
-
-
-def _exact_rerank(points, queries, candidates, k):
-    """Sort (M, C) candidate indices by float64 distance; keep k."""
-    diff = points[candidates].astype(numpy.float64) - \
-        queries[:, None, :].astype(numpy.float64)            # (M, C, D)
-    dist = numpy.sqrt(numpy.einsum('mcd,mcd->mc', diff, diff))
-    order = numpy.argsort(dist, axis=1, kind='stable')[:, :k]
-    rows = numpy.arange(len(queries))[:, None]
-    return candidates[rows, order].astype(numpy.int64), \
-        dist[rows, order].astype(numpy.float32)
-
-
-class BruteIndex(NeighbourIndex):
-    """Exact search by matrix multiply, a chunk of queries at a time.
-
-    For a query q and a point x, ``|q - x|^2 = |q|^2 - 2 q.x + |x|^2``. The
-    top k of a row need only ``|x|^2 - 2 q.x``, since ``|q|^2`` is the same
-    for every x of the row; it is added to the k winners after the
-    partition, which saves an (m, N) addition. Points and queries are
-    centred on the points' mean first, so the expansion loses less to
-    float32 rounding. A chunk's (m, N) block stays under ``max_bytes``.
-    """
-
-    def __init__(self, points, max_bytes=64 << 20):
-        super().__init__(points)
-        self.mean = self.points.mean(axis=0)                      # (D,)
-        self.centred = self.points - self.mean                    # (N, D)
-        self.sq_norms = numpy.einsum('nd,nd->n', self.centred,
-                                     self.centred)                # (N,)
-        self.chunk = max(1, max_bytes // (4 * max(len(self.points), 1)))
-
-    def query(self, queries, k):
-        queries = numpy.asarray(queries, numpy.float32) - self.mean  # (M, D)
-        idx = numpy.empty((len(queries), k), numpy.int64)            # (M, k)
-        dist = numpy.empty((len(queries), k), numpy.float32)         # (M, k)
-        for start in range(0, len(queries), self.chunk):
-            q = queries[start:start + self.chunk]                    # (m, D)
-            part = q @ self.centred.T                                # (m, N)
-            part *= -2
-            part += self.sq_norms                   # (m, N) |x|^2 - 2 q.x
-            top = numpy.argpartition(part, k - 1, axis=1)[:, :k]     # (m, k)
-            top_part = numpy.take_along_axis(part, top, axis=1)      # (m, k)
-            order = numpy.argsort(top_part, axis=1, kind='stable')   # (m, k)
-            sq = numpy.take_along_axis(top_part, order, axis=1) + \
-                numpy.einsum('md,md->m', q, q)[:, None]  # (m, k) |q - x|^2
-            rows = slice(start, start + len(q))
-            idx[rows] = numpy.take_along_axis(top, order, axis=1)
-            dist[rows] = numpy.sqrt(numpy.maximum(sq, 0))
-        return idx, dist
-
-
-class KDTreeIndex(NeighbourIndex):
-    """scikit-learn's KDTree, queried with the whole batch at once."""
-
-    def __init__(self, points):
-        from sklearn.neighbors import KDTree
-        super().__init__(points)
-        self.tree = KDTree(self.points)
-
-    def query(self, queries, k):
-        dist, idx = self.tree.query(numpy.asarray(queries, numpy.float64), k)
-        return idx.astype(numpy.int64), dist.astype(numpy.float32)
-
-
-class LSHIndex(NeighbourIndex):
-    """nearpy random binary projections (``n_tables`` hashes of ``n_bits``).
-
-    Candidates from the matching buckets are re-ranked exactly. A query
-    whose buckets hold fewer than k points is topped up by exact search;
-    ``self.topped_up`` counts them, and :func:`recall_at_k` measures the
-    result against exact search.
-    """
-
-    def __init__(self, points, n_bits=10, n_tables=4, seed=0):
-        from nearpy import Engine
-        from nearpy.hashes import RandomBinaryProjections
-        super().__init__(points)
-        hashes = [RandomBinaryProjections('rbp%d' % t, n_bits,
-                                          rand_seed=seed + t)
-                  for t in range(n_tables)]
-        self.engine = Engine(self.points.shape[1], lshashes=hashes)
-        for i, p in enumerate(self.points):
-            self.engine.store_vector(p, i)
-        self.topped_up = 0
-
-    def _candidates(self, q):
-        keys = set()
-        for lshash in self.engine.lshashes:
-            for key in lshash.hash_vector(q, querying=True):
-                for _, data in self.engine.storage.get_bucket(
-                        lshash.hash_name, key):
-                    keys.add(data)
-        return numpy.fromiter(keys, numpy.int64, len(keys))
-
-    def query(self, queries, k):
-        queries = numpy.asarray(queries, numpy.float32)
-        idx = numpy.empty((len(queries), k), numpy.int64)
-        dist = numpy.empty((len(queries), k), numpy.float32)
-        exact = None
-        for m, q in enumerate(queries):
-            cand = self._candidates(q)
-            if len(cand) < k:
-                self.topped_up += 1
-                if exact is None:
-                    exact = BruteIndex(self.points)
-                idx[m], dist[m] = (a[0] for a in exact.query(q[None], k))
-                continue
-            i, d = _exact_rerank(self.points, q[None], cand[None], k)
-            idx[m], dist[m] = i[0], d[0]
-        return idx, dist
-
-
-BACKENDS = {'brute': BruteIndex, 'kdtree': KDTreeIndex, 'lsh': LSHIndex}
-
-
-def recall_at_k(approx_idx, exact_idx):
-    """Mean share of the exact k neighbours that an approximate search found.
-    """
-    hits = [len(set(a) & set(e)) for a, e in zip(approx_idx, exact_idx)]
-    return float(numpy.mean(hits)) / exact_idx.shape[1]
 
 
 # ------------------------------------------------------------------ DkNN
@@ -280,7 +139,7 @@ class DkNN:
         pool (str): ``'layer'``: k neighbours in each chosen layer (the
             original code); ``'total'``: k neighbours in all, split evenly
             over the layers (k // number of layers each, at least 1).
-        backend (str): a key of :data:`BACKENDS`.
+        backend (str): a key of :data:`search.BACKENDS`.
         scoring (str): ``'conformity'`` or ``'conformal'``; the one place
             the rule is chosen (see :meth:`with_scoring`).
         device: Chainer device the model runs on.
@@ -289,9 +148,9 @@ class DkNN:
     def __init__(self, model, layers='last', k=75, backend='brute',
                  scoring='conformity', device=None, batchsize=256,
                  pool='layer'):
-        if backend not in BACKENDS:
+        if backend not in search.BACKENDS:
             raise DkNNError('unknown backend {!r}; choose one of {}'.format(
-                backend, ', '.join(BACKENDS)))
+                backend, ', '.join(search.BACKENDS)))
         if scoring not in SCORINGS:
             raise DkNNError('unknown scoring {!r}; choose one of {}'.format(
                 scoring, ', '.join(SCORINGS)))
@@ -338,7 +197,7 @@ class DkNN:
                             'the index; lower --k'.format(
                                 self.k, len(acts.labels)))
         self.train_labels = numpy.asarray(acts.labels, numpy.int32)
-        self.indices = {name: BACKENDS[self.backend](acts.layers[name])
+        self.indices = {name: search.BACKENDS[self.backend](acts.layers[name])
                         for name in self.layers}
         return self
 

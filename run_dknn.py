@@ -18,6 +18,7 @@ import dknn
 import metrics
 import runs
 import safeio
+import search
 
 
 def build_parser():
@@ -32,7 +33,7 @@ def build_parser():
                    help='--k neighbours in each layer (the original code), '
                         'or in total over the layers')
     p.add_argument('--backend', default='brute', choices=sorted(
-        dknn.BACKENDS), help='nearest-neighbour search')
+        search.BACKENDS), help='nearest-neighbour search')
     p.add_argument('--lsh', action='store_true',
                    help='alias for --backend lsh (the original flag)')
     p.add_argument('--scoring', default='both',
@@ -102,9 +103,9 @@ def evaluate(run, k=75, layers='last', backend='brute',
 def lsh_recall(head, run, out, test):
     """recall@k of the LSH neighbours against exact search, per layer."""
     train = run.forward('train')
-    return {name: dknn.recall_at_k(
+    return {name: search.recall_at_k(
         out.neighbours[name].indices,
-        dknn.BruteIndex(train.layers[name]).query(test.layers[name],
+        search.BruteIndex(train.layers[name]).query(test.layers[name],
                                                   head.k)[0])
         for name in head.layers}
 

@@ -25,6 +25,7 @@ from report import write_section  # NOQA (first: sets sys.path)
 import dknn  # NOQA
 import nets  # NOQA
 import runs  # NOQA
+import search  # NOQA
 
 
 def reference_dknn(train_layers, train_labels, calib_layers, calib_labels,
@@ -147,7 +148,7 @@ def time_backends(run, layers, train, calib, test_acts, args):
 def search_alone(pts, qs, args):
     """Brute backend vs bare matmul + argpartition: best times, share of
     identical neighbour sets, peak MiB of each, brute's neighbours."""
-    brute = dknn.BruteIndex(pts)
+    brute = search.BruteIndex(pts)
     t_brute, (idx_brute, _) = best_of(lambda: brute.query(qs, args.k),
                                       args.repeat * 4)
     t_bare, idx_bare = best_of(lambda: bare_search(pts, qs, args.k),
@@ -180,7 +181,7 @@ def search_section(args, setup, layers, train_acts, test_acts, calib_labels,
     pts, qs = train_acts[name], test_acts[name]
     t_brute, t_bare, same, mem_brute, mem_bare, idx_brute = search_alone(
         pts, qs, args)
-    recall = dknn.recall_at_k(preds['lsh'].neighbours[name].indices,
+    recall = search.recall_at_k(preds['lsh'].neighbours[name].indices,
                               idx_brute)
     agree_ref = float((ref_pred == preds['brute'].pred).mean())
     acc = {b: float((preds[b].pred == test_labels).mean()) for b in preds}

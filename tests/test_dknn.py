@@ -8,6 +8,7 @@ import dknn
 import nets
 import run_dknn
 import runs
+import search
 
 
 class FakeModel:
@@ -24,10 +25,10 @@ def test_brute_and_kdtree_return_identical_neighbours():
     rng = numpy.random.RandomState(0)
     points = rng.randn(3000, 40).astype(numpy.float32)
     queries = rng.randn(300, 40).astype(numpy.float32)
-    brute = dknn.BruteIndex(points, max_bytes=1 << 20)  # forces chunking
+    brute = search.BruteIndex(points, max_bytes=1 << 20)  # forces chunking
     assert brute.chunk < len(queries)
     i_b, d_b = brute.query(queries, 75)
-    i_k, d_k = dknn.KDTreeIndex(points).query(queries, 75)
+    i_k, d_k = search.KDTreeIndex(points).query(queries, 75)
     numpy.testing.assert_array_equal(i_b, i_k)
     numpy.testing.assert_allclose(d_b, d_k, rtol=1e-5)
     # nearest first, and truly the nearest
@@ -40,14 +41,14 @@ def test_lsh_honours_k_and_reports_recall():
     rng = numpy.random.RandomState(1)
     points = rng.randn(500, 8).astype(numpy.float32)
     queries = rng.randn(20, 8).astype(numpy.float32)
-    lsh = dknn.LSHIndex(points, n_bits=3, n_tables=2)
+    lsh = search.LSHIndex(points, n_bits=3, n_tables=2)
     idx, dist = lsh.query(queries, 10)
     assert idx.shape == dist.shape == (20, 10)
     assert all(len(set(row)) == 10 for row in idx)
-    exact, _ = dknn.BruteIndex(points).query(queries, 10)
-    recall = dknn.recall_at_k(idx, exact)
+    exact, _ = search.BruteIndex(points).query(queries, 10)
+    recall = search.recall_at_k(idx, exact)
     assert 0.3 < recall <= 1.0
-    assert dknn.recall_at_k(exact, exact) == 1.0
+    assert search.recall_at_k(exact, exact) == 1.0
 
 
 def acts(layers, labels=None):
