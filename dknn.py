@@ -140,6 +140,8 @@ class DkNN:
             original code); ``'total'``: k neighbours in all, split evenly
             over the layers (k // number of layers each, at least 1).
         backend (str): a key of :data:`search.BACKENDS`.
+        backend_options (dict): keyword arguments of that backend (e.g.
+            ``nlist``, ``nprobe`` for ``faiss-ivf``).
         scoring (str): ``'conformity'`` or ``'conformal'``; the one place
             the rule is chosen (see :meth:`with_scoring`).
         device: Chainer device the model runs on.
@@ -147,7 +149,7 @@ class DkNN:
 
     def __init__(self, model, layers='last', k=75, backend='brute',
                  scoring='conformity', device=None, batchsize=256,
-                 pool='layer'):
+                 pool='layer', backend_options=None):
         if backend not in search.BACKENDS:
             raise DkNNError('unknown backend {!r}; choose one of {}'.format(
                 backend, ', '.join(search.BACKENDS)))
@@ -162,6 +164,7 @@ class DkNN:
         self.model, self.device, self.batchsize = model, device, batchsize
         self.layers = resolve_layers(model.layer_names, layers)
         self.backend, self.scoring, self.pool = backend, scoring, pool
+        self.backend_options = dict(backend_options or {})
         self.k = k if pool == 'layer' else max(1, k // len(self.layers))
         self.indices, self.train_labels = {}, None
         self.calib_nonconformity = None
@@ -197,8 +200,8 @@ class DkNN:
                             'the index; lower --k'.format(
                                 self.k, len(acts.labels)))
         self.train_labels = numpy.asarray(acts.labels, numpy.int32)
-        self.indices = {name: search.BACKENDS[self.backend](acts.layers[name])
-                        for name in self.layers}
+        self.indices = {name: search.BACKENDS[self.backend](
+            acts.layers[name], **self.backend_options) for name in self.layers}
         return self
 
     def calibrate(self, calib, desc='DkNN: calibration'):

@@ -36,6 +36,14 @@ def build_parser():
         search.BACKENDS), help='nearest-neighbour search')
     p.add_argument('--lsh', action='store_true',
                    help='alias for --backend lsh (the original flag)')
+    p.add_argument('--nlist', type=cli.int_at_least(1), default=256,
+                   help='faiss-ivf: k-means cells')
+    p.add_argument('--nprobe', type=cli.int_at_least(1), default=16,
+                   help='faiss-ivf: cells searched per query (<= --nlist)')
+    p.add_argument('--hnsw-m', type=cli.int_at_least(1), default=32,
+                   help='faiss-hnsw: links per node (>= 2)')
+    p.add_argument('--ef-search', type=cli.int_at_least(1), default=128,
+                   help='faiss-hnsw: search queue length')
     p.add_argument('--scoring', default='both',
                    choices=dknn.SCORINGS + ('both',))
     p.add_argument('--batchsize', type=cli.int_at_least(1), default=256)
@@ -61,8 +69,16 @@ def summarise(out, labels, softmax_pred, n_bins=metrics.N_BINS):
                                                       correct, n_bins)}
 
 
+def backend_options(args):
+    """The search backend's own flags, as keyword arguments."""
+    return {'faiss-ivf': {'nlist': args.nlist, 'nprobe': args.nprobe},
+            'faiss-hnsw': {'M': args.hnsw_m, 'ef_search': args.ef_search}
+            }.get(args.backend, {})
+
+
 def evaluate(run, k=75, layers='last', backend='brute',
-             scorings=dknn.SCORINGS, batchsize=256, pool='layer'):
+             scorings=dknn.SCORINGS, batchsize=256, pool='layer',
+             options=None):
     """Softmax and DkNN on the run's test set.
 
     Returns:
@@ -73,7 +89,7 @@ def evaluate(run, k=75, layers='last', backend='brute',
         dknn.require_calibration(len(run.examples('calib')))
     head, timing = dknn.for_run(run, k=k, layers=layers, backend=backend,
                                 scoring=scorings[0], batchsize=batchsize,
-                                pool=pool)
+                                pool=pool, backend_options=options)
     start = time.time()
     test = run.forward('test', batchsize)
     outs = {s: head.with_scoring(s).predict_activations(test)
@@ -94,14 +110,15 @@ def evaluate(run, k=75, layers='last', backend='brute',
         'seconds': timing}
     for s, out in outs.items():
         results[s] = summarise(out, test.labels, softmax_pred)
-    if backend == 'lsh':
-        results['lsh_recall_at_k'] = lsh_recall(head, run, outs[scorings[0]],
-                                                test)
+    if backend not in search.EXACT:
+        results['backend_options'] = head.backend_options
+        results['recall_at_k'] = recall(head, run, outs[scorings[0]], test)
     return results, outs
 
 
-def lsh_recall(head, run, out, test):
-    """recall@k of the LSH neighbours against exact search, per layer."""
+def recall(head, run, out, test):
+    """recall@k of an approximate backend's neighbours against exact
+    search, per layer."""
     train = run.forward('train')
     return {name: search.recall_at_k(
         out.neighbours[name].indices,
@@ -136,18 +153,24 @@ def report(results, scorings):
         print(row.format('dknn ' + s, *fmt(
             r['accuracy'], r['agreement_with_softmax'],
             r['credibility_correct'], r['credibility_wrong'], r['ece'])))
+    if 'recall_at_k' in results:
+        print('recall@{} of the {} neighbours against exact search: {}'
+              .format(results['k'], results['backend'], ', '.join(
+                  '{} {:.3f}'.format(n, v)
+                  for n, v in results['recall_at_k'].items())))
     print('seconds: ' + ', '.join('{} {:.2f}'.format(k, v) for k, v in
                                   results['seconds'].items()))
 
 
 def evaluate_run(run, k=75, layers='last', backend='brute',
-                 scorings=dknn.SCORINGS, batchsize=256, pool='layer'):
+                 scorings=dknn.SCORINGS, batchsize=256, pool='layer',
+                 options=None):
     """:func:`evaluate`, writing ``dknn_results.json`` and
     ``dknn_credibility.npz`` (and the forward passes) into the run folder
     as one set. Returns the results dict."""
     with run.writing() as out:
         results, outs = evaluate(run, k, layers, backend, scorings,
-                                 batchsize, pool)
+                                 batchsize, pool, options)
         out.write_json(runs.ARTIFACTS['dknn_results'], results)
         arrays = credibility_arrays(outs, run.forward('test').labels)
         out.write(runs.ARTIFACTS['credibility'], safeio.npz_writer(arrays))
@@ -162,7 +185,7 @@ def main(argv=None):
     scorings = dknn.SCORINGS if args.scoring == 'both' else (args.scoring,)
     run = runs.from_args(args, cached=not args.rebuild)
     results = evaluate_run(run, args.k, args.layers, args.backend, scorings,
-                           args.batchsize, args.pool)
+                           args.batchsize, args.pool, backend_options(args))
     report(results, scorings)
     return results
 

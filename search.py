@@ -7,11 +7,15 @@ Euclidean distances, nearest first:
 * ``brute``: exact, a chunked matrix multiply (NumPy BLAS);
 * ``kdtree``: exact, scikit-learn's KDTree (the original project's);
 * ``lsh``: approximate, nearpy random projections (the original's
-  ``--lsh``), re-ranked exactly.
+  ``--lsh``), re-ranked exactly;
+* ``faiss``: exact, faiss's flat index;
+* ``faiss-ivf``, ``faiss-hnsw``: approximate faiss indexes.
 
 :func:`recall_at_k` measures an approximate backend against exact search.
 """
 import numpy
+
+from cli import UserError
 
 
 class NeighbourIndex:
@@ -142,7 +146,81 @@ class LSHIndex(NeighbourIndex):
         return idx, dist
 
 
-BACKENDS = {'brute': BruteIndex, 'kdtree': KDTreeIndex, 'lsh': LSHIndex}
+def _faiss():
+    try:
+        import faiss
+    except ImportError:
+        raise UserError('the faiss backends need the faiss-cpu package: '
+                        'pip install faiss-cpu (it is in requirements.txt)'
+                        ) from None
+    return faiss
+
+
+class FaissIndex(NeighbourIndex):
+    """Exact search with faiss's ``IndexFlatL2`` (Johnson, Douze and Jegou,
+    2019, "Billion-scale similarity search with GPUs"): blocked BLAS and a
+    heap for the top k, threaded."""
+
+    def __init__(self, points):
+        super().__init__(points)
+        self.index = self._build(_faiss(), self.points.shape[1])
+        self.index.add(self.points)
+
+    def _build(self, faiss, dim):
+        return faiss.IndexFlatL2(dim)
+
+    def query(self, queries, k):
+        sq, idx = self.index.search(numpy.ascontiguousarray(
+            queries, numpy.float32), k)                # (M, k) squared L2
+        return idx.astype(numpy.int64), numpy.sqrt(numpy.maximum(sq, 0))
+
+
+class FaissIVFIndex(FaissIndex):
+    """Approximate: ``nlist`` k-means cells, ``nprobe`` of them searched
+    (faiss ``IndexIVFFlat``); a query finds its neighbours only in the cells
+    probed. Report its recall (:func:`recall_at_k`)."""
+
+    def __init__(self, points, nlist=256, nprobe=16, seed=0):
+        if not 1 <= nprobe <= nlist:
+            raise UserError('--nprobe {} must be between 1 and --nlist {}'
+                            .format(nprobe, nlist))
+        if nlist > len(points):
+            raise UserError('--nlist {} is more than the {} points to index; '
+                            'lower it'.format(nlist, len(points)))
+        self.nlist, self.nprobe, self.seed = nlist, nprobe, seed
+        super().__init__(points)
+
+    def _build(self, faiss, dim):
+        quantizer = faiss.IndexFlatL2(dim)
+        index = faiss.IndexIVFFlat(quantizer, dim, self.nlist)
+        index.cp.seed = self.seed
+        index.train(self.points)
+        index.nprobe = self.nprobe
+        self.quantizer = quantizer   # faiss keeps no Python reference
+        return index
+
+
+class FaissHNSWIndex(FaissIndex):
+    """Approximate: a hierarchical navigable small-world graph (Malkov and
+    Yashunin, 2018) with ``M`` links per node, searched with a queue of
+    ``ef_search`` (faiss ``IndexHNSWFlat``). Report its recall."""
+
+    def __init__(self, points, M=32, ef_search=128):
+        if M < 2:
+            raise UserError('--hnsw-m must be at least 2, not {}'.format(M))
+        self.M, self.ef_search = M, ef_search
+        super().__init__(points)
+
+    def _build(self, faiss, dim):
+        index = faiss.IndexHNSWFlat(dim, self.M)
+        index.hnsw.efSearch = self.ef_search
+        return index
+
+
+BACKENDS = {'brute': BruteIndex, 'kdtree': KDTreeIndex, 'lsh': LSHIndex,
+            'faiss': FaissIndex, 'faiss-ivf': FaissIVFIndex,
+            'faiss-hnsw': FaissHNSWIndex}
+EXACT = ('brute', 'kdtree', 'faiss')
 
 
 def recall_at_k(approx_idx, exact_idx):

@@ -21,6 +21,42 @@ def head(layers='all', k=3, backend='brute', scoring='conformity'):
     return dknn.DkNN(FakeModel(), layers, k, backend, scoring)
 
 
+@pytest.mark.parametrize('backend', ['kdtree', 'faiss'])
+def test_exact_backends_return_the_brute_neighbours(backend):
+    """Every exact backend finds the same neighbours, apart from ties."""
+    rng = numpy.random.RandomState(2)
+    points = rng.randn(2000, 30).astype(numpy.float32)
+    points[1000:1010] = points[0]          # ties: equal points
+    queries = numpy.concatenate([rng.randn(200, 30), points[:3]]).astype('f')
+    i_b, d_b = search.BruteIndex(points).query(queries, 25)
+    i_x, d_x = search.BACKENDS[backend](points).query(queries, 25)
+    # squared distances: sqrt magnifies float32 rounding near 0
+    numpy.testing.assert_allclose(d_x ** 2, d_b ** 2, rtol=1e-4, atol=1e-3)
+    for row_b, row_x, d in zip(i_b, i_x, d_b):
+        # the same set, except among points at the k-th distance
+        inside = d < d[-1] - 1e-4
+        assert set(row_b[inside]) == set(row_x[inside])
+
+
+@pytest.mark.parametrize('backend,options', [
+    ('faiss-ivf', {'nlist': 16, 'nprobe': 4}),
+    ('faiss-hnsw', {'M': 8, 'ef_search': 32})])
+def test_approximate_faiss_backends_report_recall(run_copy, backend, options):
+    flags = [['--nlist', '16', '--nprobe', '4'] if backend == 'faiss-ivf'
+             else ['--hnsw-m', '8', '--ef-search', '32']][0]
+    r = run_dknn.main(['--model-setup', run_copy, '--k', '5', '--backend',
+                       backend] + flags)
+    assert r['backend_options'] == options
+    assert 0 < r['recall_at_k']['mlp1'] <= 1
+    with pytest.raises(SystemExit, match='--nprobe 20 must be between 1 '
+                                         'and --nlist 16'):
+        run_dknn.main(['--model-setup', run_copy, '--k', '5', '--backend',
+                       'faiss-ivf', '--nlist', '16', '--nprobe', '20'])
+    with pytest.raises(SystemExit, match='--hnsw-m must be at least 2'):
+        run_dknn.main(['--model-setup', run_copy, '--k', '5', '--backend',
+                       'faiss-hnsw', '--hnsw-m', '1'])
+
+
 def test_brute_and_kdtree_return_identical_neighbours():
     rng = numpy.random.RandomState(0)
     points = rng.randn(3000, 40).astype(numpy.float32)
@@ -168,7 +204,7 @@ def test_run_dknn_end_to_end(run_copy):
     assert os.path.getmtime(os.path.join(folder, 'activations',
                                          'train.logits.npy')) == stamp
     lsh = run_dknn.main(['--model-setup', run_copy, '--k', '5', '--lsh'])
-    assert lsh['backend'] == 'lsh' and 0 < lsh['lsh_recall_at_k']['mlp1'] <= 1
+    assert lsh['backend'] == 'lsh' and 0 < lsh['recall_at_k']['mlp1'] <= 1
 
 
 def fails(argv, match):
@@ -201,3 +237,12 @@ def test_k_in_total_splits_the_neighbours_over_the_layers():
     assert total.predict_activations(query).counts.tolist() == [[2, 2]]
     with pytest.raises(dknn.DkNNError, match='unknown pool'):
         dknn.DkNN(FakeModel(), 'all', 4, pool='each')
+
+
+def test_faiss_missing_is_one_line(run_copy, monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, 'faiss', None)   # import fails
+    with pytest.raises(SystemExit, match='error: the faiss backends need the '
+                                         'faiss-cpu package: pip install'):
+        run_dknn.main(['--model-setup', run_copy, '--k', '5', '--backend',
+                       'faiss'])
