@@ -129,7 +129,14 @@ def main(argv=None):
     p.add_argument('--from-saved', action='store_true',
                    help='rewrite the RESULTS.md section from the runs\' '
                         'reduction.json, without reducing again')
+    p.add_argument('--timing-only', action='store_true',
+                   help='only the BENCHMARKS.md section, on the first run')
     args = p.parse_args(argv)
+    if args.timing_only:
+        grad = reduce_one(args.runs[0])
+        loo = reduce_one(args.runs[0], 'dknn', first=200)
+        write_section('reduction', bench_section(grad, loo), BENCHMARKS)
+        return
     payloads = []
     for folder in args.runs:
         payloads.append(saved(folder) if args.from_saved
