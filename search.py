@@ -47,42 +47,86 @@ def _exact_rerank(points, queries, candidates, k):
 
 
 class BruteIndex(NeighbourIndex):
-    """Exact search by matrix multiply, a chunk of queries at a time.
+    """Exact search by matrix multiply, block by block, in bounded memory.
 
     For a query q and a point x, ``|q - x|^2 = |q|^2 - 2 q.x + |x|^2``. The
     top k of a row need only ``|x|^2 - 2 q.x``, since ``|q|^2`` is the same
-    for every x of the row; it is added to the k winners after the
-    partition, which saves an (m, N) addition. Points and queries are
-    centred on the points' mean first, so the expansion loses less to
-    float32 rounding. A chunk's (m, N) block stays under ``max_bytes``.
+    for every x of the row; it is added to the k winners at the end. Points
+    and queries are centred on the points' mean, so the expansion loses
+    less to float32 rounding.
+
+    The points are used as given (a memory-mapped array is read a block at
+    a time, never copied whole): the index adds only their (N,) squared
+    norms. A block of ``n`` points is centred into scratch, multiplied by a
+    chunk of ``m`` queries, and its top k merged into those queries' running
+    top k. ``n`` and ``m`` keep the scratch under ``max_bytes``.
     """
 
     def __init__(self, points, max_bytes=64 << 20):
-        super().__init__(points)
-        self.mean = self.points.mean(axis=0)                      # (D,)
-        self.centred = self.points - self.mean                    # (N, D)
-        self.sq_norms = numpy.einsum('nd,nd->n', self.centred,
-                                     self.centred)                # (N,)
-        self.chunk = max(1, max_bytes // (4 * max(len(self.points), 1)))
+        self.points = points if isinstance(points, numpy.ndarray) and \
+            points.ndim == 2 else numpy.asarray(points, numpy.float32)
+        n, dim = self.points.shape
+        # scratch: a centred block (n, D) in a quarter of max_bytes; a block
+        # of products (m, n) in an eighth, and argpartition's (m, n) int64
+        # indices in a quarter
+        self.block = max(1, min(n, max_bytes // 4 // (4 * max(dim, 1))))
+        self.mean = numpy.zeros(dim, numpy.float64)                # (D,)
+        for start in range(0, n, self.block):
+            self.mean += self.points[start:start + self.block].sum(axis=0,
+                                                                   dtype='d')
+        self.mean = (self.mean / max(n, 1)).astype(numpy.float32)
+        self.sq_norms = numpy.concatenate([numpy.einsum(
+            'nd,nd->n', x, x) for x in self._blocks()] or [
+                numpy.zeros(0, numpy.float32)])                    # (N,)
+        self.chunk = max(1, max_bytes // 8 // (4 * self.block))
+
+    def _blocks(self):
+        """Each block of points, centred: (n, D) float32 scratch."""
+        for start in range(0, len(self.points), self.block):
+            yield numpy.asarray(self.points[start:start + self.block],
+                                numpy.float32) - self.mean
 
     def query(self, queries, k):
         queries = numpy.asarray(queries, numpy.float32) - self.mean  # (M, D)
-        idx = numpy.empty((len(queries), k), numpy.int64)            # (M, k)
-        dist = numpy.empty((len(queries), k), numpy.float32)         # (M, k)
-        for start in range(0, len(queries), self.chunk):
-            q = queries[start:start + self.chunk]                    # (m, D)
-            part = q @ self.centred.T                                # (m, N)
-            part *= -2
-            part += self.sq_norms                   # (m, N) |x|^2 - 2 q.x
-            top = numpy.argpartition(part, k - 1, axis=1)[:, :k]     # (m, k)
-            top_part = numpy.take_along_axis(part, top, axis=1)      # (m, k)
-            order = numpy.argsort(top_part, axis=1, kind='stable')   # (m, k)
-            sq = numpy.take_along_axis(top_part, order, axis=1) + \
-                numpy.einsum('md,md->m', q, q)[:, None]  # (m, k) |q - x|^2
-            rows = slice(start, start + len(q))
-            idx[rows] = numpy.take_along_axis(top, order, axis=1)
-            dist[rows] = numpy.sqrt(numpy.maximum(sq, 0))
-        return idx, dist
+        chunks = [slice(s, min(s + self.chunk, len(queries)))
+                  for s in range(0, len(queries), self.chunk)]
+        best_idx = [numpy.zeros((c.stop - c.start, 0), numpy.int64)
+                    for c in chunks]
+        best = [numpy.zeros((c.stop - c.start, 0), numpy.float32)
+                for c in chunks]
+        for b, x in enumerate(self._blocks()):                   # (n, D)
+            offset = b * self.block
+            for c, rows in enumerate(chunks):
+                part = queries[rows] @ x.T                       # (m, n)
+                part *= -2
+                part += self.sq_norms[offset:offset + len(x)]  # |x|^2 - 2q.x
+                best_idx[c], best[c] = _merge(best_idx[c], best[c], part,
+                                              offset, k)
+        best_idx = numpy.concatenate(best_idx or [numpy.zeros((0, k), 'i8')])
+        best = numpy.concatenate(best or [numpy.zeros((0, k), 'f4')])
+        order = numpy.argsort(best, axis=1, kind='stable')           # (M, k)
+        sq = numpy.take_along_axis(best, order, axis=1) + \
+            numpy.einsum('md,md->m', queries, queries)[:, None]  # |q - x|^2
+        return (numpy.take_along_axis(best_idx, order, axis=1),
+                numpy.sqrt(numpy.maximum(sq, 0)))
+
+
+def _merge(best_idx, best, part, offset, k):
+    """The k smallest of each row among a running top k ``best`` (with
+    indices ``best_idx``) and a new (M, n) block ``part`` of points
+    ``offset ..``; ties keep the earlier point."""
+    kk = min(k, part.shape[1])
+    top = numpy.argpartition(part, kk - 1, axis=1)[:, :kk] if kk < \
+        part.shape[1] else numpy.broadcast_to(numpy.arange(part.shape[1]),
+                                              part.shape)       # (M, kk)
+    values = numpy.concatenate([best, numpy.take_along_axis(
+        part, top, axis=1)], axis=1)                            # (M, <= 2k)
+    indices = numpy.concatenate([best_idx, top + offset], axis=1)
+    if values.shape[1] <= k:
+        return indices, values
+    keep = numpy.argsort(values, axis=1, kind='stable')[:, :k]
+    return (numpy.take_along_axis(indices, keep, axis=1),
+            numpy.take_along_axis(values, keep, axis=1))
 
 
 class KDTreeIndex(NeighbourIndex):
