@@ -23,7 +23,7 @@ HEADERS = {
 
 
 # Sections in reading order; others follow.
-ORDER = ['bad-input', 'seeds', 'training', 'sst2-dknn', 'reduction',
+ORDER = ['bad-input', 'seeds', 'training', 'sst2-dknn', 'claims', 'reduction',
          'saturation', 'saturation-sweep', 'human-alignment', 'char',
          'grid', 'dknn-sweep', 'grid-analysis', 'faithfulness', 'snli',
          'dknn', 'interpretations']
