@@ -3,10 +3,10 @@
 A run's ``activations/`` folder holds, per split (train, val, calib, test),
 one uncompressed ``.npy`` file per array and a stamp::
 
-    activations/train.json            model and data sha256, n, widths
+    activations/train.json            model and data sha256, n, widths, dtype
     activations/train.logits.npy      (N, C) float32
     activations/train.labels.npy      (N,) int32
-    activations/train.layer.mlp3.npy  (N, D) float32, one per layer
+    activations/train.layer.mlp3.npy  (N, D) float32 (or float16), per layer
 
 The stamp ties the arrays to the model file and to the examples they were
 computed from; a mismatch means "compute again". Arrays are read with
@@ -45,8 +45,9 @@ def _load(folder, split, key, shape_check):
 
 def read(folder, split, stamp, labels, n_class):
     """The cached activations of ``split`` if their stamp equals ``stamp``
-    (model sha256, data sha256, n, layer widths), else None. Arrays that
-    disagree with the stamp or with the examples' ``labels`` are refused.
+    (model sha256, data sha256, n, layer widths; float16 or float32
+    layers are both taken), else None. Arrays that disagree with the stamp
+    or with the examples' ``labels`` are refused.
 
     Returns:
         nets.Activations or None: memory-mapped arrays.
@@ -54,8 +55,13 @@ def read(folder, split, stamp, labels, n_class):
     path = safeio.inside(folder, split + '.json', 'activations')
     if not os.path.lexists(path):
         return None
-    if safeio.read_json(path, FIX) != stamp:
-        return None
+    saved = safeio.read_json(path, FIX)
+    if not isinstance(saved, dict) or saved.get('dtype') not in (
+            'float16', 'float32') or \
+            {k: v for k, v in saved.items() if k != 'dtype'} != \
+            {k: v for k, v in stamp.items() if k != 'dtype'}:
+        return None   # another model, other data: compute again
+    stamp = saved     # the cache's own dtype, whichever was asked for
     n = stamp['n']
 
     def rows(dims, kind):
@@ -69,22 +75,36 @@ def read(folder, split, stamp, labels, n_class):
             os.path.join(folder, _array_name(split, 'labels')), split, FIX))
     layers = {name: _load(folder, split, 'layer.' + name,
                           lambda a, d=width: rows(2, 'f')(a) and
-                          a.shape[1] == d)
+                          a.shape[1] == d and a.dtype == stamp['dtype'])
               for name, width in stamp['layers'].items()}
     return nets.Activations(logits, layers, numpy.asarray(cached))
 
 
-def write(out, subfolder, split, acts, stamp):
-    """Add a split's activations to an :class:`safeio.OutputSet`, replacing
-    the split's older files (the stamp is written last)."""
-    arrays = {'logits': acts.logits, 'labels': acts.labels}
-    arrays.update(('layer.' + k, v) for k, v in acts.layers.items())
+def compute(out, subfolder, split, model, examples, device, batchsize,
+            stamp, dtype=numpy.float32):
+    """Run ``examples`` through ``model`` into new ``.npy`` files of an
+    :class:`safeio.OutputSet`, batch by batch (memory-mapped, allocated on
+    disk first, so a full disk is an error, not a crash), replacing the
+    split's older files; the stamp is written last.
+
+    Returns:
+        nets.Activations: memory-mapped.
+    """
     names = set()
-    for key, a in arrays.items():
+
+    def alloc(key, shape, dt):
         name = os.path.join(subfolder, _array_name(split, key))
-        out.write(name, lambda f, a=a: numpy.save(f, numpy.ascontiguousarray(
-            a), allow_pickle=False))
         names.add(os.path.basename(name))
+        return safeio.npy_map(out, name, shape, dt)
+    acts = nets.predict_dataset(model, examples, device, batchsize,
+                                '{}: forward pass'.format(split), alloc,
+                                dtype)
+    for a in [acts.logits] + list(acts.layers.values()):
+        if isinstance(a, numpy.memmap):
+            a.flush()
+    name = os.path.join(subfolder, _array_name(split, 'labels'))
+    out.write(name, lambda f: numpy.save(f, acts.labels, allow_pickle=False))
+    names.add(os.path.basename(name))
     folder = os.path.join(out.folder, subfolder)
     if os.path.isdir(folder):
         for old in os.listdir(folder):
@@ -93,3 +113,4 @@ def write(out, subfolder, split, acts, stamp):
                 out.discard(os.path.join(subfolder, old))
     out.write(os.path.join(subfolder, split + '.json'),
               lambda f: json.dump(stamp, f, indent=1), 'w')
+    return acts

@@ -329,33 +329,48 @@ class Activations(NamedTuple):
     labels: numpy.ndarray
 
 
-def predict_inputs(model, xs, device, batchsize=256, desc=None):
-    """Logits and hidden layers of B model inputs, batch by batch.
+def _in_memory(key, shape, dtype):
+    return numpy.empty(shape, dtype)
+
+
+def predict_inputs(model, xs, device, batchsize=256, desc=None, alloc=None,
+                   dtype=numpy.float32):
+    """Logits and hidden layers of B model inputs, batch by batch, written
+    into arrays allocated once (a layer never exists twice in memory).
 
     Args:
         xs (list): model inputs (see the module docstring).
         desc (str): tqdm label; None shows no bar.
+        alloc (callable): ``(key, shape, dtype) -> array`` for ``logits``
+            and ``layer.NAME``; default: in memory (a memory-mapped file
+            writes them to disk as they come).
+        dtype: of the hidden layers (float32, or float16 to halve them).
 
     Returns:
         tuple: (B, C) float32 logits and an ordered dict ``layer -> (B, D)``
-        float32 array, on the CPU.
+        array, on the CPU.
     """
-    logits, layers = [], collections.OrderedDict()
+    alloc = alloc or _in_memory
+    logits, layers = None, collections.OrderedDict()
     starts = range(0, len(xs), batchsize)
     for i in tqdm(starts, desc=desc, disable=desc is None, leave=False):
         out, hidden = model.predict(nlp_utils.send_xs(xs[i:i + batchsize],
                                                       device))
-        logits.append(to_cpu(out))
+        if logits is None:
+            logits = alloc('logits', (len(xs), out.shape[1]), numpy.float32)
+            for name, h in hidden.items():
+                layers[name] = alloc('layer.' + name, (len(xs), h.shape[1]),
+                                     dtype)
+        logits[i:i + len(out)] = to_cpu(out)
         for name, h in hidden.items():
-            layers.setdefault(name, []).append(to_cpu(h))
-    if not logits:
+            layers[name][i:i + len(out)] = to_cpu(h)
+    if logits is None:
         return numpy.zeros((0, model.n_class), numpy.float32), layers
-    return (numpy.concatenate(logits).astype(numpy.float32),
-            collections.OrderedDict((k, numpy.concatenate(v).astype(
-                numpy.float32)) for k, v in layers.items()))
+    return logits, layers
 
 
-def predict_dataset(model, examples, device, batchsize=256, desc=None):
+def predict_dataset(model, examples, device, batchsize=256, desc=None,
+                    alloc=None, dtype=numpy.float32):
     """:func:`predict_inputs` of array examples ``(x, y)``, with their
     labels.
 
@@ -363,6 +378,6 @@ def predict_dataset(model, examples, device, batchsize=256, desc=None):
         Activations: of every layer in ``model.layer_names``.
     """
     logits, layers = predict_inputs(model, [x for x, _ in examples], device,
-                                    batchsize, desc)
+                                    batchsize, desc, alloc, dtype)
     labels = numpy.array([int(y[0]) for _, y in examples], numpy.int32)
     return Activations(logits, layers, labels)

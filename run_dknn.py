@@ -49,6 +49,9 @@ def build_parser():
     p.add_argument('--batchsize', type=cli.int_at_least(1), default=256)
     p.add_argument('--data-dir', default=None,
                    help='overrides the data folder the run was trained with')
+    p.add_argument('--float16', action='store_true',
+                   help='store the hidden layers as float16 (half the memory '
+                        'and disk of the index; logits stay float32)')
     p.add_argument('--rebuild', action='store_true',
                    help='compute the forward passes again instead of reading '
                         'the run\'s activations/ cache')

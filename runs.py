@@ -247,8 +247,10 @@ class Run:
         device: the Chainer device.
     """
 
-    def __init__(self, setup_path, device=None, data_dir=None, cached=True):
+    def __init__(self, setup_path, device=None, data_dir=None, cached=True,
+                 float16=False):
         self.cached = cached
+        self.dtype = numpy.float16 if float16 else numpy.float32
         self.setup = read_setup(setup_path)
         self.folder = self.setup['run_dir']
         self.device = device
@@ -346,19 +348,21 @@ class Run:
             examples = self.examples(split)
             stamp = {'model_sha256': self.model_sha256,
                      'data_sha256': self.data_sha256[split],
-                     'n': len(examples), 'layers': self.layer_widths}
+                     'n': len(examples), 'layers': self.layer_widths,
+                     'dtype': numpy.dtype(self.dtype).name}
             labels = numpy.array([int(y[0]) for _, y in examples],
                                  numpy.int32)
             acts = activations.read(self.path('activations'), split, stamp,
                                     labels, self.setup['n_class']) \
                 if self.cached else None
-            if acts is None:
+            if acts is None and self._out is not None:
+                acts = activations.compute(
+                    self._out, ARTIFACTS['activations'], split, self.model,
+                    examples, self.device, batchsize, stamp, self.dtype)
+            elif acts is None:
                 acts = nets.predict_dataset(
                     self.model, examples, self.device, batchsize,
-                    desc='{}: forward pass'.format(split))
-                if self._out is not None:
-                    activations.write(self._out, ARTIFACTS['activations'],
-                                      split, acts, stamp)
+                    '{}: forward pass'.format(split), dtype=self.dtype)
             self._forward[split] = acts
         return self._forward[split]
 
@@ -411,13 +415,14 @@ def examples_sha256(examples):
 
 
 def from_args(args, cached=True):
-    """The run a script's ``--model-setup``, ``--device`` and ``--data-dir``
-    name."""
+    """The run a script's ``--model-setup``, ``--device``, ``--data-dir``
+    (and ``--float16``, where there is one) name."""
     return load(args.model_setup, cli.device_from_args(args), args.data_dir,
-                cached)
+                cached, getattr(args, 'float16', False))
 
 
-def load(setup_path, device=None, data_dir=None, cached=True):
+def load(setup_path, device=None, data_dir=None, cached=True,
+         float16=False):
     """Open a trained run: ``runs.load('result/stsa.binary_cnn/args.json')``.
 
     Args:
@@ -428,5 +433,7 @@ def load(setup_path, device=None, data_dir=None, cached=True):
             data set's own file names are looked up in it.
         cached (bool): False ignores the forward passes cached in the run's
             ``activations/`` folder (and replaces them).
+        float16 (bool): keep hidden layers as float16 (half the memory
+            and disk of the index); logits stay float32.
     """
-    return Run(setup_path, device, data_dir, cached)
+    return Run(setup_path, device, data_dir, cached, float16)

@@ -36,6 +36,7 @@ _TMP_CHARS = 'abcdefghijklmnopqrstuvwxyz0123456789_'  # as tempfile's names
 # ".NAME.tmp-XXXXXXXX": a temporary file or folder of this module
 _LEFTOVER = re.compile(r'^\.(?P<name>.+)\.tmp-[a-z0-9_]{8}$')
 JOURNAL = '.outputs-journal.json'   # an OutputSet commit in progress
+_fallocate = os.posix_fallocate
 
 
 def _umask():
@@ -114,6 +115,21 @@ def clean_leftovers(folder, names=None):
     return removed
 
 
+def npy_map(out, name, shape, dtype):
+    """A new ``.npy`` file of an :class:`OutputSet`, memory-mapped for
+    writing, its disk space allocated first: a full disk raises ENOSPC
+    here rather than killing the process (SIGBUS) on a later write."""
+    path = out.reserve(name)
+    with _naming(os.path.join(out.folder, name)):
+        array = numpy.lib.format.open_memmap(path, mode='w+', dtype=dtype,
+                                             shape=shape)
+        with open(path, 'r+b') as f:
+            size = os.fstat(f.fileno()).st_size
+            if size:
+                _fallocate(f.fileno(), 0, size)
+    return array
+
+
 def npz_writer(arrays):
     """A ``write(fileobj)`` for :meth:`OutputSet.write` that saves an
     ``.npz``: built in memory, then written at once, so a full disk fails
@@ -160,6 +176,17 @@ class OutputSet:
             with open(tmp, mode) as f:
                 write(f)
         return final
+
+    def reserve(self, name):
+        """A temporary path that will replace ``name`` on commit; the
+        caller writes it (e.g. a memory-mapped array)."""
+        final = os.path.join(self.folder, name)
+        parent = os.path.dirname(final)
+        if not os.path.isdir(parent):
+            os.makedirs(parent)
+            self.made.append(parent)
+        self.pending[name] = temp_path(final)
+        return self.pending[name]
 
     def write_json(self, name, obj):
         return self.write(name, lambda f: json.dump(obj, f, indent=2), 'w')

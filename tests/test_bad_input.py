@@ -172,6 +172,10 @@ def full_disk(ws):
             return getattr(self.f, name)
     safeio.open = Full
 
+    def no_space(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    safeio._fallocate = no_space
+
 
 CASES = [
     Case('data files', 'empty train file', 'train', Workspace.train,
@@ -531,6 +535,7 @@ def record(case, r):
 @pytest.mark.parametrize('case', CASES, ids=[c.name for c in CASES])
 def test_bad_input(case, indexed_run, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(safeio, 'open', open, raising=False)
+    monkeypatch.setattr(safeio, '_fallocate', safeio._fallocate)
     r = outcome(case, indexed_run, str(tmp_path / 'ws'),
                 lambda: capsys.readouterr().err)
     record(case, r)

@@ -312,3 +312,19 @@ def test_a_read_only_folder_is_refused_even_for_root(run_copy):
                 pass
     finally:
         os.chmod(folder, 0o755)
+
+
+def test_forward_passes_are_written_batch_by_batch_and_float16(run_copy):
+    run = runs.load(run_copy, float16=True)
+    with run.writing():
+        train = run.forward('train', batchsize=7)   # several batches
+    fresh = nets.predict_dataset(run.model, run.splits.train, None)
+    assert train.layers['mlp1'].dtype == numpy.float16
+    assert train.logits.dtype == numpy.float32
+    numpy.testing.assert_allclose(train.logits, fresh.logits, atol=1e-6)
+    numpy.testing.assert_allclose(train.layers['mlp1'], fresh.layers['mlp1'],
+                                  rtol=1e-3, atol=1e-3)
+    # a float32 run reads the float16 cache rather than replacing it
+    again = runs.load(run_copy).forward('train')
+    assert isinstance(again.logits, numpy.memmap)
+    assert again.layers['mlp1'].dtype == numpy.float16
