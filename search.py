@@ -19,41 +19,71 @@ from cli import UserError
 
 
 class NeighbourIndex:
-    """Exact or approximate k-NN over the rows of an (N, D) array.
+    """k-NN over the rows of an (N, D) array (not copied: a memory-mapped
+    array stays on disk).
 
-    ``query(q, k)`` returns (M, k) int64 indices and (M, k) float32
-    Euclidean distances, nearest first.
+    A backend finds candidates (``_candidates``: 2k of them, ranked by its
+    own, float32 or approximate, arithmetic); :meth:`query` then ranks them
+    by their exact float64 distance, ties going to the lower index. So every
+    exact backend returns the same k neighbours, in the same order, and a
+    search split over shards (:class:`ShardedIndex`) returns what one
+    process would.
     """
 
     def __init__(self, points):
-        self.points = numpy.ascontiguousarray(points, numpy.float32)
+        self.points = points if isinstance(points, numpy.ndarray) and \
+            points.ndim == 2 else numpy.asarray(points, numpy.float32)
 
     def __len__(self):
         return len(self.points)
 
-    def query(self, queries, k):
+    def _candidates(self, queries, k):
+        """(M, k) int64 indices of likely neighbours; -1 for none."""
         raise NotImplementedError
 
+    def query(self, queries, k):
+        """(M, k) int64 indices and (M, k) float64 distances, nearest
+        first."""
+        queries = numpy.asarray(queries, numpy.float32)
+        cand = self._candidates(queries, min(len(self), 2 * k))
+        return rerank(self.points, queries, cand, k)
 
-def _exact_rerank(points, queries, candidates, k):
-    """Sort (M, C) candidate indices by float64 distance; keep k."""
-    diff = points[candidates].astype(numpy.float64) - \
-        queries[:, None, :].astype(numpy.float64)            # (M, C, D)
-    dist = numpy.sqrt(numpy.einsum('mcd,mcd->mc', diff, diff))
-    order = numpy.argsort(dist, axis=1, kind='stable')[:, :k]
-    rows = numpy.arange(len(queries))[:, None]
-    return candidates[rows, order].astype(numpy.int64), \
-        dist[rows, order].astype(numpy.float32)
+
+def rerank(points, queries, candidates, k, max_bytes=32 << 20):
+    """The k of each row's candidates nearest by exact float64 distance
+    (ties: the lower index), a chunk of queries at a time.
+
+    Args:
+        candidates: (M, C) int64 indices into ``points``; -1 is skipped.
+
+    Returns:
+        tuple: (M, k) int64 indices, (M, k) float64 distances.
+    """
+    m, c = candidates.shape
+    dim = points.shape[1]
+    step = max(1, max_bytes // (8 * max(c * dim, 1)))
+    idx = numpy.empty((m, k), numpy.int64)
+    dist = numpy.empty((m, k), numpy.float64)
+    for start in range(0, m, step):
+        cand = candidates[start:start + step]                     # (s, C)
+        x = numpy.asarray(points[numpy.maximum(cand, 0)], numpy.float64)
+        diff = x - queries[start:start + step, None, :]         # (s, C, D)
+        d = numpy.sqrt((diff * diff).sum(axis=-1))              # (s, C)
+        d[cand < 0] = numpy.inf
+        order = numpy.lexsort((cand, d))[:, :k]                  # (s, k)
+        idx[start:start + step] = numpy.take_along_axis(cand, order, 1)
+        dist[start:start + step] = numpy.take_along_axis(d, order, 1)
+    return idx, dist
 
 
 class BruteIndex(NeighbourIndex):
     """Exact search by matrix multiply, block by block, in bounded memory.
 
     For a query q and a point x, ``|q - x|^2 = |q|^2 - 2 q.x + |x|^2``. The
-    top k of a row need only ``|x|^2 - 2 q.x``, since ``|q|^2`` is the same
-    for every x of the row; it is added to the k winners at the end. Points
-    and queries are centred on the points' mean, so the expansion loses
-    less to float32 rounding.
+    candidates of a row need only ``|x|^2 - 2 q.x``, since ``|q|^2`` is the
+    same for every x of the row. Points and queries are centred on the
+    points' mean, so the expansion loses less to float32 rounding; the
+    candidates are then ranked exactly (:func:`rerank`).
 
     The points are used as given (a memory-mapped array is read a block at
     a time, never copied whole): the index adds only their (N,) squared
@@ -63,8 +93,7 @@ class BruteIndex(NeighbourIndex):
     """
 
     def __init__(self, points, max_bytes=64 << 20):
-        self.points = points if isinstance(points, numpy.ndarray) and \
-            points.ndim == 2 else numpy.asarray(points, numpy.float32)
+        super().__init__(points)
         n, dim = self.points.shape
         # scratch: a centred block (n, D) in a quarter of max_bytes; a block
         # of products (m, n) in an eighth, and argpartition's (m, n) int64
@@ -86,8 +115,8 @@ class BruteIndex(NeighbourIndex):
             yield numpy.asarray(self.points[start:start + self.block],
                                 numpy.float32) - self.mean
 
-    def query(self, queries, k):
-        queries = numpy.asarray(queries, numpy.float32) - self.mean  # (M, D)
+    def _candidates(self, queries, k):
+        queries = queries - self.mean                                # (M, D)
         chunks = [slice(s, min(s + self.chunk, len(queries)))
                   for s in range(0, len(queries), self.chunk)]
         best_idx = [numpy.zeros((c.stop - c.start, 0), numpy.int64)
@@ -102,13 +131,7 @@ class BruteIndex(NeighbourIndex):
                 part += self.sq_norms[offset:offset + len(x)]  # |x|^2 - 2q.x
                 best_idx[c], best[c] = _merge(best_idx[c], best[c], part,
                                               offset, k)
-        best_idx = numpy.concatenate(best_idx or [numpy.zeros((0, k), 'i8')])
-        best = numpy.concatenate(best or [numpy.zeros((0, k), 'f4')])
-        order = numpy.argsort(best, axis=1, kind='stable')           # (M, k)
-        sq = numpy.take_along_axis(best, order, axis=1) + \
-            numpy.einsum('md,md->m', queries, queries)[:, None]  # |q - x|^2
-        return (numpy.take_along_axis(best_idx, order, axis=1),
-                numpy.sqrt(numpy.maximum(sq, 0)))
+        return numpy.concatenate(best_idx or [numpy.zeros((0, k), 'i8')])
 
 
 def _merge(best_idx, best, part, offset, k):
@@ -137,9 +160,9 @@ class KDTreeIndex(NeighbourIndex):
         super().__init__(points)
         self.tree = KDTree(self.points)
 
-    def query(self, queries, k):
-        dist, idx = self.tree.query(numpy.asarray(queries, numpy.float64), k)
-        return idx.astype(numpy.int64), dist.astype(numpy.float32)
+    def _candidates(self, queries, k):
+        return self.tree.query(numpy.asarray(queries, numpy.float64), k,
+                               return_distance=False).astype(numpy.int64)
 
 
 class LSHIndex(NeighbourIndex):
@@ -163,7 +186,7 @@ class LSHIndex(NeighbourIndex):
             self.engine.store_vector(p, i)
         self.topped_up = 0
 
-    def _candidates(self, q):
+    def _bucket_mates(self, q):
         keys = set()
         for lshash in self.engine.lshashes:
             for key in lshash.hash_vector(q, querying=True):
@@ -172,22 +195,21 @@ class LSHIndex(NeighbourIndex):
                     keys.add(data)
         return numpy.fromiter(keys, numpy.int64, len(keys))
 
-    def query(self, queries, k):
-        queries = numpy.asarray(queries, numpy.float32)
-        idx = numpy.empty((len(queries), k), numpy.int64)
-        dist = numpy.empty((len(queries), k), numpy.float32)
-        exact = None
-        for m, q in enumerate(queries):
-            cand = self._candidates(q)
-            if len(cand) < k:
-                self.topped_up += 1
-                if exact is None:
-                    exact = BruteIndex(self.points)
-                idx[m], dist[m] = (a[0] for a in exact.query(q[None], k))
-                continue
-            i, d = _exact_rerank(self.points, q[None], cand[None], k)
-            idx[m], dist[m] = i[0], d[0]
-        return idx, dist
+    def _candidates(self, queries, k):
+        """Every point in a query's buckets (padded with -1); a query
+        with fewer than k takes exact search's k."""
+        mates = [self._bucket_mates(q) for q in queries]
+        width = max([k] + [len(c) for c in mates])
+        out = numpy.full((len(queries), width), -1, numpy.int64)
+        short = [m for m, c in enumerate(mates) if len(c) < k]
+        self.topped_up += len(short)
+        if short:
+            exact = BruteIndex(self.points)._candidates(queries[short], k)
+            for m, row in zip(short, exact):
+                mates[m] = row
+        for m, c in enumerate(mates):
+            out[m, :len(c)] = c
+        return out
 
 
 def _faiss():
@@ -208,15 +230,22 @@ class FaissIndex(NeighbourIndex):
     def __init__(self, points):
         super().__init__(points)
         self.index = self._build(_faiss(), self.points.shape[1])
-        self.index.add(self.points)
+        self.index.add(numpy.ascontiguousarray(self.points, numpy.float32))
 
     def _build(self, faiss, dim):
         return faiss.IndexFlatL2(dim)
 
-    def query(self, queries, k):
-        sq, idx = self.index.search(numpy.ascontiguousarray(
-            queries, numpy.float32), k)                # (M, k) squared L2
-        return idx.astype(numpy.int64), numpy.sqrt(numpy.maximum(sq, 0))
+    topped_up = 0
+
+    def _candidates(self, queries, k):
+        _, idx = self.index.search(numpy.ascontiguousarray(queries), k)
+        idx = idx.astype(numpy.int64)   # -1: an approximate index found
+        short = (idx >= 0).sum(axis=1) < (k + 1) // 2   # fewer than needed
+        if short.any():   # take exact search's candidates there
+            self.topped_up += int(short.sum())
+            idx[short] = BruteIndex(self.points)._candidates(queries[short],
+                                                             k)
+        return idx
 
 
 class FaissIVFIndex(FaissIndex):
@@ -238,7 +267,7 @@ class FaissIVFIndex(FaissIndex):
         quantizer = faiss.IndexFlatL2(dim)
         index = faiss.IndexIVFFlat(quantizer, dim, self.nlist)
         index.cp.seed = self.seed
-        index.train(self.points)
+        index.train(numpy.ascontiguousarray(self.points, numpy.float32))
         index.nprobe = self.nprobe
         self.quantizer = quantizer   # faiss keeps no Python reference
         return index
