@@ -11,7 +11,7 @@ CONSTRAINTS := $(abspath constraints.txt)
 DATA_DIR ?= $(abspath ../shared/data)
 export DKNN_DATA_DIR ?= $(DATA_DIR)
 
-.PHONY: install train test grid grid-quick clean
+.PHONY: install install-mpi install-bench train test grid grid-quick clean
 
 install: $(VENV)/.installed
 
@@ -21,6 +21,15 @@ $(VENV)/.installed: requirements.txt constraints.txt
 	PIP_CONSTRAINT=$(CONSTRAINTS) PIP_BUILD_CONSTRAINT=$(CONSTRAINTS) \
 	    $(PY) -m pip install -q -r requirements.txt
 	touch $@
+
+# Optional extras: MPI for --distributed and data-parallel training (mpi4py
+# and Open MPI from PyPI; mpiexec lands in .venv/bin), and the VADER lexicon
+# for bench/human_alignment.py
+install-mpi: install
+	$(PY) -m pip install -q -r requirements-mpi.txt
+
+install-bench: install
+	$(PY) -m pip install -q -r requirements-bench.txt
 
 train: install
 	$(PY) train_text_classifier.py --dataset stsa.binary --model cnn \

@@ -95,6 +95,22 @@ def _close_progress_bars():
         bar.close()
 
 
+_COMM = []   # the ChainerMN communicator of --distributed, once made
+
+
+def _abort_others(line):
+    """Under MPI, one rank's error must stop every rank (the others would
+    wait for it forever): print it, then abort the MPI job."""
+    import sys
+    import traceback
+    if line is None:
+        traceback.print_exc()
+    else:
+        print('error: ' + one_line(line), file=sys.stderr)
+    sys.stderr.flush()
+    _COMM[0].mpi_comm.Abort(1)
+
+
 def script(main):
     """Decorate a script's ``main(argv=None)``: user errors become one
     ``error: ...`` line (``SystemExit`` with a message, exit status 1)."""
@@ -105,6 +121,8 @@ def script(main):
                 return main(argv)
             except (Exception, KeyboardInterrupt) as e:
                 line = describe(e)
+                if _COMM and _COMM[0].size > 1:
+                    _abort_others(line)
                 if line is None:
                     raise
                 _close_progress_bars()
@@ -223,3 +241,22 @@ def device_from_args(args):
     except Exception as e:
         raise UserError('cannot use device {!r}: {}'.format(spec, e))
     return device
+
+
+def communicator(name='naive'):
+    """A ChainerMN communicator over the ranks of ``mpiexec`` (for
+    ``--distributed``); one line saying how to install MPI if it is
+    missing. ``naive`` and ``flat`` run on the CPU, ``pure_nccl`` on
+    GPUs."""
+    try:
+        import chainermn
+        comm = chainermn.create_communicator(name)   # imports mpi4py
+    except ImportError:
+        raise UserError('--distributed needs MPI: make install-mpi (pip '
+                        'install -r requirements-mpi.txt), then run with '
+                        'mpiexec -n N') from None
+    if comm.size == 1:
+        print('note: --distributed with one MPI rank; start it with '
+              'mpiexec -n N to split the work')
+    _COMM[:] = [comm]
+    return comm

@@ -192,16 +192,30 @@ class DkNN:
         return nets.predict_dataset(self.model, data, self.device,
                                     self.batchsize, desc)
 
-    def fit(self, train, desc='DkNN: training activations'):
-        """Index the training set's chosen layers (one index per layer)."""
+    def fit(self, train, desc='DkNN: training activations', comm=None,
+            offset=0):
+        """Index the training set's chosen layers (one index per layer).
+
+        Args:
+            comm: a ChainerMN communicator when ``train`` is this rank's
+                shard (rows ``offset ..`` of the whole training set); every
+                rank then answers every query together (see
+                :class:`search.ShardedIndex`).
+        """
         acts = self._activations(train, desc)
-        if self.k > len(acts.labels):
+        labels = numpy.asarray(acts.labels, numpy.int32)
+        if comm is not None:   # every rank needs every neighbour's label
+            labels = numpy.concatenate(comm.mpi_comm.allgather(labels))
+        if self.k > len(labels):
             raise DkNNError('k={} is larger than the {} training examples in '
-                            'the index; lower --k'.format(
-                                self.k, len(acts.labels)))
-        self.train_labels = numpy.asarray(acts.labels, numpy.int32)
-        self.indices = {name: search.BACKENDS[self.backend](
-            acts.layers[name], **self.backend_options) for name in self.layers}
+                            'the index; lower --k'.format(self.k, len(labels)))
+        self.train_labels = labels
+        self.indices = {}
+        for name in self.layers:
+            index = search.BACKENDS[self.backend](acts.layers[name],
+                                                  **self.backend_options)
+            self.indices[name] = index if comm is None else \
+                search.ShardedIndex(index, offset, comm)
         return self
 
     def calibrate(self, calib, desc='DkNN: calibration'):
@@ -267,13 +281,19 @@ class DkNN:
             {k: nets.to_cpu(layers[k]) for k in self.layers})
 
 
-def for_run(run, **options):
+def shard(n, comm):
+    """This rank's contiguous slice of ``n`` rows: (start, stop)."""
+    return n * comm.rank // comm.size, n * (comm.rank + 1) // comm.size
+
+
+def for_run(run, comm=None, **options):
     """A fitted DkNN for a trained :class:`runs.Run`, calibrated when the
     run has a calibration set (or conformal scoring needs one).
 
     The training and calibration activations come from the run's
-    forward-pass cache (computed on first use). ``options`` go to
-    :class:`DkNN`.
+    forward-pass cache (computed on first use). With a ChainerMN ``comm``,
+    each rank computes and indexes only its shard of the training set.
+    ``options`` go to :class:`DkNN`.
 
     Returns:
         tuple: (the DkNN, seconds spent on ``build`` and ``calibrate``,
@@ -281,7 +301,11 @@ def for_run(run, **options):
     """
     head = DkNN(run.model, device=run.device, **options)
     start = time.time()
-    head.fit(run.forward('train', head.batchsize))
+    if comm is None:
+        head.fit(run.forward('train', head.batchsize))
+    else:
+        a, b = shard(len(run.examples('train')), comm)
+        head.fit(run.examples('train')[a:b], comm=comm, offset=a)
     built = time.time()
     if len(run.examples('calib')) or head.scoring == 'conformal':
         head.calibrate(run.forward('calib', head.batchsize))

@@ -52,6 +52,9 @@ def build_parser():
     p.add_argument('--float16', action='store_true',
                    help='store the hidden layers as float16 (half the memory '
                         'and disk of the index; logits stay float32)')
+    p.add_argument('--distributed', action='store_true',
+                   help='split the training set over the MPI ranks of '
+                        'mpiexec (ChainerMN); rank 0 writes')
     p.add_argument('--rebuild', action='store_true',
                    help='compute the forward passes again instead of reading '
                         'the run\'s activations/ cache')
@@ -81,7 +84,7 @@ def backend_options(args):
 
 def evaluate(run, k=75, layers='last', backend='brute',
              scorings=dknn.SCORINGS, batchsize=256, pool='layer',
-             options=None):
+             options=None, comm=None):
     """Softmax and DkNN on the run's test set.
 
     Returns:
@@ -90,9 +93,10 @@ def evaluate(run, k=75, layers='last', backend='brute',
     """
     if 'conformal' in scorings:
         dknn.require_calibration(len(run.examples('calib')))
-    head, timing = dknn.for_run(run, k=k, layers=layers, backend=backend,
-                                scoring=scorings[0], batchsize=batchsize,
-                                pool=pool, backend_options=options)
+    head, timing = dknn.for_run(run, comm, k=k, layers=layers,
+                                backend=backend, scoring=scorings[0],
+                                batchsize=batchsize, pool=pool,
+                                backend_options=options)
     start = time.time()
     test = run.forward('test', batchsize)
     outs = {s: head.with_scoring(s).predict_activations(test)
@@ -113,6 +117,8 @@ def evaluate(run, k=75, layers='last', backend='brute',
         'seconds': timing}
     for s, out in outs.items():
         results[s] = summarise(out, test.labels, softmax_pred)
+    if comm is not None:
+        results['ranks'] = comm.size
     if backend not in search.EXACT:
         results['backend_options'] = head.backend_options
         results['recall_at_k'] = recall(head, run, outs[scorings[0]], test)
@@ -167,13 +173,17 @@ def report(results, scorings):
 
 def evaluate_run(run, k=75, layers='last', backend='brute',
                  scorings=dknn.SCORINGS, batchsize=256, pool='layer',
-                 options=None):
+                 options=None, comm=None):
     """:func:`evaluate`, writing ``dknn_results.json`` and
     ``dknn_credibility.npz`` (and the forward passes) into the run folder
-    as one set. Returns the results dict."""
+    as one set. Returns the results dict. With a ChainerMN ``comm``, every
+    rank searches and rank 0 alone writes."""
+    if comm is not None and comm.rank != 0:
+        return evaluate(run, k, layers, backend, scorings, batchsize, pool,
+                        options, comm)[0]
     with run.writing() as out:
         results, outs = evaluate(run, k, layers, backend, scorings,
-                                 batchsize, pool, options)
+                                 batchsize, pool, options, comm)
         out.write_json(runs.ARTIFACTS['dknn_results'], results)
         arrays = credibility_arrays(outs, run.forward('test').labels)
         out.write(runs.ARTIFACTS['credibility'], safeio.npz_writer(arrays))
@@ -186,10 +196,13 @@ def main(argv=None):
     if args.lsh:
         args.backend = 'lsh'   # the original's flag
     scorings = dknn.SCORINGS if args.scoring == 'both' else (args.scoring,)
+    comm = cli.communicator() if args.distributed else None
     run = runs.from_args(args, cached=not args.rebuild)
     results = evaluate_run(run, args.k, args.layers, args.backend, scorings,
-                           args.batchsize, args.pool, backend_options(args))
-    report(results, scorings)
+                           args.batchsize, args.pool, backend_options(args),
+                           comm)
+    if comm is None or comm.rank == 0:
+        report(results, scorings)
     return results
 
 

@@ -301,3 +301,35 @@ def recall_at_k(approx_idx, exact_idx):
     """
     hits = [len(set(a) & set(e)) for a, e in zip(approx_idx, exact_idx)]
     return float(numpy.mean(hits)) / exact_idx.shape[1]
+
+
+class ShardedIndex(NeighbourIndex):
+    """One shard of a training set split over MPI ranks (ChainerMN).
+
+    Each rank indexes its own rows ``offset .. offset + n`` with any
+    backend. A query goes to every rank; each answers its exact top k (with
+    global indices), and the answers are merged by (distance, index): the
+    same k neighbours, in the same order, as one process searching the
+    whole set (:class:`NeighbourIndex` ranks by exact distance).
+
+    Args:
+        local (NeighbourIndex): this rank's index.
+        offset (int): global index of its first row.
+        comm: a ChainerMN communicator (every rank queries together).
+    """
+
+    def __init__(self, local, offset, comm):
+        self.local, self.offset, self.comm = local, offset, comm
+        self.size = comm.mpi_comm.allreduce(len(local))
+
+    def __len__(self):
+        return self.size
+
+    def query(self, queries, k):
+        idx, dist = self.local.query(queries, min(k, len(self.local)))
+        parts = self.comm.mpi_comm.allgather((idx + self.offset, dist))
+        idx = numpy.concatenate([i for i, _ in parts], axis=1)   # (M, <=Sk)
+        dist = numpy.concatenate([d for _, d in parts], axis=1)
+        order = numpy.lexsort((idx, dist))[:, :k]                 # (M, k)
+        return (numpy.take_along_axis(idx, order, axis=1),
+                numpy.take_along_axis(dist, order, axis=1))

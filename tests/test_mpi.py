@@ -1,0 +1,71 @@
+"""The sharded DkNN under ``mpiexec -n 2`` (ChainerMN): the same
+neighbours as one process, and a failing rank stops the job. Skipped
+without the MPI extra (make install-mpi)."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy
+import pytest
+
+from conftest import ROOT, copy_run
+
+MPIEXEC = shutil.which('mpiexec', path=os.path.dirname(sys.executable)) or \
+    shutil.which('mpiexec')
+pytestmark = pytest.mark.skipif(
+    MPIEXEC is None or subprocess.run(
+        [sys.executable, '-c', 'import mpi4py'],
+        capture_output=True).returncode != 0,
+    reason='MPI not installed: make install-mpi')
+
+
+def mpirun(n, *argv, timeout=300):
+    return subprocess.run(
+        [MPIEXEC, '--allow-run-as-root', '--oversubscribe', '-n', str(n),
+         sys.executable] + list(argv), capture_output=True, text=True,
+        timeout=timeout, cwd=ROOT)
+
+
+def test_sharded_neighbours_equal_one_process(tiny_run, tmp_path):
+    setup = copy_run(tiny_run, tmp_path / 'run')
+    script = os.path.join(ROOT, 'tests', 'mpi', 'neighbours.py')
+    one = subprocess.run([sys.executable, script, setup,
+                          str(tmp_path / 'one.npz'), 'single'],
+                         capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr
+    two = mpirun(2, script, setup, str(tmp_path / 'two.npz'), 'sharded')
+    assert two.returncode == 0, two.stderr
+    a, b = numpy.load(str(tmp_path / 'one.npz')), \
+        numpy.load(str(tmp_path / 'two.npz'))
+    assert sorted(a.files) == sorted(b.files) and len(a.files) == 7
+    for name in a.files:
+        numpy.testing.assert_array_equal(a[name], b[name])
+
+
+def test_run_dknn_distributed_writes_what_one_process_does(tiny_run,
+                                                           tmp_path):
+    one = copy_run(tiny_run, tmp_path / 'one')
+    two = copy_run(tiny_run, tmp_path / 'two')
+    r = subprocess.run([sys.executable, 'run_dknn.py', '--model-setup', one,
+                        '--k', '5'], capture_output=True, text=True,
+                       cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr
+    r = mpirun(2, 'run_dknn.py', '--model-setup', two, '--k', '5',
+               '--distributed')
+    assert r.returncode == 0, r.stderr
+    a = json.load(open(os.path.join(os.path.dirname(one),
+                                    'dknn_results.json')))
+    b = json.load(open(os.path.join(os.path.dirname(two),
+                                    'dknn_results.json')))
+    assert b['ranks'] == 2
+    for key in ('softmax', 'conformity', 'conformal'):
+        assert a[key] == b[key]
+
+
+def test_one_failing_rank_stops_the_job(tmp_path):
+    r = mpirun(2, os.path.join(ROOT, 'tests', 'mpi', 'one_rank_fails.py'),
+               timeout=120)
+    assert r.returncode != 0
+    assert 'error: rank 1 cannot go on' in r.stderr
