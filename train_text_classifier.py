@@ -9,9 +9,11 @@ model and its data; paths relative to the folder), ``calib.json`` (the
 calibration examples' indices into the training pool), ``log`` and
 ``train_results.json``. The folder appears only when training succeeded.
 """
+import copy
 import os
 import shutil
 import sys
+import tempfile
 import time
 
 import numpy
@@ -65,6 +67,12 @@ def build_parser():
     p.add_argument('--word_vectors', default=None,
                    help='GloVe/word2vec/fastText text file (.gz ok); the '
                         'embedding takes its dimension')
+    add_run_flags(p)
+    return p
+
+
+def add_run_flags(p):
+    """Where the data and the run live, seeds, splits, devices."""
     p.add_argument('--out', '-o', default='result',
                    help='parent folder; the run goes to OUT/DATASET_MODEL')
     cli.add_device_args(p)
@@ -82,7 +90,10 @@ def build_parser():
                    help='vocabulary size, <eos> and <unk> included')
     p.add_argument('--force', action='store_true',
                    help='replace a result folder that holds another run')
-    return p
+    p.add_argument('--communicator', default=None,
+                   choices=['naive', 'flat', 'pure_nccl'],
+                   help='data-parallel training over mpiexec ranks with '
+                        'ChainerMN: naive or flat on CPUs, pure_nccl on GPUs')
 
 
 def run_name(args):
@@ -131,9 +142,22 @@ def initial_embeddings(path, vocab, seed):
     return vectors.matrix, vectors.matrix.shape[1]
 
 
-def make_trainer(model, splits, args, device, out):
-    """Adam + weight decay, validation each epoch, best model snapshot."""
+def make_trainer(model, splits, args, device, out, comm=None):
+    """Adam + weight decay, validation each epoch, best model snapshot.
+
+    With a ChainerMN ``comm`` (data-parallel training), each rank trains on
+    its shard of the training and validation sets, gradients are averaged
+    over the ranks, the validation accuracy is too, and rank 0 alone logs
+    and keeps the best model.
+    """
     optimizer = chainer.optimizers.Adam()
+    if comm is not None:
+        import chainermn
+        optimizer = chainermn.create_multi_node_optimizer(optimizer, comm)
+        splits = copy.copy(splits)
+        splits.train = chainermn.scatter_dataset(
+            splits.train, comm, shuffle=True, seed=args.seed)
+        splits.val = chainermn.scatter_dataset(splits.val, comm)
     optimizer.setup(model)
     optimizer.add_hook(chainer.optimizer_hooks.WeightDecay(1e-4))
     order = chainer.iterators.ShuffleOrderSampler(
@@ -151,8 +175,18 @@ def make_trainer(model, splits, args, device, out):
             patience=args.patience, max_trigger=stop)
     trainer = training.Trainer(updater, stop, out=out)
     # Evaluate on the validation split (never test) every epoch
-    trainer.extend(extensions.Evaluator(
-        val_iter, model, converter=nlp_utils.convert_seq, device=device))
+    evaluator = extensions.Evaluator(
+        val_iter, model, converter=nlp_utils.convert_seq, device=device)
+    if comm is not None:
+        evaluator = chainermn.create_multi_node_evaluator(evaluator, comm)
+    trainer.extend(evaluator)
+    if comm is None or comm.rank == 0:
+        add_reports(trainer, model)
+    return trainer
+
+
+def add_reports(trainer, model):
+    """The best model's snapshot, the log, and what is printed."""
     # Keep the model with the best validation accuracy
     trainer.extend(extensions.snapshot_object(model, runs.ARTIFACTS['model']),
                    trigger=training.triggers.MaxValueTrigger(
@@ -163,7 +197,6 @@ def make_trainer(model, splits, args, device, out):
         ['epoch', 'main/loss', 'validation/main/loss', 'main/accuracy',
          'validation/main/accuracy', 'elapsed_time'], out=sys.stdout))
     trainer.extend(extensions.ProgressBar(update_interval=10, out=sys.stdout))
-    return trainer
 
 
 def accuracy(model, examples, device, batchsize):
@@ -193,12 +226,13 @@ def run_setup(args, splits, n_embed, device):
     return setup
 
 
-def fit(args, device, folder):
+def fit(args, device, folder, comm=None):
     """Load the data, train, and write the run's files into ``folder``.
 
     Returns:
         dict: validation and test accuracy of the best model, seconds per
-        epoch and split sizes (``train_results.json``).
+        epoch and split sizes (``train_results.json``); None on a rank
+        other than 0 of data-parallel training (which writes nothing).
     """
     splits = text_datasets.get_dataset(
         args.dataset, args.data_dir, args.char_based, args.seed,
@@ -218,9 +252,11 @@ def fit(args, device, folder):
                           ('calib', splits.calib_indices), ('setup', setup)):
         safeio.save_json(os.path.join(folder, runs.ARTIFACTS[role]), content)
     start = time.time()
-    trainer = make_trainer(model, splits, args, device, folder)
+    trainer = make_trainer(model, splits, args, device, folder, comm)
     trainer.run()
     seconds = time.time() - start
+    if comm is not None and comm.rank != 0:
+        return None
     log = trainer.get_extension('LogReport').log
     val = [e['validation/main/accuracy'] for e in log]
     runs.load_weights(model, os.path.join(folder, runs.ARTIFACTS['model']))
@@ -236,12 +272,12 @@ def fit(args, device, folder):
     return results
 
 
-def train_in_temp(args, device, final_dir):
+def train_in_temp(args, device, final_dir, comm=None):
     """:func:`fit` into a hidden folder beside ``final_dir``, removed on
     any failure; returns (its path, the results)."""
     tmp = safeio.temp_path(final_dir, folder=True)
     try:
-        return tmp, fit(args, device, tmp)
+        return tmp, fit(args, device, tmp, comm)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(e, OSError) and str(e.filename).startswith(tmp):
@@ -326,13 +362,30 @@ def settings(**options):
     return build_parser().parse_args(argv)
 
 
+def rank_device(args, comm):
+    """A rank's device: its own GPU with pure_nccl, else ``--device``."""
+    if args.communicator == 'pure_nccl':
+        return chainer.get_device('@cupy:{}'.format(comm.intra_rank))
+    return cli.device_from_args(args)
+
+
 def train_run(args, device=None):
     """Train the run ``args`` describe into ``OUT/DATASET_MODEL``, holding
-    its locks; the folder appears whole, or not at all.
+    its locks; the folder appears whole, or not at all. Data-parallel
+    with ``--communicator``: every rank trains, rank 0 writes.
 
     Returns:
-        tuple: (the run folder, the :func:`fit` results).
+        tuple: (the run folder, the :func:`fit` results); (None, None) on
+        the other ranks.
     """
+    comm = cli.communicator(args.communicator) if args.communicator \
+        else None
+    if comm is not None:
+        device = device or rank_device(args, comm)
+        if comm.rank != 0:
+            with tempfile.TemporaryDirectory() as scratch:
+                fit(args, device, scratch, comm)
+            return None, None
     if args.model in ('rnn', 'bilstm') and args.layer < 1:
         raise UserError('--layer must be at least 1 for --model {}'.format(
             args.model))
@@ -347,7 +400,7 @@ def train_run(args, device=None):
         with locked_run_dir(final_dir):
             check_run_dir(final_dir, vars(args), args.force)
             device = device or cli.device_from_args(args)
-            tmp, results = train_in_temp(args, device, final_dir)
+            tmp, results = train_in_temp(args, device, final_dir, comm)
             replace_dir(tmp, final_dir)
     except BaseException:
         for folder in reversed(made_out):   # leave the disk as it was
@@ -361,6 +414,8 @@ def train_run(args, device=None):
 def main(argv=None):
     args = cli.parse(build_parser(), argv)
     final_dir, results = train_run(args)
+    if final_dir is None:   # another rank of data-parallel training
+        return results
     print('{}: validation accuracy {:.4f}, test accuracy {:.4f} ({:.1f} s '
           'per epoch)'.format(final_dir, results['val_accuracy'],
                               results['test_accuracy'],

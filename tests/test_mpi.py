@@ -69,3 +69,21 @@ def test_one_failing_rank_stops_the_job(tmp_path):
                timeout=120)
     assert r.returncode != 0
     assert 'error: rank 1 cannot go on' in r.stderr
+
+
+def test_data_parallel_training_writes_one_run(tiny_data, tmp_path):
+    from conftest import TINY_TRAIN
+    out = tmp_path / 'r'
+    r = mpirun(2, 'train_text_classifier.py', *TINY_TRAIN, '--model', 'bow',
+               '--data-dir', tiny_data, '--out', str(out),
+               '--communicator', 'naive')
+    assert r.returncode == 0, r.stderr
+    assert os.listdir(str(out)) == ['stsa.binary_bow']   # rank 0 only
+    import runs
+    import nets
+    run = runs.load(str(out / 'stsa.binary_bow' / 'args.json'))
+    test = nets.predict_dataset(run.model, run.splits.test, None)
+    saved = json.load(open(run.path('train_results')))
+    assert saved['test_accuracy'] == pytest.approx(
+        (test.logits.argmax(1) == test.labels).mean())
+    assert run.setup['communicator'] == 'naive'
