@@ -8,12 +8,9 @@ Methods (one registry, :data:`INTERPRETERS`, one signature):
 
 * ``dknn``: conformity leave-one-out (Wallace et al. 2018): the drop in the
   share of DkNN neighbours that carry the DkNN's predicted label;
-* ``softmax``: confidence leave-one-out: the drop in the softmax
-  probability of the predicted label;
-* ``calibrated``: the same on temperature-scaled probabilities (needs
-  ``temperature.json`` from scaling.py);
-* ``grad``: vanilla gradient: d log p(predicted) / d embedding, dotted with
-  the embedding, per token.
+* ``softmax`` / ``calibrated``: confidence leave-one-out, on the softmax or
+  the temperature-scaled probability of the predicted label;
+* ``grad``: vanilla gradient: d log p(predicted) / d e_t, dotted with e_t.
 
 Every method returns, per example, the prediction, the score on the full
 input and one importance per token (``<eos>`` excluded), signed so that a
@@ -67,19 +64,21 @@ class Explainer:
             ``softmax`` and ``grad`` work).
         field (str): for pairs, which side's tokens are explained.
         k, layers, pool: the DkNN of ``dknn`` (see :class:`dknn.DkNN`).
+        comm: a ChainerMN communicator: the training set is split over the
+            MPI ranks (``--distributed``), and rank 0 alone writes.
     """
 
     def __init__(self, model, run=None, device=None, field='hypothesis',
-                 k=75, layers='last', batchsize=512, pool='layer'):
+                 k=75, layers='last', batchsize=512, pool='layer', comm=None):
         self.model, self.run, self.device = model, run, device
         self.field, self.batchsize = field, batchsize
-        self.k, self.layers, self.pool = k, layers, pool
+        self.k, self.layers, self.pool, self.comm = k, layers, pool, comm
 
     @functools.cached_property
     def head(self):
         """The run's DkNN (conformity scoring)."""
-        return dknn_lib.for_run(self.run, layers=self.layers, k=self.k,
-                                pool=self.pool)[0]
+        return dknn_lib.for_run(self.run, self.comm, layers=self.layers,
+                                k=self.k, pool=self.pool)[0]
 
     @functools.cached_property
     def scaled(self):
@@ -267,6 +266,8 @@ def build_parser():
     p.add_argument('--layers', default='last')
     p.add_argument('--pool', default='layer', choices=dknn_lib.POOLS,
                    help='k neighbours per layer, or in total')
+    p.add_argument('--distributed', action='store_true',
+                   help='split the DkNN\'s training set over mpiexec ranks')
     p.add_argument('--quiet', action='store_true',
                    help='do not print ranked words')
     p.add_argument('--data-dir', default=None)
@@ -296,7 +297,7 @@ def explain_run(explainer, methods, indices, neighbours=0, figure=5,
     run, field = explainer.run, explainer.field
     titles = {m: INTERPRETERS[m].title for m in methods}
     base = 'interpretations_' + '+'.join(methods)
-    with run.writing() as out:
+    with run.writing(explainer.comm) as out:
         records = interpret(explainer, methods, indices, neighbours)
         payload = render.payload_of(records, methods,
                                     field if run.pair else None)
@@ -320,7 +321,8 @@ def main(argv=None):
     args = cli.parse(build_parser(), argv)
     run = runs.from_args(args)
     explainer = Explainer(run.model, run, run.device, args.field, args.k,
-                          args.layers, args.batchsize, args.pool)
+                          args.layers, args.batchsize, args.pool,
+                          cli.communicator() if args.distributed else None)
     indices = cli.chosen_examples(args, len(run.splits.test))
     if args.reduce:
         return reduction.command(args, run, explainer, indices)
@@ -332,6 +334,8 @@ def main(argv=None):
     payload, records, base = explain_run(
         explainer, methods, indices, args.neighbours, args.figure,
         args.faithfulness, args.artifacts)
+    if explainer.comm is not None and explainer.comm.rank != 0:
+        return payload
     if not args.quiet:
         for rec in records:
             render.print_ranked(rec, methods, run.label_names)

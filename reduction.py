@@ -255,10 +255,11 @@ def write(out, run, payload):
 
 def command(args, run, explainer, indices):
     """``interpretations.py --reduce``: reduce, write, print the summary."""
-    with run.writing() as out:
+    with run.writing(explainer.comm) as out:
         payload = reduce_run(run, explainer, indices, args.reduce_by,
                              args.beam)
-        write(out, run, payload)
+        if out.folder is not None:
+            write(out, run, payload)
     print(render.reduction_table(payload['summary']))
     print('{} inputs reduced in {:.1f} s; wrote reduction.json, .png, .html '
           'in {}'.format(len(payload['examples']), payload['seconds'],

@@ -178,10 +178,7 @@ def evaluate_run(run, k=75, layers='last', backend='brute',
     ``dknn_credibility.npz`` (and the forward passes) into the run folder
     as one set. Returns the results dict. With a ChainerMN ``comm``, every
     rank searches and rank 0 alone writes."""
-    if comm is not None and comm.rank != 0:
-        return evaluate(run, k, layers, backend, scorings, batchsize, pool,
-                        options, comm)[0]
-    with run.writing() as out:
+    with run.writing(comm) as out:
         results, outs = evaluate(run, k, layers, backend, scorings,
                                  batchsize, pool, options, comm)
         out.write_json(runs.ARTIFACTS['dknn_results'], results)

@@ -366,11 +366,14 @@ class Run:
             self._forward[split] = acts
         return self._forward[split]
 
-    def writing(self):
+    def writing(self, comm=None):
         """Context for a command that writes into the run folder: checks it
         is writable, takes its lock, removes a killed run's temporary files,
         and yields an :class:`safeio.OutputSet` committed on success (which
-        also takes the forward passes computed meanwhile)."""
+        also takes the forward passes computed meanwhile). On an MPI rank
+        other than 0 (``comm``), it yields a :class:`safeio.Discard`."""
+        if comm is not None and comm.rank != 0:
+            return safeio.Discard()
         return _writing(self)
 
 

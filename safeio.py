@@ -299,6 +299,31 @@ def recover(folder):
     return True
 
 
+class Discard:
+    """An :class:`OutputSet` that writes nothing: for the MPI ranks that
+    compute beside rank 0, which alone writes."""
+
+    folder = None
+
+    def write(self, name, write, mode='wb'):
+        return None
+
+    def write_json(self, name, obj):
+        return None
+
+    def discard(self, name):
+        pass
+
+    def reserve(self, name):
+        raise RuntimeError('a read-only command cannot reserve files')
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
 def writable(folder):
     """True when ``folder`` may be written: the OS allows it and, so that
     ``chmod a-w`` is honoured even for root, some write bit is set."""

@@ -87,3 +87,19 @@ def test_data_parallel_training_writes_one_run(tiny_data, tmp_path):
     assert saved['test_accuracy'] == pytest.approx(
         (test.logits.argmax(1) == test.labels).mean())
     assert run.setup['communicator'] == 'naive'
+
+
+def test_leave_one_out_distributed_equals_one_process(tiny_run, tmp_path):
+    one = copy_run(tiny_run, tmp_path / 'one')
+    two = copy_run(tiny_run, tmp_path / 'two')
+    argv = ['interpretations.py', '--interp_method', 'dknn', '--all', '--k',
+            '5', '--quiet', '--model-setup']
+    r = subprocess.run([sys.executable] + argv + [one], capture_output=True,
+                       text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr
+    r = mpirun(2, *argv, two, '--distributed')
+    assert r.returncode == 0, r.stderr
+    a, b = (json.load(open(os.path.join(os.path.dirname(s),
+                                        'interpretations_dknn.json')))
+            for s in (one, two))
+    assert a == b
