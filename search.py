@@ -22,9 +22,9 @@ class NeighbourIndex:
     """k-NN over the rows of an (N, D) array (not copied: a memory-mapped
     array stays on disk).
 
-    A backend finds candidates (``_candidates``: 2k of them, ranked by its
-    own, float32 or approximate, arithmetic); :meth:`query` then ranks them
-    by their exact float64 distance, ties going to the lower index. So every
+    A backend finds candidates (``_candidates``: k and a margin, ranked by
+    its own, float32 or approximate, arithmetic); :meth:`query` then ranks
+    them by distance summed in float64, ties going to the lower index. So every
     exact backend returns the same k neighbours, in the same order, and a
     search split over shards (:class:`ShardedIndex`) returns what one
     process would.
@@ -45,13 +45,30 @@ class NeighbourIndex:
         """(M, k) int64 indices and (M, k) float64 distances, nearest
         first."""
         queries = numpy.asarray(queries, numpy.float32)
-        cand = self._candidates(queries, min(len(self), 2 * k))
-        return rerank(self.points, queries, cand, k)
+        kk = min(len(self), k + margin(k))
+        idx, dist = rerank(self.points, queries,
+                           self._candidates(queries, kk), k)
+        short = (idx < 0).any(axis=1)   # an approximate index found < k
+        if short.any():
+            self.topped_up = getattr(self, 'topped_up', 0) + int(short.sum())
+            exact = BruteIndex(self.points)._candidates(queries[short], kk)
+            idx[short], dist[short] = rerank(self.points, queries[short],
+                                             exact, k)
+        return idx, dist
+
+
+def margin(k):
+    """Candidates beyond k that absorb float32 rounding in a backend's own
+    ranking before the exact one (a true neighbour would have to fall more
+    than this many places to be missed)."""
+    return max(8, k // 8)
 
 
 def rerank(points, queries, candidates, k, max_bytes=32 << 20):
-    """The k of each row's candidates nearest by exact float64 distance
-    (ties: the lower index), a chunk of queries at a time.
+    """The k of each row's candidates nearest by distance (float32
+    differences, squares summed in float64, so each pair's distance is the
+    same whatever the batch; ties: the lower index), a chunk of queries at
+    a time.
 
     Args:
         candidates: (M, C) int64 indices into ``points``; -1 is skipped.
@@ -61,14 +78,15 @@ def rerank(points, queries, candidates, k, max_bytes=32 << 20):
     """
     m, c = candidates.shape
     dim = points.shape[1]
-    step = max(1, max_bytes // (8 * max(c * dim, 1)))
+    step = max(1, max_bytes // (4 * max(c * dim, 1)))
     idx = numpy.empty((m, k), numpy.int64)
     dist = numpy.empty((m, k), numpy.float64)
     for start in range(0, m, step):
         cand = candidates[start:start + step]                     # (s, C)
-        x = numpy.asarray(points[numpy.maximum(cand, 0)], numpy.float64)
-        diff = x - queries[start:start + step, None, :]         # (s, C, D)
-        d = numpy.sqrt((diff * diff).sum(axis=-1))              # (s, C)
+        diff = numpy.asarray(points[numpy.maximum(cand, 0)], numpy.float32) \
+            - queries[start:start + step, None, :]               # (s, C, D)
+        d = numpy.sqrt(numpy.einsum('scd,scd->sc', diff, diff,
+                                    dtype=numpy.float64))        # (s, C)
         d[cand < 0] = numpy.inf
         order = numpy.lexsort((cand, d))[:, :k]                  # (s, k)
         idx[start:start + step] = numpy.take_along_axis(cand, order, 1)
@@ -235,17 +253,10 @@ class FaissIndex(NeighbourIndex):
     def _build(self, faiss, dim):
         return faiss.IndexFlatL2(dim)
 
-    topped_up = 0
-
     def _candidates(self, queries, k):
         _, idx = self.index.search(numpy.ascontiguousarray(queries), k)
-        idx = idx.astype(numpy.int64)   # -1: an approximate index found
-        short = (idx >= 0).sum(axis=1) < (k + 1) // 2   # fewer than needed
-        if short.any():   # take exact search's candidates there
-            self.topped_up += int(short.sum())
-            idx[short] = BruteIndex(self.points)._candidates(queries[short],
-                                                             k)
-        return idx
+        return idx.astype(numpy.int64)   # -1: an approximate index found
+        # fewer than k (query() then takes exact search's)
 
 
 class FaissIVFIndex(FaissIndex):
