@@ -1,0 +1,194 @@
+#!/usr/bin/env python
+"""Search at SNLI scale and beyond: build time, memory, query time and
+recall of every backend, on one machine and over MPI ranks.
+
+    python bench/bench_scale.py                 # the four sizes below
+    python bench/bench_scale.py --sizes 100000x300 --backends brute faiss
+
+For each size (points x dimensions; synthetic activations with a fixed
+seed: a mixture of 64 Gaussian clusters, as hidden layers cluster by
+label), the points are written once to a ``.npy`` file and every backend is
+measured in a fresh process that memory-maps them: build seconds, peak
+resident memory beyond the mapped points, and seconds per 1000 queries at
+k = 75, with recall@75 against brute force. Sharded search is timed with
+``mpiexec -n 2`` (when MPI is installed) against one rank. Writes the
+``scale`` section of BENCHMARKS.md.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy
+
+from report import BENCHMARKS, ROOT, write_section  # NOQA (first)
+import search  # NOQA
+
+SIZES = ('100000x300', '300000x300', '550000x300', '550000x1200')
+BACKENDS = ('faiss-raw', 'brute', 'faiss', 'faiss-ivf', 'faiss-hnsw')
+OPTIONS = {'faiss-ivf': {'nlist': 1024, 'nprobe': 32},
+           'faiss-hnsw': {'M': 32, 'ef_search': 256}}
+
+
+def make_data(folder, n, dim, n_queries, seed=0):
+    """Points and queries from one Gaussian mixture, written in chunks."""
+    rng = numpy.random.RandomState(seed)
+    centres = rng.randn(64, dim).astype(numpy.float32) * 2
+    points = numpy.lib.format.open_memmap(
+        os.path.join(folder, 'points.npy'), 'w+', numpy.float32, (n, dim))
+    for start in range(0, n, 50000):
+        m = min(50000, n - start)
+        points[start:start + m] = centres[rng.randint(0, 64, m)] + \
+            rng.randn(m, dim).astype(numpy.float32)
+    points.flush()
+    queries = centres[rng.randint(0, 64, n_queries)] + \
+        rng.randn(n_queries, dim).astype(numpy.float32)
+    numpy.save(os.path.join(folder, 'queries.npy'), queries)
+
+
+def rss_mib(field='VmRSS'):
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(field + ':'):
+                return int(line.split()[1]) / 1024.0
+    return float('nan')
+
+
+class RawFaiss:
+    """faiss's IndexFlatL2 searched directly: no candidates margin, no
+    exact ranking (the issue's yardstick)."""
+
+    def __init__(self, points):
+        import faiss
+        self.index = faiss.IndexFlatL2(points.shape[1])
+        self.index.add(numpy.ascontiguousarray(points, numpy.float32))
+
+    def query(self, queries, k):
+        sq, idx = self.index.search(queries, k)
+        return idx.astype(numpy.int64), numpy.sqrt(numpy.maximum(sq, 0))
+
+
+def worker(args):
+    """One backend in this process (or one shard of it under MPI)."""
+    points = numpy.load(os.path.join(args.data, 'points.npy'),
+                        mmap_mode='r')
+    queries = numpy.load(os.path.join(args.data, 'queries.npy'))
+    comm, offset = None, 0
+    if args.sharded:
+        import chainermn
+        comm = chainermn.create_communicator('naive')
+        offset = len(points) * comm.rank // comm.size
+        points = points[offset:len(points) * (comm.rank + 1) // comm.size]
+    base = rss_mib()
+    start = time.time()
+    if args.backend == 'faiss-raw':   # the yardstick: faiss alone
+        index = RawFaiss(points)
+    else:
+        index = search.BACKENDS[args.backend](points, **OPTIONS.get(
+            args.backend, {}))
+    if comm is not None:
+        index = search.ShardedIndex(index, offset, comm)
+    build = time.time() - start
+    start = time.time()
+    idx, _ = index.query(queries, args.k)
+    seconds = time.time() - start
+    if comm is None or comm.rank == 0:
+        numpy.save(args.out + '.npy', idx)
+        with open(args.out, 'w') as f:
+            json.dump({'build': build, 'query': seconds,
+                       'rss_peak_mib': rss_mib('VmHWM') - base,
+                       'points_mib': points.nbytes / 2 ** 20}, f)
+
+
+def measure(folder, backend, k, sharded=False):
+    out = os.path.join(folder, '{}{}.json'.format(
+        backend, '-sharded' if sharded else ''))
+    cmd = [sys.executable, os.path.abspath(__file__), '--worker',
+           '--data', folder, '--backend', backend, '--k', str(k),
+           '--out', out] + (['--sharded'] if sharded else [])
+    if sharded:
+        cmd = [shutil.which('mpiexec', path=os.path.dirname(sys.executable))
+               or 'mpiexec', '--allow-run-as-root', '--oversubscribe', '-n',
+               '2'] + cmd
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    r = json.load(open(out))
+    r['indices'] = numpy.load(out + '.npy')
+    return r
+
+
+def rows_for(size, backends, k, n_queries, mpi):
+    n, dim = (int(x) for x in size.split('x'))
+    rows = []
+    with tempfile.TemporaryDirectory(dir=os.path.join(ROOT, 'result')) as d:
+        make_data(d, n, dim, n_queries)
+        exact = measure(d, 'brute', k)
+        for b in backends:
+            r = exact if b == 'brute' else measure(d, b, k)
+            rows.append((size, b, 1, r, search.recall_at_k(
+                r['indices'], exact['indices'])))
+        if mpi:
+            for b in ('brute', 'faiss'):
+                r = measure(d, b, k, sharded=True)
+                rows.append((size, b, 2, r, search.recall_at_k(
+                    r['indices'], exact['indices'])))
+    return rows
+
+
+def section(rows, n_queries, k):
+    flat = {s: r['query'] for s, b, ranks, r, _ in rows
+            if b == 'faiss-raw'}
+    lines = ['| points x dims | backend | ranks | build (s) | s per 1000 '
+             'queries | / faiss flat alone | recall@{} | peak memory beyond '
+             'the points (MiB) | points (MiB) |'.format(k), '|' + '---|' * 9]
+    for size, b, ranks, r, recall in rows:
+        per = r['query'] * 1000 / n_queries
+        lines.append('| {} | {} | {} | {:.2f} | {:.2f} | {:.2f}x | {:.3f} | '
+                     '{:.0f} | {:.0f} |'.format(
+                         size, b, ranks, r['build'], per,
+                         r['query'] / flat[size] if size in flat
+                         else float('nan'), recall,
+                         r['rss_peak_mib'], r['points_mib']))
+    return '\n'.join([
+        '## Search at scale (`bench/bench_scale.py`)', '',
+        'Command: `python bench/bench_scale.py`. Synthetic activations (a '
+        'mixture of 64 Gaussians, seed 0), memory-mapped from a `.npy` '
+        'file; {} queries, k = {}; each backend in a fresh process. Options: '
+        '{}. "faiss-raw" is faiss\'s IndexFlatL2 searched alone, the '
+        'yardstick; every backend of the tool also ranks k + max(8, k/8) '
+        'candidates by exact distance (the step the sharded merge needs). "Peak memory" is the process\'s peak '
+        'resident memory after mapping the points, so it counts the pages of '
+        'the points it read, any copy the index keeps, and scratch. Ranks 2: '
+        '`mpiexec -n 2`, each rank holding half the points, on this 2-core '
+        'machine.'.format(n_queries, k, json.dumps(OPTIONS)), ''] + lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--sizes', nargs='+', default=list(SIZES))
+    p.add_argument('--backends', nargs='+', default=list(BACKENDS))
+    p.add_argument('--queries', type=int, default=1000)
+    p.add_argument('--k', type=int, default=75)
+    p.add_argument('--no-mpi', action='store_true')
+    p.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
+    p.add_argument('--sharded', action='store_true', help=argparse.SUPPRESS)
+    p.add_argument('--data', help=argparse.SUPPRESS)
+    p.add_argument('--backend', help=argparse.SUPPRESS)
+    p.add_argument('--out', help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        return worker(args)
+    mpi = not args.no_mpi and shutil.which(
+        'mpiexec', path=os.path.dirname(sys.executable)) is not None
+    rows = []
+    for size in args.sizes:
+        rows += rows_for(size, args.backends, args.k, args.queries, mpi)
+        write_section('scale', section(rows, args.queries, args.k),
+                      BENCHMARKS)
+
+
+if __name__ == '__main__':
+    main()
