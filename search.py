@@ -27,8 +27,10 @@ class NeighbourIndex:
     them by distance summed in float64, ties going to the lower index. So every
     exact backend returns the same k neighbours, in the same order, and a
     search split over shards (:class:`ShardedIndex`) returns what one
-    process would.
+    process would. ``max_bytes`` bounds the scratch of a query's ranking.
     """
+
+    max_bytes = 64 << 20
 
     def __init__(self, points):
         self.points = points if isinstance(points, numpy.ndarray) and \
@@ -47,13 +49,13 @@ class NeighbourIndex:
         queries = numpy.asarray(queries, numpy.float32)
         kk = min(len(self), k + margin(k))
         idx, dist = rerank(self.points, queries,
-                           self._candidates(queries, kk), k)
+                           self._candidates(queries, kk), k, self.max_bytes)
         short = (idx < 0).any(axis=1)   # an approximate index found < k
         if short.any():
             self.topped_up = getattr(self, 'topped_up', 0) + int(short.sum())
             exact = BruteIndex(self.points)._candidates(queries[short], kk)
             idx[short], dist[short] = rerank(self.points, queries[short],
-                                             exact, k)
+                                             exact, k, self.max_bytes)
         return idx, dist
 
 
@@ -64,7 +66,7 @@ def margin(k):
     return max(8, k // 8)
 
 
-def rerank(points, queries, candidates, k, max_bytes=32 << 20):
+def rerank(points, queries, candidates, k, max_bytes=64 << 20):
     """The k of each row's candidates nearest by distance (float32
     differences, squares summed in float64, so each pair's distance is the
     same whatever the batch; ties: the lower index), a chunk of queries at
@@ -78,7 +80,9 @@ def rerank(points, queries, candidates, k, max_bytes=32 << 20):
     """
     m, c = candidates.shape
     dim = points.shape[1]
-    step = max(1, max_bytes // (4 * max(c * dim, 1)))
+    # per query row: the gathered points and their differences (float32),
+    # and einsum's float64 copy of the differences
+    step = max(1, max_bytes // (16 * max(c * dim, 1)))
     idx = numpy.empty((m, k), numpy.int64)
     dist = numpy.empty((m, k), numpy.float64)
     for start in range(0, m, step):
@@ -112,11 +116,13 @@ class BruteIndex(NeighbourIndex):
 
     def __init__(self, points, max_bytes=64 << 20):
         super().__init__(points)
+        self.max_bytes = max_bytes
         n, dim = self.points.shape
-        # scratch: a centred block (n, D) in a quarter of max_bytes; a block
-        # of products (m, n) in an eighth, and argpartition's (m, n) int64
-        # indices in a quarter
-        self.block = max(1, min(n, max_bytes // 4 // (4 * max(dim, 1))))
+        # scratch: two centred blocks (n, D) alive at once (the next one is
+        # made before the last is freed) in a quarter of max_bytes; a block
+        # of products (m, n) in a sixteenth, and argpartition's (m, n) int64
+        # indices in an eighth
+        self.block = max(1, min(n, max_bytes // 8 // (4 * max(dim, 1))))
         self.mean = numpy.zeros(dim, numpy.float64)                # (D,)
         for start in range(0, n, self.block):
             self.mean += self.points[start:start + self.block].sum(axis=0,
@@ -125,7 +131,7 @@ class BruteIndex(NeighbourIndex):
         self.sq_norms = numpy.concatenate([numpy.einsum(
             'nd,nd->n', x, x) for x in self._blocks()] or [
                 numpy.zeros(0, numpy.float32)])                    # (N,)
-        self.chunk = max(1, max_bytes // 8 // (4 * self.block))
+        self.chunk = max(1, max_bytes // 16 // (4 * self.block))
 
     def _blocks(self):
         """Each block of points, centred: (n, D) float32 scratch."""

@@ -246,3 +246,25 @@ def test_faiss_missing_is_one_line(run_copy, monkeypatch):
                                          'faiss-cpu package: pip install'):
         run_dknn.main(['--model-setup', run_copy, '--k', '5', '--backend',
                        'faiss'])
+
+
+def test_brute_index_memory_stays_near_the_activations():
+    """The index holds only the points' norms beyond the activations, and a
+    search's scratch stays under max_bytes (tracemalloc)."""
+    import tracemalloc
+    rng = numpy.random.RandomState(3)
+    points = (rng.randn(20000, 64) + 5).astype(numpy.float32)   # 4.9 MiB
+    queries = (rng.randn(300, 64) + 5).astype(numpy.float32)
+    budget = 2 << 20
+    tracemalloc.start()
+    index = search.BruteIndex(points, max_bytes=budget)
+    held = tracemalloc.get_traced_memory()[0]
+    tracemalloc.reset_peak()
+    idx, _ = index.query(queries, 10)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert held <= 0.25 * points.nbytes          # index <= 1.25x activations
+    assert peak - held <= budget + 300 * 64 * 8  # scratch, plus the queries
+    exact = numpy.argsort(((points[None] - queries[:5, None]) ** 2).sum(-1),
+                          axis=1, kind='stable')[:, :10]
+    numpy.testing.assert_array_equal(idx[:5], exact)
