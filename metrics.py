@@ -152,3 +152,83 @@ def max_calibration_error(confidences, correct, n_bins=N_BINS):
     bins = reliability_bins(confidences, correct, n_bins)
     full = bins.count > 0
     return float(numpy.abs(bins.accuracy[full] - bins.confidence[full]).max())
+
+
+# ------------------------------------------ ranking: OOD and abstention
+
+def _check_ranking(*arrays):
+    out = [numpy.asarray(a, numpy.float64).ravel() for a in arrays]
+    if any(not len(a) for a in out):
+        raise UserError('a ranking metric needs examples on both sides')
+    if any(not numpy.isfinite(a).all() for a in out):
+        raise UserError('ranking scores must be finite')
+    return out
+
+
+def auroc(scores_in, scores_out):
+    """Area under the ROC curve of telling in-distribution inputs (higher
+    scores) from out-of-distribution ones: P(s_in > s_out) + P(=) / 2, the
+    Mann-Whitney statistic (Hendrycks & Gimpel 2017, "A baseline for
+    detecting misclassified and out-of-distribution examples").
+
+    Args:
+        scores_in: (N,) scores of in-distribution inputs.
+        scores_out: (M,) scores of out-of-distribution inputs.
+
+    Returns:
+        float in [0, 1]; 0.5 is chance.
+    """
+    s_in, s_out = _check_ranking(scores_in, scores_out)
+    both = numpy.concatenate([s_in, s_out])
+    values, inverse, counts = numpy.unique(both, return_inverse=True,
+                                           return_counts=True)
+    start = numpy.cumsum(counts) - counts          # rank (0-based) of a tie
+    ranks = start[inverse] + (counts[inverse] + 1) / 2.0     # mid-ranks
+    n, m = len(s_in), len(s_out)
+    return float((ranks[:n].sum() - n * (n + 1) / 2.0) / (n * m))
+
+
+def fpr_at_tpr(scores_in, scores_out, tpr=0.95):
+    """Share of out-of-distribution inputs accepted at the threshold that
+    accepts ``tpr`` of the in-distribution ones (accept: score >= t).
+
+    Returns:
+        float in [0, 1]; lower is better.
+    """
+    s_in, s_out = _check_ranking(scores_in, scores_out)
+    ranked = numpy.sort(s_in)[::-1]
+    t = ranked[int(numpy.ceil(tpr * len(ranked))) - 1]
+    return float((s_out >= t).mean())
+
+
+def risk_coverage(confidence, correct):
+    """Selective prediction: the error rate among the ``c`` most confident
+    inputs, for c = 1 .. N (Geifman & El-Yaniv 2017, "Selective
+    classification for deep neural networks"). Inputs of equal confidence
+    are taken in a random order, in expectation: a cut through a tie counts
+    the tie's mean error.
+
+    Args:
+        confidence: (N,) scores, higher = more trusted.
+        correct: (N,) bool.
+
+    Returns:
+        tuple: (N,) coverage c / N and (N,) risk.
+    """
+    conf, = _check_ranking(confidence)
+    wrong = 1.0 - numpy.asarray(correct, numpy.float64).ravel()
+    if len(wrong) != len(conf):
+        raise UserError('risk-coverage: {} scores but {} correctness values'
+                        .format(len(conf), len(wrong)))
+    values, inverse = numpy.unique(-conf, return_inverse=True)  # best first
+    group_n = numpy.bincount(inverse)
+    group_err = numpy.bincount(inverse, wrong) / group_n
+    err = group_err[numpy.sort(inverse)]        # each position's tie mean
+    c = numpy.arange(1, len(conf) + 1)
+    return c / len(conf), numpy.cumsum(err) / c
+
+
+def aurc(confidence, correct):
+    """Area under the risk-coverage curve: the mean of the risk over
+    coverages 1/N .. 1. Lower is better."""
+    return float(risk_coverage(confidence, correct)[1].mean())

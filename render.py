@@ -382,3 +382,79 @@ def plot_importance_histograms(atts_by_method, titles):
     axes[0].set_ylabel('tokens (log scale)')
     fig.tight_layout()
     return fig
+
+
+SCORE_TITLES = {'softmax': 'softmax max prob.',
+                'scaled': 'temperature-scaled max prob.',
+                'max_logit': 'max logit',
+                'conformity': 'DkNN conformity credibility',
+                'conformal': 'DkNN conformal credibility',
+                'knn_distance': 'k-th neighbour distance',
+                'dknn': 'DkNN votes (conformal)',
+                'softmax_lac': 'softmax, LAC', 'softmax_aps': 'softmax, APS'}
+# drawn dashed: often on top of another score's curve
+DASHED = {'scaled': '--', 'conformal': '--'}
+
+
+def plot_conformal_sets(sets):
+    """Coverage against 1 - eps, and mean set size, per score (from
+    :func:`uncertainty.conformal_sets`)."""
+    fig = figure(8, 3.6)
+    cover, size = fig.subplots(1, 2)
+    eps = numpy.array(sets['epsilons'])
+    for name, by_eps in sets['table'].items():
+        rows = [by_eps['{:g}'.format(e)] for e in eps]
+        cover.plot(1 - eps, [r['coverage'] for r in rows], 'o-',
+                   label=SCORE_TITLES[name])
+        size.plot(1 - eps, [r['mean_size'] for r in rows], 'o-')
+    lo = min(1 - eps.max(), min(r['coverage'] for t in sets['table'].values()
+                                for r in t.values())) - 0.02
+    cover.plot([lo, 1], [lo, 1], '--', color='gray', label='guarantee')
+    cover.set(xlabel='target coverage 1 - eps', ylabel='empirical coverage',
+              title='coverage{}'.format(' (Mondrian)' if sets['mondrian']
+                                       else ''))
+    size.set(xlabel='target coverage 1 - eps', ylabel='mean set size',
+             title='set size')
+    cover.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_roc(arrays):
+    """ROC curves of telling the test set from each other data set, one
+    panel per data set, one curve per trust score (from
+    :func:`uncertainty.ood`)."""
+    from sklearn.metrics import roc_curve
+    names = [n for n in arrays if n != 'in']
+    fig = figure(4 * len(names), 4)
+    axes = fig.subplots(1, len(names), squeeze=False)[0]
+    for ax, name in zip(axes, names):
+        for score, s_in in arrays['in'].items():
+            s_out = arrays[name][score]
+            fpr, tpr, _ = roc_curve(numpy.r_[numpy.ones(len(s_in)),
+                                             numpy.zeros(len(s_out))],
+                                    numpy.r_[s_in, s_out])
+            ax.plot(fpr, tpr, DASHED.get(score, '-'), label='{} ({:.3f})'
+                    .format(SCORE_TITLES[score], metrics.auroc(s_in, s_out)))
+        ax.plot([0, 1], [0, 1], ':', color='gray')
+        ax.set(xlabel='false positive rate (out accepted)',
+               title='in: test set, out: {}'.format(name))
+        ax.legend(fontsize=7, loc='lower right', title='AUROC')
+    axes[0].set_ylabel('true positive rate (in accepted)')
+    fig.tight_layout()
+    return fig
+
+
+def plot_risk_coverage(curves, table):
+    """Risk-coverage curves of every trust score (from
+    :func:`uncertainty.selective`), AURC in the legend."""
+    fig = figure(5.5, 4)
+    ax = fig.subplots()
+    for name, (cov, risk) in curves.items():
+        ax.plot(cov, risk, DASHED.get(name, '-'), label='{} ({:.4f})'.format(
+            SCORE_TITLES[name], table[name]['aurc']))
+    ax.set(xlabel='coverage (share of inputs answered)',
+           ylabel='risk (error rate among them)', xlim=(0, 1))
+    ax.legend(fontsize=8, title='AURC')
+    fig.tight_layout()
+    return fig

@@ -9,16 +9,29 @@ test set with the softmax and with the DkNN. Prints a table and writes
 ``dknn_results.json`` and ``dknn_credibility.npz`` (per test example: each
 rule's prediction and credibility) beside the model; the forward passes go
 to the run's ``activations/`` cache, which later commands reuse.
+
+Three uses of the DkNN's conformal p-values and credibility (see
+:mod:`uncertainty`), each adding a key to ``dknn_results.json`` and a
+figure beside it:
+
+    --conformal-sets   prediction sets, coverage and size   conformal_sets.png
+    --ood SST,...      out-of-distribution AUROC, FPR@95     ood_roc.png
+    --selective        risk-coverage and AURC                risk_coverage.png
 """
+import argparse
 import os
 import time
 
 import cli
+import conformal
 import dknn
 import metrics
+import render
 import runs
 import safeio
 import search
+import text_datasets
+import uncertainty
 
 
 def build_parser():
@@ -58,8 +71,48 @@ def build_parser():
     p.add_argument('--rebuild', action='store_true',
                    help='compute the forward passes again instead of reading '
                         'the run\'s activations/ cache')
+    add_uncertainty_args(p)
     cli.add_device_args(p)
     return p
+
+
+def ood_names(text):
+    """argparse type: data set names joined by ','."""
+    names = [n for n in text.split(',') if n]
+    known = sorted(text_datasets.DATASETS) + list(text_datasets.OOD_EXTRA)
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            'unknown data set {}; choose from {}'.format(
+                ', '.join(unknown) or '(none)', ', '.join(known)))
+    return names
+
+
+def add_uncertainty_args(p):
+    g = p.add_argument_group('prediction sets, out-of-distribution inputs, '
+                             'abstention')
+    g.add_argument('--conformal-sets', action='store_true',
+                   help='conformal prediction sets from the DkNN votes, '
+                        'against softmax LAC and APS sets')
+    g.add_argument('--epsilon', nargs='+', default=list(conformal.EPSILONS),
+                   type=cli.float_in(0, 1, low_open=True, high_open=True),
+                   help='significance levels: each set holds the true '
+                        'label with probability >= 1 - eps')
+    g.add_argument('--mondrian', action='store_true',
+                   help='calibrate each class on its own examples '
+                        '(coverage per class)')
+    g.add_argument('--ood', type=ood_names, default=[],
+                   metavar='DATASET[,DATASET...]',
+                   help='test inputs of other data sets, scored against '
+                        'this test set (their labels are not used, so any '
+                        'label set will do); imdb-sentences: sentences cut '
+                        'from IMDB reviews')
+    g.add_argument('--ood-limit', type=cli.int_at_least(0), default=2000,
+                   help='at most this many inputs per --ood data set, drawn '
+                        'with the run\'s seed (0: all)')
+    g.add_argument('--selective', action='store_true',
+                   help='risk-coverage curves: abstain on the inputs each '
+                        'score trusts least')
 
 
 def summarise(out, labels, softmax_pred, n_bins=metrics.N_BINS):
@@ -89,7 +142,8 @@ def evaluate(run, k=75, layers='last', backend='brute',
 
     Returns:
         tuple: (the ``dknn_results.json`` dict; scoring rule ->
-        :class:`dknn.DkNNOutput` of the test set).
+        :class:`dknn.DkNNOutput` of the test set; the fitted
+        :class:`dknn.DkNN`).
     """
     if 'conformal' in scorings:
         dknn.require_calibration(len(run.examples('calib')))
@@ -122,7 +176,34 @@ def evaluate(run, k=75, layers='last', backend='brute',
     if backend not in search.EXACT:
         results['backend_options'] = head.backend_options
         results['recall_at_k'] = recall(head, run, outs[scorings[0]], test)
-    return results, outs
+    return results, outs, head
+
+
+def uncertainty_reports(run, head, results, args):
+    """The uses asked for by the flags: each adds a key to ``results``.
+
+    Returns:
+        dict: artifact role -> matplotlib Figure.
+    """
+    figures, scores = {}, None
+    if args.conformal_sets or args.ood or args.selective:
+        dknn.require_calibration(len(run.examples('calib')))
+    if args.conformal_sets:
+        sets = uncertainty.conformal_sets(run, head, args.epsilon,
+                                          args.mondrian)
+        results['conformal_sets'] = sets
+        figures['conformal_figure'] = render.plot_conformal_sets(sets)
+    if args.ood:
+        results['ood'], arrays = uncertainty.ood(
+            run, head, args.ood, args.ood_limit, args.batchsize)
+        figures['ood_figure'] = render.plot_roc(arrays)
+        scores = arrays['in']
+    if args.selective:
+        results['selective'], curves = uncertainty.selective(run, head,
+                                                             scores)
+        figures['selective_figure'] = render.plot_risk_coverage(
+            curves, results['selective'])
+    return figures
 
 
 def recall(head, run, out, test):
@@ -171,19 +252,55 @@ def report(results, scorings):
                                   results['seconds'].items()))
 
 
+def report_uncertainty(results):
+    """Print the tables of the uses that ran."""
+    row = '{:<30}' + ' {:>9}' * 3
+    if 'conformal_sets' in results:
+        for eps, _ in next(iter(results['conformal_sets']['table'].values()))\
+                .items():
+            print(row.format('sets at eps = ' + eps, 'coverage', 'size',
+                             'single'))
+            for name, t in results['conformal_sets']['table'].items():
+                r = t[eps]
+                print(row.format('  ' + render.SCORE_TITLES[name],
+                                 *('%.4f' % r[x] for x in (
+                                     'coverage', 'mean_size', 'singleton'))))
+    for name, t in results.get('ood', {}).items():
+        if isinstance(t, dict):
+            print(row.format('ood: ' + name, 'AUROC', 'FPR@95', ''))
+            for score in uncertainty.SCORES:
+                print(row.format('  ' + render.SCORE_TITLES[score], '%.4f' %
+                                 t[score]['auroc'], '%.4f' %
+                                 t[score]['fpr_at_95_tpr'], ''))
+    if 'selective' in results:
+        print(row.format('selective prediction', 'AURC', 'risk@80%', ''))
+        for score, t in results['selective'].items():
+            print(row.format('  ' + render.SCORE_TITLES[score], '%.4f' %
+                             t['aurc'], '%.4f' % t['risk_at']['0.8'], ''))
+
+
 def evaluate_run(run, k=75, layers='last', backend='brute',
                  scorings=dknn.SCORINGS, batchsize=256, pool='layer',
-                 options=None, comm=None):
+                 options=None, comm=None, uses=None):
     """:func:`evaluate`, writing ``dknn_results.json`` and
     ``dknn_credibility.npz`` (and the forward passes) into the run folder
     as one set. Returns the results dict. With a ChainerMN ``comm``, every
-    rank searches and rank 0 alone writes."""
+    rank searches and rank 0 alone writes.
+
+    Args:
+        uses: parsed flags of :func:`add_uncertainty_args` (None: none),
+            for :func:`uncertainty_reports`.
+    """
     with run.writing(comm) as out:
-        results, outs = evaluate(run, k, layers, backend, scorings,
-                                 batchsize, pool, options, comm)
+        results, outs, head = evaluate(run, k, layers, backend, scorings,
+                                       batchsize, pool, options, comm)
+        figures = uncertainty_reports(run, head, results, uses) \
+            if uses is not None else {}
         out.write_json(runs.ARTIFACTS['dknn_results'], results)
         arrays = credibility_arrays(outs, run.forward('test').labels)
         out.write(runs.ARTIFACTS['credibility'], safeio.npz_writer(arrays))
+        for role, fig in figures.items():
+            out.write(runs.ARTIFACTS[role], render.png_writer(fig))
     return results
 
 
@@ -197,9 +314,10 @@ def main(argv=None):
     run = runs.from_args(args, cached=not args.rebuild)
     results = evaluate_run(run, args.k, args.layers, args.backend, scorings,
                            args.batchsize, args.pool, backend_options(args),
-                           comm)
+                           comm, args)
     if comm is None or comm.rank == 0:
         report(results, scorings)
+        report_uncertainty(results)
     return results
 
 

@@ -42,6 +42,9 @@ ARTIFACTS = {
     'reduction': 'reduction.json',
     'reduction_figure': 'reduction.png',
     'reduction_page': 'reduction.html',
+    'conformal_figure': 'conformal_sets.png',
+    'ood_figure': 'ood_roc.png',
+    'selective_figure': 'risk_coverage.png',
 }
 
 
@@ -286,15 +289,22 @@ class Run:
     def pair(self):
         return self.setup['pair']
 
+    @property
+    def data_folder(self):
+        """Where the data files are: ``--data-dir``, else the folder the run
+        was trained from (if it still exists), else ``$DKNN_DATA_DIR``."""
+        s = self.setup
+        return self.data_dir or (
+            s['data_dir'] if s['data_dir'] and os.path.isdir(s['data_dir'])
+            else text_datasets.data_dir_from(None))
+
     @functools.cached_property
     def splits(self):
         """The run's splits, rebuilt from its data and checked against
         ``calib.json`` and the data's sha256 recorded at training (see
         :func:`text_datasets.get_dataset`)."""
         s = self.setup
-        data_dir = self.data_dir or (
-            s['data_dir'] if s['data_dir'] and os.path.isdir(s['data_dir'])
-            else text_datasets.data_dir_from(None))
+        data_dir = self.data_folder
         splits = text_datasets.get_dataset(
             s['dataset'], data_dir, s['char_based'], s['seed'], s['n_calib'],
             s['val_ratio'], vocab=self.vocab)

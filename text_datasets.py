@@ -486,3 +486,63 @@ def get_dataset(name, data_dir=None, char_based=False, seed=0, n_calib=1000,
                   calib_indices, len(names), names, len(pool), raw.skipped,
                   raw={'train': train, 'val': dev, 'test': raw.test,
                        'calib': calib})
+
+
+# ------------------------------------------- inputs from another data set
+
+OOD_EXTRA = ('imdb-sentences',)
+
+
+def imdb_sentences(data_dir=None, char_based=False, min_words=4):
+    """Sentences cut from the IMDB test reviews (HTML breaks removed), a
+    near-domain shift for a sentence-level sentiment model."""
+    path = locate(['aclImdb', 'aclImdb_v1.tar.gz',
+                   'aclImdb_v1_train_test.tar.gz'], URL_IMDB, data_dir)
+    out = []
+    try:
+        for _, text in sorted(_imdb_members(path, 'test')):
+            text = re.sub(r'<br\s*/?>', ' ', text)
+            for sentence in re.split(r'(?<=[.!?])\s+', text):
+                sentence = nlp_utils.normalize_text(sentence)
+                if len(sentence.split()) >= min_words:
+                    out.append((nlp_utils.split_text(sentence, char_based),))
+    except (tarfile.TarError, EOFError, OSError) as e:
+        raise DataError('{}: cannot read the IMDB archive ({}).'.format(
+            path, e))
+    return out
+
+
+def ood_inputs(name, data_dir=None, char_based=False, pair=False,
+               limit=2000, seed=0):
+    """The test inputs of data set ``name``, labels dropped, to feed a model
+    trained on another task as out-of-distribution inputs. A sentence model
+    gets a pair data set's hypotheses; a pair model accepts pairs only.
+
+    Args:
+        limit (int): at most this many, drawn with ``seed`` (0: all).
+
+    Returns:
+        list of token-field tuples: ``(tokens,)`` or ``(premise,
+        hypothesis)``.
+    """
+    if name not in DATASETS and name not in OOD_EXTRA:
+        raise DataError('unknown out-of-distribution data set {!r}; choose '
+                        'from {}'.format(name, ', '.join(
+                            sorted(DATASETS) + list(OOD_EXTRA))))
+    source_pair = name in DATASETS and DATASETS[name].pair
+    if pair and not source_pair:
+        raise DataError('{} holds single sentences, but this model reads '
+                        'premise-hypothesis pairs; choose a pair data set '
+                        '(snli)'.format(name))
+    if name == 'imdb-sentences':
+        inputs = imdb_sentences(data_dir, char_based)
+    else:
+        inputs = [fields for fields, _ in
+                  load_raw(name, data_dir, char_based).test]
+        if source_pair and not pair:
+            inputs = [fields[1:] for fields in inputs]   # the hypothesis
+    if limit and len(inputs) > limit:
+        keep = numpy.sort(numpy.random.RandomState(seed).permutation(
+            len(inputs))[:limit])
+        inputs = [inputs[i] for i in keep]
+    return inputs

@@ -48,19 +48,21 @@ def test_run_dknn_distributed_writes_what_one_process_does(tiny_run,
                                                            tmp_path):
     one = copy_run(tiny_run, tmp_path / 'one')
     two = copy_run(tiny_run, tmp_path / 'two')
+    uses = ['--conformal-sets', '--selective', '--ood', 'stsa.binary']
     r = subprocess.run([sys.executable, 'run_dknn.py', '--model-setup', one,
-                        '--k', '5'], capture_output=True, text=True,
+                        '--k', '5'] + uses, capture_output=True, text=True,
                        cwd=ROOT, timeout=300)
     assert r.returncode == 0, r.stderr
     r = mpirun(2, 'run_dknn.py', '--model-setup', two, '--k', '5',
-               '--distributed')
+               '--distributed', *uses)
     assert r.returncode == 0, r.stderr
     a = json.load(open(os.path.join(os.path.dirname(one),
                                     'dknn_results.json')))
     b = json.load(open(os.path.join(os.path.dirname(two),
                                     'dknn_results.json')))
     assert b['ranks'] == 2
-    for key in ('softmax', 'conformity', 'conformal'):
+    for key in ('softmax', 'conformity', 'conformal', 'conformal_sets',
+                'selective', 'ood'):
         assert a[key] == b[key]
 
 
