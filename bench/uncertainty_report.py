@@ -1,0 +1,193 @@
+#!/usr/bin/env python
+"""Conformal prediction sets, out-of-distribution detection and selective
+prediction on the grid's models, into RESULTS.md (and the cost of one OOD
+pair into BENCHMARKS.md).
+
+    python bench/uncertainty_report.py [--grid result/grid/s0]
+
+1. ``conformal-sets``: coverage and mean size of DkNN and softmax (LAC,
+   APS) prediction sets at eps = 0.05, 0.1 on every grid data set's seed-0
+   CNN, marginal and Mondrian. A coverage more than two standard errors
+   below 1 - eps (of the calibration draw and of the test sample) counts
+   as a failure of the guarantee.
+2. ``ood``: AUROC and FPR at 95% TPR of the six trust scores, the SST-2 CNN
+   against TREC, SUBJ, SNLI hypotheses and IMDB sentences; the TREC CNN
+   against SST-2. ROC figures go to ``docs/figures/ood_roc_*.png``.
+3. ``selective``: AURC of each score on every grid data set.
+
+Reads the grid's runs (``make grid``); SNLI comes from the offline
+stand-in of ``bench/snli_report.py`` (written here if missing). k = 75, the
+last layer, as the paper.
+"""
+import argparse
+import os
+import time
+
+import numpy
+
+from report import BENCHMARKS, RESULTS, ROOT, write_section  # NOQA (first)
+import dknn  # NOQA
+import render  # NOQA
+import runs  # NOQA
+import text_datasets  # NOQA
+import uncertainty  # NOQA
+
+DATASETS = ('stsa.binary', 'stsa.fine', 'TREC', 'subj', 'mpqa',
+            'rt-polarity')
+OOD_PAIRS = {'stsa.binary': ('TREC', 'subj', 'snli', 'imdb-sentences'),
+             'TREC': ('stsa.binary',)}
+EPS = (0.05, 0.1)
+SETS = ('dknn', 'softmax_lac', 'softmax_aps')
+
+
+def data_folder(shared):
+    """A folder of links to the shared data plus the SNLI stand-in."""
+    folder = os.path.join(ROOT, 'result', 'ood_data')
+    os.makedirs(folder, exist_ok=True)
+    standin = os.path.join(ROOT, 'result', 'snli', 'data')
+    if not os.path.isdir(os.path.join(standin, 'snli_1.0')):
+        text_datasets.write_snli_standin(
+            os.path.join(shared, 'snli', 'e-snli'), standin)
+    for name in os.listdir(shared):
+        link = os.path.join(folder, name)
+        if not os.path.lexists(link):
+            os.symlink(os.path.join(shared, name), link)
+    link = os.path.join(folder, 'snli_1.0')
+    if not os.path.lexists(link):
+        os.symlink(os.path.join(standin, 'snli_1.0'), link)
+    return folder
+
+
+def load(args, dataset):
+    run = runs.load(os.path.join(args.grid, dataset + '_cnn', 'args.json'),
+                    data_dir=args.data)
+    head, _ = dknn.for_run(run, k=75)
+    return run, head
+
+
+def slack(eps, n_calib, n_test):
+    """Two standard errors of the coverage of one calibration draw on one
+    test sample."""
+    return 2 * numpy.sqrt(eps * (1 - eps) * (1.0 / n_calib + 1.0 / n_test))
+
+
+def sets_rows(dataset, run, head):
+    rows = []
+    n_test = len(run.forward('test').labels)
+    for mondrian in (False, True):
+        sets = uncertainty.conformal_sets(run, head, EPS, mondrian)
+        for score in SETS:
+            cells = []
+            for e in EPS:
+                r = sets['table'][score]['{:g}'.format(e)]
+                cover = min(c for c in r['class_coverage'] if c is not None) \
+                    if mondrian else r['coverage']
+                fails = cover < 1 - e - slack(e, sets['n_calib'] / (
+                    run.setup['n_class'] if mondrian else 1), n_test / (
+                        run.setup['n_class'] if mondrian else 1))
+                cells.append('{:.3f}{} / {:.2f} / {:.0%}'.format(
+                    cover, ' **fails**' if fails else '', r['mean_size'],
+                    r['singleton']))
+            rows.append('| {} | {} | {} | {} |'.format(
+                dataset, render.SCORE_TITLES[score] +
+                (', Mondrian (worst class)' if mondrian else ''), *cells))
+    return rows
+
+
+def selective_row(dataset, run, head):
+    table, _ = uncertainty.selective(run, head)
+    best = min(table, key=lambda s: table[s]['aurc'])
+    return '| {} | {} |'.format(dataset, ' | '.join(
+        ('**{:.4f}**' if s == best else '{:.4f}').format(table[s]['aurc'])
+        for s in uncertainty.SCORES))
+
+
+def ood_rows(dataset, run, head, limit):
+    table, arrays = uncertainty.ood(run, head, OOD_PAIRS[dataset], limit)
+    render.plot_roc(arrays).savefig(os.path.join(
+        ROOT, 'docs', 'figures', 'ood_roc_{}_cnn.png'.format(dataset)),
+        dpi=100)
+    rows = []
+    for name in OOD_PAIRS[dataset]:
+        best = max(uncertainty.SCORES, key=lambda s: table[name][s]['auroc'])
+        rows.append('| {} | {} ({}) | {} |'.format(
+            dataset, name, table[name]['n'], ' | '.join(
+                ('**{:.3f} / {:.2f}**' if s == best else '{:.3f} / {:.2f}')
+                .format(table[name][s]['auroc'],
+                        table[name][s]['fpr_at_95_tpr'])
+                for s in uncertainty.SCORES)))
+    return rows
+
+
+def timing(args):
+    """One OOD pair end to end against run_dknn's own work, on SST-2."""
+    start = time.time()
+    run, head = load(args, 'stsa.binary')
+    test = run.forward('test')
+    uncertainty.answers(head, test)
+    dknn_seconds = time.time() - start
+    start = time.time()
+    uncertainty.ood(run, head, ['TREC'], args.limit)
+    return dknn_seconds, time.time() - start
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--grid', default='result/grid/s0')
+    p.add_argument('--limit', type=int, default=2000)
+    args = p.parse_args(argv)
+    args.data = data_folder(text_datasets.data_dir_from(None))
+    sets, selective, ood = [], [], []
+    for dataset in DATASETS:
+        run, head = load(args, dataset)
+        sets += sets_rows(dataset, run, head)
+        selective.append(selective_row(dataset, run, head))
+        if dataset in OOD_PAIRS:
+            ood += ood_rows(dataset, run, head, args.limit)
+    write_section('conformal-sets', '\n'.join([
+        '## Conformal prediction sets (`bench/uncertainty_report.py`)', '',
+        'Command: `python bench/uncertainty_report.py` (also: `python '
+        'run_dknn.py --model-setup ... --conformal-sets [--mondrian]`). '
+        'The grid\'s seed-0 CNNs, k = 75, last layer; 1000 calibration '
+        'examples. Each cell: coverage / mean set size / share of '
+        'singletons. **fails**: coverage more than two standard errors '
+        '(calibration draw and test sample) below 1 - eps; Mondrian rows '
+        'give the worst class, judged with per-class sample sizes.', '',
+        '| data set | sets from | eps = 0.05 | eps = 0.1 |',
+        '|---|---|---|---|'] + sets), RESULTS)
+    titles = [render.SCORE_TITLES[s] for s in uncertainty.SCORES]
+    write_section('ood', '\n'.join([
+        '## Out-of-distribution detection (`bench/uncertainty_report.py`)',
+        '', 'Command: `python bench/uncertainty_report.py` (also: `python '
+        'run_dknn.py --model-setup ... --ood TREC,subj,snli,imdb-sentences`). '
+        'In: the model\'s own test set; out: up to {} test inputs of another '
+        'data set (SNLI: hypotheses of the offline stand-in; '
+        'imdb-sentences: sentences cut from IMDB test reviews). Each cell: '
+        'AUROC / FPR at 95% TPR; the best AUROC of a row in bold.'
+        .format(args.limit), '',
+        '| model | out (n) | ' + ' | '.join(titles) + ' |',
+        '|---|---|' + '---|' * len(titles)] + ood), RESULTS)
+    write_section('selective', '\n'.join([
+        '## Selective prediction (`bench/uncertainty_report.py`)', '',
+        'Command: `python bench/uncertainty_report.py` (also: `python '
+        'run_dknn.py --model-setup ... --selective`). AURC, the mean error '
+        'rate over coverages 1/N .. 1 when abstaining on the least trusted '
+        'test inputs (lower is better; the best of a row in bold). The two '
+        'DkNN credibilities rank the DkNN\'s answers, the other scores the '
+        'softmax\'s.', '',
+        '| data set | ' + ' | '.join(titles) + ' |',
+        '|---|' + '---|' * len(titles)] + selective), RESULTS)
+    dknn_s, ood_s = timing(args)
+    write_section('ood-cost', '\n'.join([
+        '## The cost of one out-of-distribution pair '
+        '(`bench/uncertainty_report.py`)', '',
+        'SST-2 CNN against up to {} TREC questions, after the forward passes '
+        'are cached: {:.2f} s for the OOD scores (read TREC, one forward '
+        'pass, both DkNN rules, the normalised kNN index) against {:.2f} s '
+        'for run_dknn\'s own work (index, calibration, both rules on the '
+        'test set): **{:.1f}x**.'.format(args.limit, ood_s, dknn_s,
+                                          ood_s / dknn_s)]), BENCHMARKS)
+
+
+if __name__ == '__main__':
+    main()
