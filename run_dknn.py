@@ -50,9 +50,16 @@ def build_parser():
     p.add_argument('--lsh', action='store_true',
                    help='alias for --backend lsh (the original flag)')
     p.add_argument('--nlist', type=cli.int_at_least(1), default=256,
-                   help='faiss-ivf: k-means cells')
+                   help='faiss-ivf, faiss-ivfpq: k-means cells')
     p.add_argument('--nprobe', type=cli.int_at_least(1), default=16,
-                   help='faiss-ivf: cells searched per query (<= --nlist)')
+                   help='faiss-ivf, faiss-ivfpq: cells searched per query '
+                        '(<= --nlist)')
+    p.add_argument('--pq-m', type=cli.int_at_least(0), default=0,
+                   help='faiss-ivfpq: bytes of code per point (must divide '
+                        'the layer width; 0: the largest divisor <= 64)')
+    p.add_argument('--refine', type=cli.int_at_least(1), default=4,
+                   help='faiss-ivfpq: refine * k candidates by code are '
+                        'ranked by exact distance')
     p.add_argument('--hnsw-m', type=cli.int_at_least(1), default=32,
                    help='faiss-hnsw: links per node (>= 2)')
     p.add_argument('--ef-search', type=cli.int_at_least(1), default=128,
@@ -131,6 +138,8 @@ def summarise(out, labels, softmax_pred, n_bins=metrics.N_BINS):
 def backend_options(args):
     """The search backend's own flags, as keyword arguments."""
     return {'faiss-ivf': {'nlist': args.nlist, 'nprobe': args.nprobe},
+            'faiss-ivfpq': {'nlist': args.nlist, 'nprobe': args.nprobe,
+                            'pq_m': args.pq_m, 'refine': args.refine},
             'faiss-hnsw': {'M': args.hnsw_m, 'ef_search': args.ef_search}
             }.get(args.backend, {})
 

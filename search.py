@@ -31,6 +31,7 @@ class NeighbourIndex:
     """
 
     max_bytes = 64 << 20
+    refine = 1   # candidates ranked exactly: refine * k + margin(k)
 
     def __init__(self, points):
         self.points = points if isinstance(points, numpy.ndarray) and \
@@ -47,7 +48,7 @@ class NeighbourIndex:
         """(M, k) int64 indices and (M, k) float64 distances, nearest
         first."""
         queries = numpy.asarray(queries, numpy.float32)
-        kk = min(len(self), k + margin(k))
+        kk = min(len(self), self.refine * k + margin(k))
         idx, dist = rerank(self.points, queries,
                            self._candidates(queries, kk), k, self.max_bytes)
         short = (idx < 0).any(axis=1)   # an approximate index found < k
@@ -255,7 +256,9 @@ class FaissIndex(NeighbourIndex):
     def __init__(self, points):
         super().__init__(points)
         self.index = self._build(_faiss(), self.points.shape[1])
-        self.index.add(numpy.ascontiguousarray(self.points, numpy.float32))
+        for start in range(0, len(self.points), 1 << 16):   # no whole copy
+            self.index.add(numpy.ascontiguousarray(
+                self.points[start:start + (1 << 16)], numpy.float32))
 
     def _build(self, faiss, dim):
         return faiss.IndexFlatL2(dim)
@@ -284,8 +287,17 @@ class FaissIVFIndex(FaissIndex):
     def _build(self, faiss, dim):
         quantizer = faiss.IndexFlatL2(dim)
         index = faiss.IndexIVFFlat(quantizer, dim, self.nlist)
+        return self._trained(index, quantizer)
+
+    def _trained(self, index, quantizer):
+        """k-means (and codebooks) on a seeded sample of at most
+        max(64 nlist, 10000) points, as faiss advises."""
+        n = len(self.points)
+        take = min(n, max(64 * self.nlist, 10000))
+        rows = numpy.sort(numpy.random.RandomState(self.seed).permutation(
+            n)[:take]) if take < n else slice(None)
         index.cp.seed = self.seed
-        index.train(numpy.ascontiguousarray(self.points, numpy.float32))
+        index.train(numpy.ascontiguousarray(self.points[rows], numpy.float32))
         index.nprobe = self.nprobe
         self.quantizer = quantizer   # faiss keeps no Python reference
         return index
@@ -308,9 +320,38 @@ class FaissHNSWIndex(FaissIndex):
         return index
 
 
+class FaissIVFPQIndex(FaissIVFIndex):
+    """Approximate and compact: IVF cells as :class:`FaissIVFIndex`, each
+    point stored as ``pq_m`` bytes of product-quantiser codes (Jegou, Douze
+    and Schmid, 2011, faiss ``IndexIVFPQ``). The ``refine`` * k best by
+    code are then ranked by exact distance, reading only those rows of the
+    (memory-mapped) points: RAM holds the codes, disk the vectors. Report
+    its recall."""
+
+    def __init__(self, points, nlist=256, nprobe=16, pq_m=0, refine=4,
+                 seed=0):
+        dim = numpy.shape(points)[1]
+        self.pq_m = pq_m or max(m for m in range(1, min(dim, 64) + 1)
+                                if dim % m == 0)
+        if dim % self.pq_m:
+            raise UserError('--pq-m {} must divide the layer width {}'
+                            .format(self.pq_m, dim))
+        if len(points) < 256:
+            raise UserError('faiss-ivfpq needs at least 256 points to train '
+                            'its codebooks, not {}; use --backend faiss'
+                            .format(len(points)))
+        self.refine = refine
+        super().__init__(points, nlist, nprobe, seed)
+
+    def _build(self, faiss, dim):
+        quantizer = faiss.IndexFlatL2(dim)
+        return self._trained(faiss.IndexIVFPQ(quantizer, dim, self.nlist,
+                                              self.pq_m, 8), quantizer)
+
+
 BACKENDS = {'brute': BruteIndex, 'kdtree': KDTreeIndex, 'lsh': LSHIndex,
             'faiss': FaissIndex, 'faiss-ivf': FaissIVFIndex,
-            'faiss-hnsw': FaissHNSWIndex}
+            'faiss-hnsw': FaissHNSWIndex, 'faiss-ivfpq': FaissIVFPQIndex}
 EXACT = ('brute', 'kdtree', 'faiss')
 
 

@@ -29,8 +29,10 @@ from report import BENCHMARKS, ROOT, write_section  # NOQA (first)
 import search  # NOQA
 
 SIZES = ('100000x300', '300000x300', '550000x300', '550000x1200')
-BACKENDS = ('faiss-raw', 'brute', 'faiss', 'faiss-ivf', 'faiss-hnsw')
+BACKENDS = ('faiss-raw', 'brute', 'faiss', 'faiss-ivf', 'faiss-ivfpq',
+            'faiss-hnsw')
 OPTIONS = {'faiss-ivf': {'nlist': 1024, 'nprobe': 32},
+           'faiss-ivfpq': {'nlist': 1024, 'nprobe': 32, 'refine': 4},
            'faiss-hnsw': {'M': 32, 'ef_search': 256}}
 
 
