@@ -286,6 +286,8 @@ CASES = [
     flag('scaling', '--n-bins', '100000000000000000000'),
     flag('interp', '--neighbours', '20', '--k', '5',
          names='--neighbours 20 is more than the --k 5'),
+    flag('dknn', '--backend', 'faiss-ivfpq', '--nlist', '4', '--k', '5',
+         names='faiss-ivfpq needs at least 256 points'),
     flag('dknn', '--conformal-sets', '--epsilon', '0', names='--epsilon'),
     flag('dknn', '--conformal-sets', '--epsilon', '0.1', '1.5',
          names='--epsilon'),
