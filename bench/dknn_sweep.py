@@ -1,10 +1,9 @@
 #!/usr/bin/env python
 """How DkNN accuracy and calibration depend on k, layers and scoring.
 
-    python bench/dknn_sweep.py --runs result/grid/stsa.binary_cnn result/grid/stsa.binary_bilstm
+    python bench/dknn_sweep.py --runs result/grid/s0/stsa.binary_cnn result/grid/s0/stsa.binary_bilstm
 
-For each run (its saved ``dknn_index.npz`` is reused, so only the test set
-goes through the model), evaluates every combination of k, layer choice
+For each run (its cached forward passes are reused), evaluates every combination of k, layer choice
 and scoring rule, and writes the ``dknn-sweep`` section of RESULTS.md:
 DkNN accuracy minus softmax accuracy, and ECE of the credibility against
 the softmax's.

@@ -37,7 +37,11 @@ DATASETS = ('stsa.binary', 'stsa.fine', 'TREC', 'subj', 'mpqa',
 OOD_PAIRS = {'stsa.binary': ('TREC', 'subj', 'snli', 'imdb-sentences'),
              'TREC': ('stsa.binary',)}
 EPS = (0.05, 0.1)
-SETS = ('dknn', 'softmax_lac', 'softmax_aps')
+SETS = ('dknn', 'dknn_all', 'softmax_lac', 'softmax_aps')
+SCORES = uncertainty.SCORES + ('conformity_all',)
+TITLES = dict(render.SCORE_TITLES,
+              dknn_all='DkNN votes (conformal), all layers',
+              conformity_all='DkNN conformity, all layers')
 
 
 def data_folder(shared):
@@ -59,10 +63,12 @@ def data_folder(shared):
 
 
 def load(args, dataset):
+    """The seed-0 CNN of ``dataset``, its DkNN on the last layer (the
+    paper), and one on all layers (Papernot & McDaniel's)."""
     run = runs.load(os.path.join(args.grid, dataset + '_cnn', 'args.json'),
                     data_dir=args.data)
-    head, _ = dknn.for_run(run, k=75)
-    return run, head
+    return run, dknn.for_run(run, k=75)[0], \
+        dknn.for_run(run, k=75, layers='all')[0]
 
 
 def slack(eps, n_calib, n_test):
@@ -71,58 +77,82 @@ def slack(eps, n_calib, n_test):
     return 2 * numpy.sqrt(eps * (1 - eps) * (1.0 / n_calib + 1.0 / n_test))
 
 
-def sets_rows(dataset, run, head):
+def set_cell(r, e, n_calib, n_test):
+    """'coverage / size / singletons' of one summary; Mondrian
+    (``n_calib``, ``n_test`` per class): the class furthest below its
+    bound."""
+    if numpy.ndim(n_calib) == 0:
+        cover, fails, which = r['coverage'], r['coverage'] < 1 - e - slack(
+            e, n_calib, n_test), ''
+    else:
+        margins = [(c - (1 - e - slack(e, nc, nt)), c, j) for j, (c, nc, nt)
+                   in enumerate(zip(r['class_coverage'], n_calib, n_test))
+                   if c is not None and nc > 0]
+        margin, cover, j = min(margins)
+        fails, which = margin < 0, ' (class {}, {} test)'.format(
+            j, n_test[j])
+    return '{:.3f}{}{} / {:.2f} / {:.0%}'.format(
+        cover, which, ' **fails**' if fails else '', r['mean_size'],
+        r['singleton'])
+
+
+def sets_rows(dataset, run, last, every):
+    calib, test = run.forward('calib').labels, run.forward('test').labels
+    per_class = [numpy.bincount(y, minlength=run.setup['n_class'])
+                 for y in (calib, test)]
     rows = []
-    n_test = len(run.forward('test').labels)
     for mondrian in (False, True):
-        sets = uncertainty.conformal_sets(run, head, EPS, mondrian)
+        tables = uncertainty.conformal_sets(run, last, EPS, mondrian)['table']
+        tables['dknn_all'] = uncertainty.conformal_sets(
+            run, every, EPS, mondrian)['table']['dknn']
+        counts = per_class if mondrian else (len(calib), len(test))
         for score in SETS:
-            cells = []
-            for e in EPS:
-                r = sets['table'][score]['{:g}'.format(e)]
-                cover = min(c for c in r['class_coverage'] if c is not None) \
-                    if mondrian else r['coverage']
-                fails = cover < 1 - e - slack(e, sets['n_calib'] / (
-                    run.setup['n_class'] if mondrian else 1), n_test / (
-                        run.setup['n_class'] if mondrian else 1))
-                cells.append('{:.3f}{} / {:.2f} / {:.0%}'.format(
-                    cover, ' **fails**' if fails else '', r['mean_size'],
-                    r['singleton']))
-            rows.append('| {} | {} | {} | {} |'.format(
-                dataset, render.SCORE_TITLES[score] +
-                (', Mondrian (worst class)' if mondrian else ''), *cells))
+            rows.append('| {} | {}{} | {} |'.format(
+                dataset, TITLES[score], ', Mondrian (worst class)'
+                if mondrian else '', ' | '.join(
+                    set_cell(tables[score]['{:g}'.format(e)], e, *counts)
+                    for e in EPS)))
     return rows
 
 
-def selective_row(dataset, run, head):
-    table, _ = uncertainty.selective(run, head)
+def with_all_layers(table, every_table):
+    """A score table (score -> ...) plus the all-layers conformity."""
+    table = dict(table)
+    table['conformity_all'] = every_table['conformity']
+    return table
+
+
+def selective_row(dataset, run, last, every):
+    table = with_all_layers(uncertainty.selective(run, last)[0],
+                            uncertainty.selective(run, every)[0])
     best = min(table, key=lambda s: table[s]['aurc'])
     return '| {} | {} |'.format(dataset, ' | '.join(
         ('**{:.4f}**' if s == best else '{:.4f}').format(table[s]['aurc'])
-        for s in uncertainty.SCORES))
+        for s in SCORES))
 
 
-def ood_rows(dataset, run, head, limit):
-    table, arrays = uncertainty.ood(run, head, OOD_PAIRS[dataset], limit)
+def ood_rows(dataset, run, last, every, limit):
+    table, arrays = uncertainty.ood(run, last, OOD_PAIRS[dataset], limit)
+    every_table, _ = uncertainty.ood(run, every, OOD_PAIRS[dataset], limit)
     render.plot_roc(arrays).savefig(os.path.join(
         ROOT, 'docs', 'figures', 'ood_roc_{}_cnn.png'.format(dataset)),
         dpi=100)
     rows = []
     for name in OOD_PAIRS[dataset]:
-        best = max(uncertainty.SCORES, key=lambda s: table[name][s]['auroc'])
+        t = with_all_layers(table[name], every_table[name])
+        best = max(SCORES, key=lambda s: t[s]['auroc'])
         rows.append('| {} | {} ({}) | {} |'.format(
             dataset, name, table[name]['n'], ' | '.join(
                 ('**{:.3f} / {:.2f}**' if s == best else '{:.3f} / {:.2f}')
-                .format(table[name][s]['auroc'],
-                        table[name][s]['fpr_at_95_tpr'])
-                for s in uncertainty.SCORES)))
+                .format(t[s]['auroc'], t[s]['fpr_at_95_tpr'])
+                for s in SCORES)))
     return rows
 
 
 def timing(args):
     """One OOD pair end to end against run_dknn's own work, on SST-2."""
     start = time.time()
-    run, head = load(args, 'stsa.binary')
+    run, head, _ = load(args, 'stsa.binary')
     test = run.forward('test')
     uncertainty.answers(head, test)
     dknn_seconds = time.time() - start
@@ -139,23 +169,25 @@ def main(argv=None):
     args.data = data_folder(text_datasets.data_dir_from(None))
     sets, selective, ood = [], [], []
     for dataset in DATASETS:
-        run, head = load(args, dataset)
-        sets += sets_rows(dataset, run, head)
-        selective.append(selective_row(dataset, run, head))
+        run, last, every = load(args, dataset)
+        sets += sets_rows(dataset, run, last, every)
+        selective.append(selective_row(dataset, run, last, every))
         if dataset in OOD_PAIRS:
-            ood += ood_rows(dataset, run, head, args.limit)
+            ood += ood_rows(dataset, run, last, every, args.limit)
     write_section('conformal-sets', '\n'.join([
         '## Conformal prediction sets (`bench/uncertainty_report.py`)', '',
         'Command: `python bench/uncertainty_report.py` (also: `python '
         'run_dknn.py --model-setup ... --conformal-sets [--mondrian]`). '
-        'The grid\'s seed-0 CNNs, k = 75, last layer; 1000 calibration '
+        'The grid\'s seed-0 CNNs, k = 75 per layer, in the last layer (the '
+        'paper) or in all four (Papernot & McDaniel); 1000 calibration '
         'examples. Each cell: coverage / mean set size / share of '
         'singletons. **fails**: coverage more than two standard errors '
-        '(calibration draw and test sample) below 1 - eps; Mondrian rows '
-        'give the worst class, judged with per-class sample sizes.', '',
+        '(calibration draw and test sample) below 1 - eps. Mondrian rows '
+        'give the class furthest below its own bound (two standard errors '
+        'from that class\'s calibration and test counts).', '',
         '| data set | sets from | eps = 0.05 | eps = 0.1 |',
         '|---|---|---|---|'] + sets), RESULTS)
-    titles = [render.SCORE_TITLES[s] for s in uncertainty.SCORES]
+    titles = [TITLES[s] for s in SCORES]
     write_section('ood', '\n'.join([
         '## Out-of-distribution detection (`bench/uncertainty_report.py`)',
         '', 'Command: `python bench/uncertainty_report.py` (also: `python '
