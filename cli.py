@@ -258,5 +258,7 @@ def communicator(name='naive'):
     if comm.size == 1:
         print('note: --distributed with one MPI rank; start it with '
               'mpiexec -n N to split the work')
+    import search
+    search.share_cores(comm.intra_size)   # ranks on this machine share it
     _COMM[:] = [comm]
     return comm

@@ -147,7 +147,7 @@ class DkNN:
         device: Chainer device the model runs on.
     """
 
-    def __init__(self, model, layers='last', k=75, backend='brute',
+    def __init__(self, model, layers='last', k=75, backend=search.DEFAULT,
                  scoring='conformity', device=None, batchsize=256,
                  pool='layer', backend_options=None):
         if backend not in search.BACKENDS:

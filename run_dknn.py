@@ -45,7 +45,7 @@ def build_parser():
     p.add_argument('--pool', default='layer', choices=dknn.POOLS,
                    help='--k neighbours in each layer (the original code), '
                         'or in total over the layers')
-    p.add_argument('--backend', default='brute', choices=sorted(
+    p.add_argument('--backend', default=search.DEFAULT, choices=sorted(
         search.BACKENDS), help='nearest-neighbour search')
     p.add_argument('--lsh', action='store_true',
                    help='alias for --backend lsh (the original flag)')
@@ -56,7 +56,8 @@ def build_parser():
                         '(<= --nlist)')
     p.add_argument('--pq-m', type=cli.int_at_least(0), default=0,
                    help='faiss-ivfpq: bytes of code per point (must divide '
-                        'the layer width; 0: the largest divisor <= 64)')
+                        'the layer width; 0: the largest divisor <= '
+                        'width / 4)')
     p.add_argument('--refine', type=cli.int_at_least(1), default=4,
                    help='faiss-ivfpq: refine * k candidates by code are '
                         'ranked by exact distance')
@@ -144,7 +145,7 @@ def backend_options(args):
             }.get(args.backend, {})
 
 
-def evaluate(run, k=75, layers='last', backend='brute',
+def evaluate(run, k=75, layers='last', backend=search.DEFAULT,
              scorings=dknn.SCORINGS, batchsize=256, pool='layer',
              options=None, comm=None):
     """Softmax and DkNN on the run's test set.
@@ -221,8 +222,8 @@ def recall(head, run, out, test):
     train = run.forward('train')
     return {name: search.recall_at_k(
         out.neighbours[name].indices,
-        search.BruteIndex(train.layers[name]).query(test.layers[name],
-                                                  head.k)[0])
+        search.BACKENDS[search.DEFAULT](train.layers[name]).query(
+            test.layers[name], head.k)[0])
         for name in head.layers}
 
 
@@ -288,7 +289,7 @@ def report_uncertainty(results):
                              t['aurc'], '%.4f' % t['risk_at']['0.8'], ''))
 
 
-def evaluate_run(run, k=75, layers='last', backend='brute',
+def evaluate_run(run, k=75, layers='last', backend=search.DEFAULT,
                  scorings=dknn.SCORINGS, batchsize=256, pool='layer',
                  options=None, comm=None, uses=None):
     """:func:`evaluate`, writing ``dknn_results.json`` and

@@ -69,7 +69,7 @@ class KthDistance:
     def __init__(self, head, layer):
         index = head.indices[layer]
         local = getattr(index, 'local', index)
-        unit = search.BruteIndex(_unit(local.points))
+        unit = search.BACKENDS[search.DEFAULT](_unit(local.points))
         self.index = unit if local is index else search.ShardedIndex(
             unit, index.offset, index.comm)
         self.layer, self.k = layer, head.k

@@ -55,7 +55,7 @@ def timing_section(ex, xs, args):
         'Command: `python bench/bench_interpretations.py --model-setup '
         '{}`'.format(args.model_setup), '',
         'The whole SST-2 test set: {} sentences, {} inputs with the '
-        'leave-one-out variants, k = 75, last layer, brute search.'.format(
+        'leave-one-out variants, k = 75, last layer, exact search (the default backend).'.format(
             len(xs), n_variants), '',
         '| | seconds |', '|---|---|',
         '| building the DkNN from the cached forward passes (once) | '

@@ -86,6 +86,7 @@ def worker(args):
     if args.sharded:
         import chainermn
         comm = chainermn.create_communicator('naive')
+        search.share_cores(comm.intra_size)   # as run_dknn --distributed
         offset = len(points) * comm.rank // comm.size
         points = points[offset:len(points) * (comm.rank + 1) // comm.size]
     base = rss_mib()
@@ -133,6 +134,7 @@ def rows_for(size, backends, k, n_queries, mpi):
     section can be rewritten from every size measured so far."""
     n, dim = (int(x) for x in size.split('x'))
     rows = []
+    os.makedirs(os.path.join(ROOT, 'result'), exist_ok=True)
     with tempfile.TemporaryDirectory(dir=os.path.join(ROOT, 'result')) as d:
         make_data(d, n, dim, n_queries)
         exact = measure(d, 'brute', k)
@@ -145,12 +147,23 @@ def rows_for(size, backends, k, n_queries, mpi):
                 r = measure(d, b, k, sharded=True)
                 rows.append((size, b, 2, r, search.recall_at_k(
                     r['indices'], exact['indices'])))
-    os.makedirs(SAVED, exist_ok=True)
-    with open(os.path.join(SAVED, size + '.json'), 'w') as f:
-        json.dump([(s, b, ranks, {k: v for k, v in r.items()
-                                  if k != 'indices'}, recall)
-                   for s, b, ranks, r, recall in rows], f)
+    save(size, [(s, b, ranks, {k: v for k, v in r.items()
+                                if k != 'indices'}, recall)
+                for s, b, ranks, r, recall in rows])
     return rows
+
+
+def save(size, rows):
+    """Keep a size's rows: these replace the saved ones of the same backend
+    and rank count (a rerun of some backends keeps the others)."""
+    os.makedirs(SAVED, exist_ok=True)
+    path = os.path.join(SAVED, size + '.json')
+    kept = {(r[1], r[2]): r for r in saved_rows([size])}
+    kept.update({(r[1], r[2]): r for r in rows})
+    order = {b: i for i, b in enumerate(BACKENDS)}
+    with open(path, 'w') as f:
+        json.dump(sorted(kept.values(), key=lambda r: (
+            r[2], order.get(r[1], len(order)))), f)
 
 
 def saved_rows(sizes):
@@ -185,11 +198,35 @@ def section(rows, n_queries, k):
         'file; {} queries, k = {}; each backend in a fresh process. Options: '
         '{}. "faiss-raw" is faiss\'s IndexFlatL2 searched alone, the '
         'yardstick; every backend of the tool also ranks k + max(8, k/8) '
-        'candidates by exact distance (the step the sharded merge needs). "Peak memory" is the process\'s peak '
+        'candidates by exact distance (the step the sharded merge needs). '
+        '"Peak memory" is the process\'s peak '
         'resident memory after mapping the points, so it counts the pages of '
         'the points it read, any copy the index keeps, and scratch. Ranks 2: '
         '`mpiexec -n 2`, each rank holding half the points, on this 2-core '
-        'machine.'.format(n_queries, k, json.dumps(OPTIONS)), ''] + lines)
+        'machine (each rank gets one core: `search.share_cores`). '
+        'faiss-ivfpq stores width / 4 bytes of code per point.'.format(
+            n_queries, k, json.dumps(OPTIONS)), ''] + lines + [
+        ''] + summary(rows))
+
+
+def summary(rows):
+    """Bullets: the default backend against faiss flat alone and against
+    brute, and two ranks against one, at every size."""
+    query = {(s, b, ranks): r['query'] for s, b, ranks, r, _ in rows}
+    sizes = list(dict.fromkeys(s for s, *_ in rows))
+
+    def ratios(a, b):
+        return ', '.join('{} {:.2f}x'.format(s, query[a(s)] / query[b(s)])
+                         for s in sizes if a(s) in query and b(s) in query)
+    d = search.DEFAULT
+    return [
+        '- The default backend (`{}`) against faiss flat alone (goal: within '
+        '1.2x): {}.'.format(d, ratios(lambda s: (s, d, 1),
+                                       lambda s: (s, 'faiss-raw', 1))),
+        '- The default against `brute`: {}.'.format(ratios(
+            lambda s: (s, d, 1), lambda s: (s, 'brute', 1))),
+        '- `{}` on 2 ranks against 1 (same 2 cores): {}.'.format(d, ratios(
+            lambda s: (s, d, 2), lambda s: (s, d, 1)))]
 
 
 def main(argv=None):

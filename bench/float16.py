@@ -7,7 +7,7 @@ in accuracy, and saves in memory. Into BENCHMARKS.md.
 
 For each run, the forward passes are computed twice in memory (nothing is
 written to the run folder), as float32 and as float16, and the DkNN
-(k = 75, last layer, brute search) answers the test set from each: accuracy
+(k = 75, last layer, exact search) answers the test set from each: accuracy
 of both rules, agreement of the predictions, the largest change of a
 credibility, recall@75 of the float16 neighbours against the float32
 ones, and the bytes of the training activations.
@@ -62,7 +62,7 @@ def main(argv=None):
     write_section('float16', '\n'.join([
         '## Hidden layers as float16 (`bench/float16.py`)', '',
         'Command: `python bench/float16.py --model-setup {}`. k = 75, last '
-        'layer, brute search; each cell float32 / float16.'.format(
+        'layer, exact search; each cell float32 / float16.'.format(
             ' '.join(args.model_setup)), '',
         '| run | conformity acc. | conformal acc. | same prediction | largest '
         'credibility change | recall@75 of float16 neighbours | training '

@@ -300,7 +300,7 @@ def grid_section(md, rows, args, seconds):
     return '\n'.join([
         '## The paper\'s table: softmax vs DkNN (`bench/grid.py`)', '',
         'Command: `make grid` (`python bench/grid.py`). k = {}, the last '
-        'layer, brute search; DkNN credibility is the conformity share. '
+        'layer, exact search; DkNN credibility is the conformity share. '
         'Recipes: {}. Word-level models use GloVe 6B 50d; the char-level '
         'CNN learns its embeddings. Seeds: {} for the CNN cells, {} for '
         'the BiLSTM and char-CNN cells; mean ± standard deviation over '

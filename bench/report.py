@@ -26,7 +26,7 @@ HEADERS = {
 ORDER = ['bad-input', 'seeds', 'training', 'sst2-dknn', 'claims', 'reduction',
          'saturation', 'saturation-sweep', 'human-alignment', 'char',
          'grid', 'dknn-sweep', 'grid-analysis', 'faithfulness', 'snli',
-         'conformal-sets', 'ood', 'selective', 'dknn', 'interpretations',
+         'conformal-sets', 'ood', 'selective', 'uncertainty-analysis', 'dknn', 'interpretations',
          'scale', 'float16', 'ood-cost']
 BLOCK = re.compile(r'<!-- ([\w-]+) -->\n.*?\n<!-- /\1 -->', re.S)
 

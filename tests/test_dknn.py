@@ -68,7 +68,7 @@ def test_ivfpq_stores_codes_and_refines_to_high_recall():
     queries = points[:100] + 0.1 * rng.randn(100, 32).astype('f')
     exact_idx, exact_d = search.BruteIndex(points).query(queries, 25)
     index = search.FaissIVFPQIndex(points, nlist=8, nprobe=8)
-    assert index.pq_m == 32 and index.index.code_size == 32
+    assert index.pq_m == 8 and index.index.code_size == 8   # 32 dims / 4
     idx, dist = index.query(queries, 25)
     assert search.recall_at_k(idx, exact_idx) > 0.9
     same = idx == exact_idx
@@ -270,6 +270,26 @@ def test_faiss_missing_is_one_line(run_copy, monkeypatch):
                        'faiss'])
 
 
+def test_faiss_index_holds_one_float32_copy(tmp_path, monkeypatch):
+    """The default backend fills faiss's storage in place, a chunk at a
+    time, from memory-mapped float16 activations: exactly N x D float32,
+    and the brute neighbours."""
+    rng = numpy.random.RandomState(4)
+    path = str(tmp_path / 'layer.npy')
+    numpy.save(path, rng.randn(1000, 24).astype(numpy.float16))
+    points = numpy.load(path, mmap_mode='r')
+    monkeypatch.setattr(search.FaissIndex, 'chunk_bytes', 300 * 24 * 4)  # 4
+    index = search.BACKENDS[search.DEFAULT](points)
+    assert search.DEFAULT == 'faiss'
+    assert index.index.ntotal == 1000
+    assert index.index.codes.size() == 1000 * 24 * 4
+    queries = rng.randn(50, 24).astype(numpy.float32)
+    i_f, d_f = index.query(queries, 7)
+    i_b, d_b = search.BruteIndex(points).query(queries, 7)
+    numpy.testing.assert_array_equal(i_f, i_b)
+    numpy.testing.assert_array_equal(d_f, d_b)
+
+
 def test_brute_index_memory_stays_near_the_activations():
     """The index holds only the points' norms beyond the activations, and a
     search's scratch stays under max_bytes (tracemalloc)."""
@@ -290,3 +310,16 @@ def test_brute_index_memory_stays_near_the_activations():
     exact = numpy.argsort(((points[None] - queries[:5, None]) ** 2).sum(-1),
                           axis=1, kind='stable')[:, :10]
     numpy.testing.assert_array_equal(idx[:5], exact)
+
+
+def test_share_cores_divides_the_machine_between_ranks():
+    """Ranks on one machine split its cores for faiss and BLAS."""
+    import faiss
+    from threadpoolctl import threadpool_info
+    try:
+        threads = search.share_cores(2)
+        assert threads == max(1, (os.cpu_count() or 1) // 2)
+        assert faiss.omp_get_max_threads() == threads
+        assert all(p['num_threads'] <= threads for p in threadpool_info())
+    finally:
+        search.share_cores(1)
