@@ -172,12 +172,12 @@ for _name, _title, _scores in (
 
 def vanilla_gradient(explainer, xs):
     """(d log p(prediction) / d e_t) . e_t for each explained token t."""
-    probs = softmax_scores(explainer, xs)
-    preds = probs.argmax(axis=1).astype(numpy.int32)
     device_xs = nlp_utils.send_xs(xs, explainer.device)
-    ys = explainer.device.send(preds) if explainer.device is not None \
-        else preds
-    grads, embs = explainer.model.embedding_gradients(device_xs, ys)
+    # the loss is taken against the model's own predictions
+    grads, embs, logits = explainer.model.embedding_gradients(
+        device_xs, with_logits=True)
+    probs = metrics.softmax(nets.to_cpu(logits))
+    preds = probs.argmax(axis=1)
     out = []
     for x, g, e, pred, p in zip(xs, grads, embs, preds, probs):
         # per token g . e; the loss is -log p, so negate for support
@@ -193,11 +193,16 @@ INTERPRETERS['grad'] = Method('vanilla gradient', vanilla_gradient)
 
 
 def explain(explainer, xs, method, chunk=64, desc=None):
-    """Run one registered method over many inputs, ``chunk`` at a time."""
-    out = []
+    """Run one registered method over many inputs, ``chunk`` at a time
+    (inputs of similar lengths together: less padding)."""
+    order = nlp_utils.length_order(xs)
+    out = [None] * len(xs)
     for i in tqdm(range(0, len(xs), chunk), desc=desc, disable=desc is None,
                   leave=False):
-        out.extend(INTERPRETERS[method].explain(explainer, xs[i:i + chunk]))
+        rows = order[i:i + chunk]
+        for r, a in zip(rows, INTERPRETERS[method].explain(
+                explainer, [xs[r] for r in rows])):
+            out[r] = a
     return out
 
 

@@ -224,18 +224,21 @@ class Classifier(chainer.Chain):
         return logits.array, collections.OrderedDict(
             (k, v.array) for k, v in layers.items())
 
-    def embedding_gradients(self, xs, ys=None):
+    def embedding_gradients(self, xs, ys=None, with_logits=False):
         """Gradient of the loss with respect to each token's embedding.
 
         Args:
             xs (list): B inputs.
             ys ((B,) int array): labels the loss is taken against; None
                 takes the model's own predictions.
+            with_logits (bool): also return the (B, C) logits of the same
+                forward pass.
 
         Returns:
             tuple: (grads, embeddings), each shaped like ``xs`` with every
-            (L,) id array replaced by an (L, E) float array. Each example's
-            loss is its own (the batch loss is a sum), so examples do not mix.
+            (L,) id array replaced by an (L, E) float array, and the logits
+            if asked. Each example's loss is its own (the batch loss is a
+            sum), so examples do not mix.
         """
         seqs = self._sequences(xs)
         sections = self._sections(seqs)
@@ -251,7 +254,8 @@ class Classifier(chainer.Chain):
             loss.backward()
         grads = self.xp.split(flat.grad, sections)
         embs = self.xp.split(flat.array, sections)
-        return self._regroup(grads, len(xs)), self._regroup(embs, len(xs))
+        out = self._regroup(grads, len(xs)), self._regroup(embs, len(xs))
+        return out + (logits.array,) if with_logits else out
 
 
 class TextClassifier(Classifier):
@@ -352,18 +356,20 @@ def predict_inputs(model, xs, device, batchsize=256, desc=None, alloc=None,
     """
     alloc = alloc or _in_memory
     logits, layers = None, collections.OrderedDict()
+    order = nlp_utils.length_order(xs)   # batches of similar lengths
     starts = range(0, len(xs), batchsize)
     for i in tqdm(starts, desc=desc, disable=desc is None, leave=False):
-        out, hidden = model.predict(nlp_utils.send_xs(xs[i:i + batchsize],
+        rows = numpy.sort(order[i:i + batchsize])
+        out, hidden = model.predict(nlp_utils.send_xs([xs[r] for r in rows],
                                                       device))
         if logits is None:
             logits = alloc('logits', (len(xs), out.shape[1]), numpy.float32)
             for name, h in hidden.items():
                 layers[name] = alloc('layer.' + name, (len(xs), h.shape[1]),
                                      dtype)
-        logits[i:i + len(out)] = to_cpu(out)
+        logits[rows] = to_cpu(out)
         for name, h in hidden.items():
-            layers[name][i:i + len(out)] = to_cpu(h)
+            layers[name][rows] = to_cpu(h)
     if logits is None:
         return numpy.zeros((0, model.n_class), numpy.float32), layers
     return logits, layers

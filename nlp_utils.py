@@ -136,6 +136,13 @@ def parts(x):
     return list(x) if isinstance(x, tuple) else [x]
 
 
+def length_order(xs):
+    """(B,) indices of inputs ``xs`` from the shortest to the longest
+    (stable): batches of similar lengths pad less."""
+    return numpy.argsort([sum(len(p) for p in parts(x)) for x in xs],
+                         kind='stable')
+
+
 def explained_parts(pair, field='hypothesis'):
     """Indices of the explained parts: (0,) for a sentence, else the
     field's parts of a pair."""

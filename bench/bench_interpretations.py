@@ -68,12 +68,20 @@ def timing_section(ex, xs, args):
         '', '- Batched is **{:.1f}x** faster than the one-sentence loop '
         '(goal: the whole test set in under 120 s: {:.1f} s).'.format(
             t_ref / t_batched, t_batched),
-        '- The two give the same importances for {} of {} sentences; the '
-        'others differ by at most {:.4f} (one neighbour in {}): float '
-        'rounding differs with the batch shape (logits by about 1e-6), which '
-        'flips a near-tie among the neighbours.'.format(
-            same, len(ref), max(gaps), ex.k)])
+        agreement(same, len(ref), max(gaps), ex.k)])
     return body, batched
+
+
+def agreement(same, n, gap, k):
+    """The bullet comparing batched and one-at-a-time importances."""
+    if same == n:
+        return '- The two give identical importances for all {} ' \
+            'sentences.'.format(n)
+    return ('- The two give the same importances for {} of {} sentences; the '
+            'others differ by at most {:.4f} (one neighbour in {}): float '
+            'rounding differs with the batch shape (activations by about '
+            '1e-6), which flips a near-tie among the neighbours.'.format(
+                same, n, gap, k))
 
 
 if __name__ == '__main__':
