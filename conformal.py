@@ -56,10 +56,14 @@ def lac_nonconformity(probs):
 
 def aps_nonconformity(probs):
     """(B, C) probabilities -> (B, C) total probability of the labels whose
-    probability is at least p_j (j and its ties included)."""
+    probability is at least p_j (j and its ties included), taken as 1 minus
+    the mass strictly below p_j: the least likely label scores exactly 1,
+    not 1 up to the rounding of a float32 softmax (on two classes, half
+    the calibration scores sit there, and rounding would decide the
+    quantile)."""
     probs = numpy.asarray(probs, numpy.float64)
-    at_least = probs[:, None, :] >= probs[:, :, None]          # (B, C, C)
-    return (at_least * probs[:, None, :]).sum(axis=2)
+    below = probs[:, None, :] < probs[:, :, None]              # (B, C, C)
+    return 1.0 - (below * probs[:, None, :]).sum(axis=2)
 
 
 def true_label_scores(nonconformity, labels):
