@@ -110,3 +110,26 @@ def test_cnn_widths_set_the_filters():
     x = numpy.array([1, 2, 3, 0], numpy.int32)
     _, layers = model.predict([x])
     assert layers['cnn'].shape == (1, 12)
+
+
+@pytest.mark.parametrize('model', ['cnn', 'bilstm'])
+def test_predict_inputs_answers_in_input_order(model):
+    """Batches are formed from inputs of similar lengths; the answers come
+    back in the order of the inputs."""
+    clf = make(model)
+    xs = sentences([9, 2, 7, 3, 8, 1, 5])
+    logits, layers = nets.predict_inputs(clf, xs, None, batchsize=2)
+    for i, x in enumerate(xs):
+        alone, alone_layers = clf.predict([x])
+        numpy.testing.assert_allclose(logits[i], alone[0], atol=1e-5)
+        for name in layers:
+            numpy.testing.assert_allclose(layers[name][i],
+                                          alone_layers[name][0], atol=1e-5)
+
+
+def test_embedding_gradients_can_return_their_logits():
+    clf = make('cnn')
+    xs = sentences([4, 6, 2])
+    grads, embs, logits = clf.embedding_gradients(xs, with_logits=True)
+    numpy.testing.assert_allclose(logits, clf.predict(xs)[0], atol=1e-5)
+    assert [g.shape for g in grads] == [e.shape for e in embs]
