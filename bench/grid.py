@@ -308,8 +308,8 @@ def grid_section(md, rows, args, seconds):
         'standard deviation of the difference, whichever is larger. Each '
         'run\'s files are in `{}/sSEED/CELL/`, its log in `{}/logs/`. Cost: '
         '{:.0f} minutes for all cells (training, DkNN and scaling, summed '
-        'over the cells\' own timings, on 2 CPU cores shared with other '
-        'benchmarks); this invocation took {:.0f} minutes (finished cells '
+        'over the cells\' own timings, on 2 CPU cores); this invocation '
+        'took {:.0f} minutes (finished cells '
         'are reused).'.format(args.k, recipes, args.seeds, args.bilstm_seeds,
                               args.out, args.out, sum(
                                   sum(r['seconds'].values()) for r in rows)
