@@ -13,6 +13,8 @@ Euclidean distances, nearest first:
 
 :func:`recall_at_k` measures an approximate backend against exact search.
 """
+import os
+
 import numpy
 
 from cli import UserError
@@ -410,7 +412,6 @@ def share_cores(ranks_here):
     Returns:
         int: the threads each rank may use.
     """
-    import os
     from threadpoolctl import threadpool_limits   # scikit-learn's dependency
     threads = max(1, (os.cpu_count() or 1) // max(1, ranks_here))
     threadpool_limits(threads)

@@ -6,8 +6,8 @@
 Compares, in one run on the same model and arrays:
 
 * each backend (faiss, the default; brute, kdtree, lsh) against a
-  reference that reproduces the original algorithm: one KDTree per layer queried one example at a time,
-  votes counted with a Counter;
+  reference that reproduces the original algorithm: one KDTree per layer
+  queried one example at a time, votes counted with a Counter;
 * the brute backend's search against a bare numpy matmul + argpartition
   (no chunking, no exact re-rank): the practical limit here;
 * LSH recall@k against exact search; peak memory (tracemalloc) of searches.
