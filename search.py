@@ -365,9 +365,9 @@ class FaissIVFPQIndex(FaissIVFIndex):
     def __init__(self, points, nlist=256, nprobe=16, pq_m=0, refine=4,
                  seed=0):
         dim = numpy.shape(points)[1]
-        # default: a byte per 4 dimensions, 1/16 of float32 (at 550k points,
-        # recall@75 0.94 for 300-d and 0.93 for 1200-d, where a 64-byte cap
-        # gave 0.85 and 0.30: BENCHMARKS.md)
+        # default: a byte per 4 dimensions, 1/16 of float32. At 550k points
+        # recall@75 is 0.94 for 300-d and 0.93 for 1200-d (BENCHMARKS.md);
+        # the earlier cap of 64 bytes gave 0.85 and 0.30 in the same bench
         self.pq_m = pq_m or max(m for m in range(1, max(1, dim // 4) + 1)
                                 if dim % m == 0)
         if dim % self.pq_m:
