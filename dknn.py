@@ -31,7 +31,7 @@ import numpy
 import nets
 import nlp_utils
 import search
-from cli import UserError
+from errors import UserError
 
 SCORINGS = ('conformity', 'conformal')
 POOLS = ('layer', 'total')

@@ -25,19 +25,19 @@ from dataclasses import dataclass
 import numpy
 from tqdm import tqdm
 
-import artifacts as artifacts_lib
-import cli
+from toolkit import artifacts as artifacts_lib
+from toolkit import cli
 import dknn as dknn_lib
-import faithfulness
-import metrics
+from toolkit import faithfulness
+from toolkit import metrics
 import nets
 import nlp_utils
-import reduction
-import render
-import runs
-from cli import UserError
+from toolkit import reduction
+from toolkit import render
+from toolkit import runs
+from errors import UserError
 from nlp_utils import parts, remove, slots
-from temperature import TemperatureScaling
+from toolkit.temperature import TemperatureScaling
 
 
 @dataclass

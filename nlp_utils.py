@@ -23,7 +23,7 @@ import numpy
 
 import chainer
 
-from cli import UserError
+from errors import UserError
 
 EOS = '<eos>'
 UNK = '<unk>'

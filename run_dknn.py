@@ -22,16 +22,16 @@ import argparse
 import os
 import time
 
-import cli
-import conformal
+from toolkit import cli
+from toolkit import conformal
 import dknn
-import metrics
-import render
-import runs
-import safeio
+from toolkit import metrics
+from toolkit import render
+from toolkit import runs
+from toolkit import safeio
 import search
 import text_datasets
-import uncertainty
+from toolkit import uncertainty
 
 
 def build_parser():

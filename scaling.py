@@ -13,14 +13,14 @@ the softmax, the temperature-scaled softmax and DkNN credibility (k, layers
 and scoring rule as given; ``--no-dknn`` leaves that panel out).
 """
 
-import cli
+from toolkit import cli
 import dknn
-import metrics
-import render
-import runs
+from toolkit import metrics
+from toolkit import render
+from toolkit import runs
 import text_datasets
-from metrics import N_BINS
-from temperature import TemperatureScaling
+from toolkit.metrics import N_BINS
+from toolkit.temperature import TemperatureScaling
 
 
 def build_parser():

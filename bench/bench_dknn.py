@@ -24,7 +24,7 @@ import numpy
 from report import write_section  # NOQA (first: sets sys.path)
 import dknn  # NOQA
 import nets  # NOQA
-import runs  # NOQA
+from toolkit import runs  # NOQA
 import search  # NOQA
 
 

@@ -16,7 +16,7 @@ import numpy
 
 from report import write_section  # NOQA (first: sets sys.path)
 import interpretations as interp  # NOQA
-import runs  # NOQA
+from toolkit import runs  # NOQA
 
 
 def main(argv=None):

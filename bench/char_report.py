@@ -19,10 +19,10 @@ import argparse
 import numpy
 
 from report import RESULTS, write_section  # NOQA (first: sets sys.path)
-import faithfulness  # NOQA
+from toolkit import faithfulness  # NOQA
 import interpretations as interp  # NOQA
 import run_dknn  # NOQA
-import runs  # NOQA
+from toolkit import runs  # NOQA
 
 
 def toward_positive(att):

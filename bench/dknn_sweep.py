@@ -13,9 +13,9 @@ import os
 
 from report import RESULTS, write_section  # NOQA (first: sets sys.path)
 import dknn  # NOQA
-import metrics  # NOQA
-import runs  # NOQA
-from metrics import expected_calibration_error  # NOQA
+from toolkit import metrics  # NOQA
+from toolkit import runs  # NOQA
+from toolkit.metrics import expected_calibration_error  # NOQA
 
 KS = (5, 10, 25, 75, 200)
 LAYERS = ('last', 'all')

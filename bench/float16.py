@@ -20,7 +20,7 @@ import numpy
 from report import write_section  # NOQA (first: sets sys.path)
 import dknn  # NOQA
 import run_dknn  # NOQA
-import runs  # NOQA
+from toolkit import runs  # NOQA
 import search  # NOQA
 
 

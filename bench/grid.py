@@ -27,12 +27,12 @@ from report import RESULTS, write_section  # NOQA (first: sets sys.path)
 import dknn  # NOQA
 import interpretations  # NOQA
 import run_dknn  # NOQA
-import runs  # NOQA
-import safeio  # NOQA
+from toolkit import runs  # NOQA
+from toolkit import safeio  # NOQA
 import scaling  # NOQA
 import text_datasets  # NOQA
 import train_text_classifier  # NOQA
-from cli import UserError  # NOQA
+from errors import UserError  # NOQA
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,8 @@ from scipy.stats import spearmanr
 
 from report import RESULTS, write_section  # NOQA (first: sets sys.path)
 import interpretations as interp  # NOQA
-import runs  # NOQA
-from cli import UserError  # NOQA
+from toolkit import runs  # NOQA
+from errors import UserError  # NOQA
 
 METHODS = ('dknn', 'softmax', 'calibrated', 'grad')
 

@@ -21,7 +21,7 @@ import numpy
 from report import write_section  # NOQA (first: sets sys.path)
 import interpretations  # NOQA
 import run_dknn  # NOQA
-import runs  # NOQA
+from toolkit import runs  # NOQA
 import text_datasets  # NOQA
 import train_text_classifier  # NOQA
 

@@ -21,9 +21,9 @@ import numpy
 
 from report import BENCHMARKS, RESULTS, write_section  # NOQA (first)
 import interpretations  # NOQA
-import reduction  # NOQA
-import render  # NOQA
-import runs  # NOQA
+from toolkit import reduction  # NOQA
+from toolkit import render  # NOQA
+from toolkit import runs  # NOQA
 
 
 def reduce_one(folder, method='grad', first=None, beam=5):

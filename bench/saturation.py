@@ -18,10 +18,10 @@ import argparse
 import functools
 
 from report import RESULTS, write_section  # NOQA (first: sets sys.path)
-import faithfulness  # NOQA
+from toolkit import faithfulness  # NOQA
 import interpretations as interp  # NOQA
-import render  # NOQA
-import runs  # NOQA
+from toolkit import render  # NOQA
+from toolkit import runs  # NOQA
 
 METHODS = ('dknn', 'softmax', 'calibrated', 'grad')
 KS = (10, 25, 75, 150)

@@ -17,7 +17,7 @@ import numpy
 
 from report import RESULTS, write_section  # NOQA (first: sets sys.path)
 import run_dknn  # NOQA
-import runs  # NOQA
+from toolkit import runs  # NOQA
 import scaling  # NOQA
 import text_datasets  # NOQA
 import train_text_classifier  # NOQA

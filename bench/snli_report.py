@@ -19,10 +19,10 @@ import json
 import os
 
 from report import RESULTS, write_section  # NOQA (first: sets sys.path)
-import artifacts  # NOQA
+from toolkit import artifacts  # NOQA
 import interpretations  # NOQA
 import run_dknn  # NOQA
-import runs  # NOQA
+from toolkit import runs  # NOQA
 import text_datasets  # NOQA
 import train_text_classifier  # NOQA
 

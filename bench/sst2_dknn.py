@@ -12,7 +12,7 @@ import json
 
 from report import RESULTS, write_section  # NOQA (first: sets sys.path)
 import run_dknn  # NOQA
-import runs  # NOQA
+from toolkit import runs  # NOQA
 import scaling  # NOQA
 
 

@@ -27,10 +27,10 @@ import numpy
 
 from report import BENCHMARKS, RESULTS, ROOT, write_section  # NOQA (first)
 import dknn  # NOQA
-import render  # NOQA
-import runs  # NOQA
+from toolkit import render  # NOQA
+from toolkit import runs  # NOQA
 import text_datasets  # NOQA
-import uncertainty  # NOQA
+from toolkit import uncertainty  # NOQA
 
 DATASETS = ('stsa.binary', 'stsa.fine', 'TREC', 'subj', 'mpqa',
             'rt-polarity')

@@ -25,7 +25,7 @@ import pytest
 
 import interpretations
 import run_dknn
-import safeio
+from toolkit import safeio
 import scaling
 import train_text_classifier
 from conftest import ROOT, TINY_TRAIN, copy_run, write_tiny_sst

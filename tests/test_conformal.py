@@ -6,9 +6,9 @@ import numpy
 import pytest
 from sklearn.metrics import roc_auc_score
 
-import conformal
-import metrics
-from cli import UserError
+from toolkit import conformal
+from toolkit import metrics
+from errors import UserError
 
 
 def test_p_values_and_sets_match_a_hand_computation():

@@ -7,9 +7,9 @@ import pytest
 import dknn
 import nets
 import run_dknn
-import runs
+from toolkit import runs
 import search
-from cli import UserError
+from errors import UserError
 
 
 class FakeModel:

@@ -5,12 +5,12 @@ import chainer
 import numpy
 import pytest
 
-import faithfulness
+from toolkit import faithfulness
 import interpretations as interp
 import nets
-import render
-import runs
-from metrics import softmax
+from toolkit import render
+from toolkit import runs
+from toolkit.metrics import softmax
 
 
 @pytest.fixture

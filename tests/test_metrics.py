@@ -2,8 +2,8 @@
 import numpy
 import pytest
 
-import metrics
-from cli import UserError
+from toolkit import metrics
+from errors import UserError
 
 
 def test_softmax_and_nll_agree_with_a_direct_computation():

@@ -81,7 +81,7 @@ def test_data_parallel_training_writes_one_run(tiny_data, tmp_path):
                '--communicator', 'naive')
     assert r.returncode == 0, r.stderr
     assert os.listdir(str(out)) == ['stsa.binary_bow']   # rank 0 only
-    import runs
+    from toolkit import runs
     import nets
     run = runs.load(str(out / 'stsa.binary_bow' / 'args.json'))
     test = nets.predict_dataset(run.model, run.splits.test, None)

@@ -3,8 +3,8 @@ import numpy
 import pytest
 
 import interpretations as interp
-import reduction
-import runs
+from toolkit import reduction
+from toolkit import runs
 from nlp_utils import remove, slots
 
 

@@ -9,9 +9,9 @@ import numpy
 import pytest
 
 import nets
-import runs
-import safeio
-from cli import UserError
+from toolkit import runs
+from toolkit import safeio
+from errors import UserError
 from conftest import copy_run
 
 
@@ -240,7 +240,7 @@ def test_leftovers_of_a_killed_run_are_cleaned(run_copy):
 KILL_IN_COMMIT = """
 import os, sys
 sys.path.insert(0, {root!r})
-import runs
+from toolkit import runs
 real, calls = os.replace, []
 def replace(src, dst):
     calls.append(dst)

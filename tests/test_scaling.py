@@ -4,13 +4,13 @@ import os
 import numpy
 import pytest
 
-import metrics
+from toolkit import metrics
 import nets
-import render
+from toolkit import render
 import run_dknn
-import runs
+from toolkit import runs
 import scaling
-import temperature
+from toolkit import temperature
 
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 

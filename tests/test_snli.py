@@ -7,10 +7,10 @@ import pytest
 
 from conftest import real_data_dir
 
-import artifacts
+from toolkit import artifacts
 import interpretations
 import nets
-import runs
+from toolkit import runs
 import run_dknn
 import text_datasets
 import train_text_classifier

@@ -4,10 +4,10 @@ import chainer
 import numpy
 import pytest
 
-import metrics
-import runs
-import temperature
-from cli import UserError
+from toolkit import metrics
+from toolkit import runs
+from toolkit import temperature
+from errors import UserError
 
 
 def sample_labels(probs, rng):

@@ -5,7 +5,7 @@ import numpy
 import pytest
 
 import nets
-import runs
+from toolkit import runs
 import text_datasets
 import train_text_classifier
 from conftest import TINY_TRAIN

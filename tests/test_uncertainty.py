@@ -7,12 +7,12 @@ import os
 import numpy
 import pytest
 
-import conformal
-import metrics
+from toolkit import conformal
+from toolkit import metrics
 import run_dknn
-import runs
+from toolkit import runs
 import text_datasets
-import uncertainty
+from toolkit import uncertainty
 from conftest import TINY_TRAIN, write_tiny_sst
 
 

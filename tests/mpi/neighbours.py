@@ -7,9 +7,9 @@ import numpy
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
-import cli  # NOQA
+from toolkit import cli  # NOQA
 import dknn  # NOQA
-import runs  # NOQA
+from toolkit import runs  # NOQA
 
 
 @cli.script

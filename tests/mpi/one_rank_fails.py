@@ -5,14 +5,14 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
-import cli  # NOQA
+from toolkit import cli  # NOQA
 
 
 @cli.script
 def main(argv):
     comm = cli.communicator()
     if comm.rank == 1:
-        raise cli.UserError('rank 1 cannot go on')
+        raise UserError('rank 1 cannot go on')
     comm.mpi_comm.barrier()   # rank 0 would wait here forever
 
 

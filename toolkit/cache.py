@@ -1,0 +1,116 @@
+"""The forward-pass cache of a run: logits and hidden layers on disk.
+
+A run's ``activations/`` folder holds, per split (train, val, calib, test),
+one uncompressed ``.npy`` file per array and a stamp::
+
+    activations/train.json            model and data sha256, n, widths, dtype
+    activations/train.logits.npy      (N, C) float32
+    activations/train.labels.npy      (N,) int32
+    activations/train.layer.mlp3.npy  (N, D) float32 (or float16), per layer
+
+The stamp ties the arrays to the model file and to the examples they were
+computed from; a mismatch means "compute again". Arrays are read with
+``allow_pickle=False`` and memory-mapped, so a large training set is paged
+in as the search touches it rather than copied; a file that is truncated,
+of the wrong dtype or shape is refused with a line saying how to rebuild.
+"""
+import json
+import os
+
+import numpy
+
+import nets
+from toolkit import safeio
+from errors import UserError
+
+FIX = 'compute it again with: python run_dknn.py --rebuild'
+
+
+def _array_name(split, key):
+    return '{}.{}.npy'.format(split, key)
+
+
+def _load(folder, split, key, shape_check):
+    path = safeio.inside(folder, _array_name(split, key), 'activations')
+    try:
+        a = numpy.load(path, allow_pickle=False, mmap_mode='r')
+    except (ValueError, OSError) as e:
+        raise UserError('{}: unreadable ({}); {}'.format(
+            path, str(e).split('\n')[0][:100], FIX)) from None
+    if not isinstance(a, numpy.ndarray) or not shape_check(a):
+        raise UserError('{}: unexpected dtype or shape {}; {}'.format(
+            path, getattr(a, 'shape', '?'), FIX))
+    return a
+
+
+def read(folder, split, stamp, labels, n_class):
+    """The cached activations of ``split`` if their stamp equals ``stamp``
+    (model sha256, data sha256, n, layer widths; float16 or float32
+    layers are both taken), else None. Arrays that disagree with the stamp
+    or with the examples' ``labels`` are refused.
+
+    Returns:
+        nets.Activations or None: memory-mapped arrays.
+    """
+    path = safeio.inside(folder, split + '.json', 'activations')
+    if not os.path.lexists(path):
+        return None
+    saved = safeio.read_json(path, FIX)
+    if not isinstance(saved, dict) or saved.get('dtype') not in (
+            'float16', 'float32') or \
+            {k: v for k, v in saved.items() if k != 'dtype'} != \
+            {k: v for k, v in stamp.items() if k != 'dtype'}:
+        return None   # another model, other data: compute again
+    stamp = saved     # the cache's own dtype, whichever was asked for
+    n = stamp['n']
+
+    def rows(dims, kind):
+        return lambda a: a.shape[:1] == (n,) and a.ndim == dims and \
+            a.dtype.kind in kind
+    logits = _load(folder, split, 'logits', lambda a: rows(2, 'f')(a) and
+                   a.shape[1] == n_class)
+    cached = _load(folder, split, 'labels', rows(1, 'iu'))
+    if not numpy.array_equal(cached, labels):
+        raise UserError('{}: not the labels of the {} examples; {}'.format(
+            os.path.join(folder, _array_name(split, 'labels')), split, FIX))
+    layers = {name: _load(folder, split, 'layer.' + name,
+                          lambda a, d=width: rows(2, 'f')(a) and
+                          a.shape[1] == d and a.dtype == stamp['dtype'])
+              for name, width in stamp['layers'].items()}
+    return nets.Activations(logits, layers, numpy.asarray(cached))
+
+
+def compute(out, subfolder, split, model, examples, device, batchsize,
+            stamp, dtype=numpy.float32):
+    """Run ``examples`` through ``model`` into new ``.npy`` files of an
+    :class:`safeio.OutputSet`, batch by batch (memory-mapped, allocated on
+    disk first, so a full disk is an error, not a crash), replacing the
+    split's older files; the stamp is written last.
+
+    Returns:
+        nets.Activations: memory-mapped.
+    """
+    names = set()
+
+    def alloc(key, shape, dt):
+        name = os.path.join(subfolder, _array_name(split, key))
+        names.add(os.path.basename(name))
+        return safeio.npy_map(out, name, shape, dt)
+    acts = nets.predict_dataset(model, examples, device, batchsize,
+                                '{}: forward pass'.format(split), alloc,
+                                dtype)
+    for a in [acts.logits] + list(acts.layers.values()):
+        if isinstance(a, numpy.memmap):
+            a.flush()
+    name = os.path.join(subfolder, _array_name(split, 'labels'))
+    out.write(name, lambda f: numpy.save(f, acts.labels, allow_pickle=False))
+    names.add(os.path.basename(name))
+    folder = os.path.join(out.folder, subfolder)
+    if os.path.isdir(folder):
+        for old in os.listdir(folder):
+            if old.startswith(split + '.') and old.endswith('.npy') and \
+                    old not in names:
+                out.discard(os.path.join(subfolder, old))
+    out.write(os.path.join(subfolder, split + '.json'),
+              lambda f: json.dump(stamp, f, indent=1), 'w')
+    return acts

@@ -1,0 +1,261 @@
+"""What every script shares: one-line errors, checked flags and devices.
+
+A script's ``main(argv=None)`` is wrapped by :func:`script`. The project's
+own errors (:class:`UserError`) and the OS and format errors a user can
+cause (a missing file, a folder where a file was expected, a corrupt
+archive, a full disk, a read-only folder) end as one line
+``error: ...`` on stderr and a non-zero exit. Anything else is a bug and
+keeps its traceback. Flags are checked for their range while parsing
+(:func:`int_at_least`, :func:`float_in`), so a bad value stops the script
+before it reads or writes anything.
+"""
+import argparse
+import contextlib
+import errno
+import functools
+import json
+import signal
+import threading
+import zipfile
+import zlib
+
+import chainer
+
+from errors import UserError
+
+
+# What to do about an OS error, by errno.
+_OS_HINTS = {
+    errno.ENOSPC: 'no space left on the device; free some space and run '
+                  'again (nothing was changed)',
+    errno.EDQUOT: 'disk quota exceeded; free some space and run again '
+                  '(nothing was changed)',
+    errno.EACCES: 'permission denied; make the folder writable or pass '
+                  'another one',
+    errno.EPERM: 'operation not permitted; make the folder writable or pass '
+                 'another one',
+    errno.EROFS: 'the file system is read-only; write elsewhere',
+    errno.ENOENT: 'no such file or folder',
+    errno.EISDIR: 'is a folder, but a file was expected',
+    errno.ENOTDIR: 'is a file, but a folder was expected',
+}
+
+
+def describe(exc):
+    """One line for an error a user can cause, or None for a bug."""
+    if isinstance(exc, UserError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.errno in _OS_HINTS:
+        where = exc.filename if exc.filename is not None else 'a file'
+        return '{}: {}'.format(where, _OS_HINTS[exc.errno])
+    if isinstance(exc, OSError):
+        return '{}: {}'.format(exc.filename or 'a file',
+                               exc.strerror or exc)
+    if isinstance(exc, (zipfile.BadZipFile, EOFError, zlib.error)):
+        return 'a file is corrupt or truncated ({}: {})'.format(
+            type(exc).__name__, exc)
+    if isinstance(exc, MemoryError):
+        return 'out of memory; lower --batchsize or use a smaller data set'
+    if isinstance(exc, KeyboardInterrupt):
+        return 'interrupted; nothing was changed'
+    return None
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit():
+    """Turn SIGTERM into SystemExit while a script runs, so a killed run
+    still removes its temporary files."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise SystemExit('error: stopped by signal {}; nothing was '
+                         'changed'.format(signum))
+    old = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def one_line(text):
+    """``text`` with its line breaks (from a path, or a library's message)
+    made spaces, so the error is one line."""
+    return ' '.join(str(text).split())
+
+
+def _close_progress_bars():
+    """End unfinished tqdm bars so the error line starts a line."""
+    from tqdm import tqdm
+    for bar in list(getattr(tqdm, '_instances', [])):
+        bar.close()
+
+
+_COMM = []   # the ChainerMN communicator of --distributed, once made
+
+
+def _abort_others(line):
+    """Under MPI, one rank's error must stop every rank (the others would
+    wait for it forever): print it, then abort the MPI job."""
+    import sys
+    import traceback
+    if line is None:
+        traceback.print_exc()
+    else:
+        print('error: ' + one_line(line), file=sys.stderr)
+    sys.stderr.flush()
+    _COMM[0].mpi_comm.Abort(1)
+
+
+def script(main):
+    """Decorate a script's ``main(argv=None)``: user errors become one
+    ``error: ...`` line (``SystemExit`` with a message, exit status 1)."""
+    @functools.wraps(main)
+    def wrapped(argv=None):
+        with _sigterm_as_exit():
+            try:
+                return main(argv)
+            except (Exception, KeyboardInterrupt) as e:
+                line = describe(e)
+                if _COMM and _COMM[0].size > 1:
+                    _abort_others(line)
+                if line is None:
+                    raise
+                _close_progress_bars()
+                raise SystemExit('error: ' + one_line(line)) from None
+    return wrapped
+
+
+# ------------------------------------------------------------- flag types
+
+def _parsed(cast, text, what):
+    try:
+        return cast(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            'expected {}, got {!r}'.format(what, text)) from None
+
+
+def int_in(low, high=None):
+    """argparse type: an int in [low, high] (no upper bound: None)."""
+    def parse(text):
+        value = _parsed(int, text, 'an integer')
+        if value < low:
+            raise argparse.ArgumentTypeError(
+                'must be at least {}, got {}'.format(low, value))
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(
+                'must be at most {}, got {}'.format(high, value))
+        return value
+    return parse
+
+
+def int_at_least(low):
+    """argparse type: an int >= ``low``."""
+    return int_in(low)
+
+
+def float_in(low, high, low_open=False, high_open=False):
+    """argparse type: a finite float in an interval, e.g. [0, 1)."""
+    interval = '{}{}, {}{}'.format('(' if low_open else '[', low, high,
+                                   ')' if high_open else ']')
+
+    def parse(text):
+        value = _parsed(float, text, 'a number')
+        if not (low < value if low_open else low <= value) or \
+                not (value < high if high_open else value <= high):
+            raise argparse.ArgumentTypeError(
+                'must be in {}, got {}'.format(interval, text))
+        return value
+    return parse
+
+
+def add_example_flags(p, first=50):
+    """``--index I ...`` / ``--first N`` / ``--all``: which test examples."""
+    which = p.add_mutually_exclusive_group()
+    which.add_argument('--index', type=int_at_least(0), nargs='+',
+                       help='test examples by index')
+    which.add_argument('--first', type=int_at_least(1), default=first,
+                       help='the first N test examples')
+    which.add_argument('--all', action='store_true',
+                       help='the whole test set')
+
+
+def chosen_examples(args, n_test):
+    """The test indices :func:`add_example_flags` chose, checked."""
+    if args.all:
+        return list(range(n_test))
+    if args.index:
+        bad = [i for i in args.index if not 0 <= i < n_test]
+        if bad:
+            raise UserError(
+                '--index {} is out of range: the test set has {} examples '
+                '(0..{})'.format(bad[0], n_test, n_test - 1))
+        return list(args.index)
+    return list(range(min(args.first, n_test)))
+
+
+def parse(parser, argv):
+    """Parse ``argv`` and print the settings as JSON, as every script does
+    at its start."""
+    args = parser.parse_args(argv)
+    print(json.dumps(vars(args), indent=2))
+    return args
+
+
+def parser(doc):
+    """An ArgumentParser described by the first line of a docstring."""
+    return argparse.ArgumentParser(
+        description=doc.strip().split('\n')[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+
+# ---------------------------------------------------------------- devices
+
+def add_device_args(p):
+    """``--device`` (Chainer specifier) and ``--gpu`` (the original's alias).
+    """
+    p.add_argument('--device', default='@numpy',
+                   help='Chainer device: @numpy (CPU, also -1), '
+                        '@cupy:0 or 0 (GPU 0), @intel64')
+    p.add_argument('--gpu', '-g', type=int, default=None,
+                   help='deprecated alias: GPU id, negative for CPU')
+
+
+def device_from_args(args):
+    """The Chainer device named by ``--device`` / ``--gpu``, made current."""
+    spec = args.device
+    if args.gpu is not None:
+        spec = '@cupy:{}'.format(args.gpu) if args.gpu >= 0 else '@numpy'
+    if isinstance(spec, str) and spec.lstrip('-').isdigit():
+        spec = int(spec)
+    if isinstance(spec, int) and spec < 0:
+        spec = '@numpy'
+    try:
+        device = chainer.get_device(spec)
+        device.use()
+    except Exception as e:
+        raise UserError('cannot use device {!r}: {}'.format(spec, e))
+    return device
+
+
+def communicator(name='naive'):
+    """A ChainerMN communicator over the ranks of ``mpiexec`` (for
+    ``--distributed``); one line saying how to install MPI if it is
+    missing. ``naive`` and ``flat`` run on the CPU, ``pure_nccl`` on
+    GPUs."""
+    try:
+        import chainermn
+        comm = chainermn.create_communicator(name)   # imports mpi4py
+    except ImportError:
+        raise UserError('--distributed needs MPI: make install-mpi (pip '
+                        'install -r requirements-mpi.txt), then run with '
+                        'mpiexec -n N') from None
+    if comm.size == 1:
+        print('note: --distributed with one MPI rank; start it with '
+              'mpiexec -n N to split the work')
+    import search
+    search.share_cores(comm.intra_size)   # ranks on this machine share it
+    _COMM[:] = [comm]
+    return comm

@@ -1,0 +1,267 @@
+"""Input reduction (Feng, Wallace, Grissom, Iyyer, Rodriguez and
+Boyd-Graber, 2018, "Pathologies of neural models make interpretations
+difficult", EMNLP), and the confidence measures it is read with.
+
+Reduction removes the least important token, re-ranks the rest and goes on
+while the model's prediction holds and one token is left (an empty input
+is not an input: with no token at all the model answers from its biases
+alone); a beam keeps several partial reductions
+(the candidates of a step are the ``beam`` least important tokens of each
+beam, the ``beam`` least important of those survive). Importance comes from
+any registered interpretation method: ``grad``, as the authors' rawr.py,
+or a leave-one-out. Every beam of every input is scored in one importance
+call and one forward pass per step. Only the explained tokens are removed
+(for SNLI the hypothesis; the premise is kept), never ``<eos>``.
+
+The paper's argument: a reduced input is nonsense to a human, yet the
+softmax stays confident, while DkNN credibility falls. :func:`measures`
+gives every confidence the argument needs, on any inputs.
+"""
+import time
+from dataclasses import dataclass, field
+
+import numpy
+from tqdm import tqdm
+
+import dknn
+from toolkit import metrics
+import nlp_utils
+from toolkit import render
+from toolkit import runs
+from errors import UserError
+from nlp_utils import remove, slots
+from toolkit.temperature import TemperatureScaling
+
+
+@dataclass
+class Reduced:
+    """One input's reduction.
+
+    Attributes:
+        original, reduced: model inputs (``reduced`` keeps the prediction).
+        removed (list of int): explained-token positions of ``original``
+            that were removed, ascending.
+        prediction (int): the model's prediction on both.
+    """
+    original: object
+    reduced: object
+    removed: list = field(default_factory=list)
+    prediction: int = -1
+
+
+@dataclass
+class _Beam:
+    x: object          # the partially reduced input
+    kept: list         # positions (in the original) of its explained tokens
+
+
+def _candidates(beams, atts, width, field_name):
+    """The ``width`` least important single removals over all beams of one
+    input, without duplicates: (input, kept positions)."""
+    pool = []
+    for b, att in zip(beams, atts):
+        for j in numpy.argsort(att.importance, kind='stable')[:width]:
+            pool.append((float(att.importance[j]), b, int(j)))
+    pool.sort(key=lambda c: c[0])   # least important first; stable
+    out, seen = [], set()
+    for _, b, j in pool:
+        kept = b.kept[:j] + b.kept[j + 1:]
+        if tuple(kept) not in seen:
+            seen.add(tuple(kept))
+            out.append(_Beam(remove(b.x, [j], field_name), kept))
+        if len(out) == width:
+            break
+    return out
+
+
+def reduce(explainer, xs, method='grad', beam=5, log=None, desc=None):
+    """Reduce every input of ``xs``, all at once.
+
+    Args:
+        explainer (interpretations.Explainer): the model (and run); its
+            ``attributions(inputs, method)`` ranks the tokens and its
+            ``predictions(inputs)`` gives the model's labels.
+        method (str): the registered method that ranks the tokens.
+        beam (int): partial reductions kept per input.
+        log (list): if given, gets one dict per step: ``beams`` scored and
+            ``candidates`` tried.
+
+    Returns:
+        list of :class:`Reduced`, one per input.
+    """
+    fld = explainer.field
+    preds = explainer.predictions(xs)
+    out = [Reduced(x, x, [], int(p)) for x, p in zip(xs, preds)]
+    state = {i: [_Beam(x, list(range(len(slots(x, fld)))))]
+             for i, x in enumerate(xs) if len(slots(x, fld)) > 1}
+    bar = tqdm(desc=desc, disable=desc is None, leave=False, unit='step')
+    while state:
+        order = sorted(state)
+        flat = [b for i in order for b in state[i]]
+        atts = explainer.attributions([b.x for b in flat], method)
+        cands, start = {}, 0
+        for i in order:
+            n = len(state[i])
+            cands[i] = _candidates(state[i], atts[start:start + n], beam, fld)
+            start += n
+        tried = [c for i in order for c in cands[i]]
+        new = explainer.predictions([c.x for c in tried])
+        start = 0
+        for i in order:
+            n = len(cands[i])
+            alive = [c for c, p in zip(cands[i], new[start:start + n])
+                     if p == out[i].prediction]
+            start += n
+            state.pop(i)
+            if alive:   # one token shorter than every earlier survivor
+                full = list(range(len(slots(xs[i], fld))))
+                out[i].reduced = alive[0].x
+                out[i].removed = [j for j in full if j not in alive[0].kept]
+                if len(alive[0].kept) > 1:
+                    state[i] = alive
+        if log is not None:
+            log.append({'beams': len(flat), 'candidates': len(tried)})
+        bar.update()
+    bar.close()
+    return out
+
+
+def measures(explainer, inputs):
+    """Every confidence of the robustness argument, per input.
+
+    Returns:
+        dict: (M,) arrays ``softmax`` (max probability), ``calibrated``
+        (max temperature-scaled probability), ``conformity`` (DkNN
+        conformity credibility), ``conformal_credibility`` and
+        ``conformal_confidence`` (DkNN conformal), and ``dknn_pred``.
+    """
+    logits, layers = explainer.forward(inputs)
+    conformity = explainer.head.predict_activations(layers)
+    conformal = explainer.head.with_scoring('conformal').predict_activations(
+        layers)
+    return {'softmax': metrics.softmax(logits).max(axis=1),
+            'calibrated': explainer.scaled.probs(logits).max(axis=1),
+            'conformity': conformity.credibility,
+            'conformal_credibility': conformal.credibility,
+            'conformal_confidence': conformal.confidence,
+            'dknn_pred': conformity.pred}
+
+
+MEASURES = ('softmax', 'calibrated', 'conformity', 'conformal_credibility',
+            'conformal_confidence')
+
+
+def _mean(values):
+    return float(numpy.mean(values)) if len(values) else float('nan')
+
+
+def summarise(examples, high=0.9):
+    """The summary of ``reduction.json``, from its examples alone: per
+    measure the mean and the share above ``high`` on original and reduced
+    inputs; how often the DkNN changes its prediction; mean lengths."""
+    out = {}
+    for m in MEASURES:
+        for side in ('original', 'reduced'):
+            v = numpy.array([e[side][m] for e in examples], numpy.float64)
+            out.setdefault(m, {}).update({
+                'mean_' + side: _mean(v),
+                'above_{}_{}'.format(high, side): _mean(v > high)})
+    out['dknn_changes'] = _mean([e['original']['dknn_pred'] !=
+                                 e['reduced']['dknn_pred'] for e in examples])
+    for side in ('original', 'reduced'):
+        out['mean_length_' + side] = _mean(
+            [len(e[side + '_tokens']) for e in examples])
+    return out
+
+
+def records(run, indices, reds, before, after, field):
+    """One JSON-ready dict per example: tokens, removed positions, and each
+    measure on the original and the reduced input."""
+    explained = nlp_utils.explained_parts(run.pair, field)
+    rows = []
+    for j, (i, r) in enumerate(zip(indices, reds)):
+        fields, label = run.splits.raw['test'][i]
+        tokens = [t for p in explained for t in fields[p]]
+        rows.append({
+            'index': i, 'label': label, 'prediction': r.prediction,
+            'context': [' '.join(fields[p]) for p in range(len(fields))
+                        if p not in explained],
+            'original_tokens': tokens, 'removed': r.removed,
+            'reduced_tokens': [t for k, t in enumerate(tokens)
+                               if k not in r.removed],
+            'original': {m: _item(v[j]) for m, v in before.items()},
+            'reduced': {m: _item(v[j]) for m, v in after.items()}})
+    return rows
+
+
+def _item(value):
+    return int(value) if numpy.issubdtype(type(value), numpy.integer) \
+        else float(value)
+
+
+def _temperature(explainer):
+    """Make sure the explainer has a temperature: the run's, or one fitted
+    now on its calibration set. Returns where it came from."""
+    run = explainer.run
+    try:
+        explainer.scaled
+        return 'temperature.json'
+    except UserError:
+        calib = run.forward('calib')
+        explainer.scaled = TemperatureScaling(run.model)
+        try:
+            explainer.scaled.fit(calib.logits, calib.labels)
+        except UserError as e:   # T = 1: "calibrated" is the softmax
+            return 'none: no temperature.json, and {}'.format(e)
+        return 'fitted now on the calibration set (no temperature.json)'
+
+
+def reduce_run(run, explainer, indices, method='grad', beam=5):
+    """Reduce the run's test examples ``indices`` and measure every
+    confidence on the original and the reduced inputs.
+
+    Returns:
+        dict: the ``reduction.json`` payload: settings, seconds, per-step
+        sizes, the :func:`summarise` summary and the :func:`records`.
+    """
+    dknn.require_calibration(len(run.examples('calib')))
+    source = _temperature(explainer)
+    xs = [run.splits.test[i][0] for i in indices]
+    log, start = [], time.time()
+    reds = reduce(explainer, xs, method, beam, log,
+                  desc='reduction ({})'.format(method))
+    seconds = time.time() - start
+    before = measures(explainer, xs)
+    after = measures(explainer, [r.reduced for r in reds])
+    examples = records(run, indices, reds, before, after, explainer.field)
+    return {'reduce_by': method, 'beam': beam, 'k': explainer.k,
+            'layers': explainer.head.layers, 'field': explainer.field
+            if run.pair else None, 'temperature': explainer.scaled.temperature,
+            'temperature_from': source, 'seconds': seconds, 'steps': log,
+            'summary': summarise(examples), 'examples': examples}
+
+
+def write(out, run, payload):
+    """``reduction.json``, ``reduction.png`` and ``reduction.html`` into an
+    output set."""
+    out.write_json(runs.ARTIFACTS['reduction'], payload)
+    out.write(runs.ARTIFACTS['reduction_figure'], render.png_writer(
+        render.plot_reduction(payload['examples'])))
+    title = '{} {}: input reduction guided by {}'.format(
+        run.setup['dataset'], run.setup['model'], payload['reduce_by'])
+    out.write(runs.ARTIFACTS['reduction_page'], lambda f: f.write(
+        render.reduction_page(title, payload, run.label_names)), 'w')
+
+
+def command(args, run, explainer, indices):
+    """``interpretations.py --reduce``: reduce, write, print the summary."""
+    with run.writing(explainer.comm) as out:
+        payload = reduce_run(run, explainer, indices, args.reduce_by,
+                             args.beam)
+        if out.folder is not None:
+            write(out, run, payload)
+    print(render.reduction_table(payload['summary']))
+    print('{} inputs reduced in {:.1f} s; wrote reduction.json, .png, .html '
+          'in {}'.format(len(payload['examples']), payload['seconds'],
+                         run.folder))
+    return payload

@@ -1,0 +1,460 @@
+"""How explanations are shown: colours, the HTML page, PNG figures and
+markdown tables.
+
+Every function returns a string or a matplotlib Figure; callers write them
+(through :class:`safeio.OutputSet`). Tokens come from data files and may
+hold anything: HTML is escaped with :func:`html.escape`, markdown with
+:func:`md_escape`, and matplotlib text is drawn with ``parse_math=False`` so
+a token such as ``$x^$`` is shown as it is instead of breaking mathtext.
+"""
+import html
+import re
+
+import numpy
+
+from toolkit import metrics
+
+_MD_SPECIAL = re.compile(r'([\\`*_\[\]|~$])')  # markup inside a table cell
+
+
+def md_escape(text):
+    """A token made safe inside a markdown table cell: HTML-escaped, and
+    the characters that make markup there (emphasis, code, links, cell
+    bars, math) backslash-escaped."""
+    return _MD_SPECIAL.sub(r'\\\1', html.escape(str(text), quote=False))
+
+
+def figure(width, height):
+    """A Figure on the Agg canvas, without touching pyplot's global state.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def png_writer(fig, dpi=100):
+    """A ``write(fileobj)`` callable for :meth:`safeio.OutputSet.write`."""
+    return lambda f: fig.savefig(f, format='png', dpi=dpi)
+
+
+def colour_values(importance, prediction, n_class, pair):
+    """The original project's display values in [0, 1] (0.5 = neutral).
+
+    Sign: importance, negated for a single-text prediction in the lower
+    half of the labels. Scale: positive and negative values each divided by
+    their total (plus 1e-6), halved, then shifted by 0.5.
+    """
+    v = numpy.asarray(importance, numpy.float64)
+    if not pair and prediction < n_class / 2.0 and n_class > 1:
+        v = -v
+    pos = v[v > 0].sum() + 1e-6
+    neg = -v[v < 0].sum() + 1e-6
+    return 0.5 + numpy.where(v > 0, v / pos, v / neg) / 2
+
+
+def cmap_name(pair):
+    return 'PiYG' if pair else 'RdBu'
+
+
+def _hex(cmap, value):
+    import matplotlib.colors
+    return matplotlib.colors.rgb2hex(cmap(float(value))[:3])
+
+
+def coloured_tokens(tokens, values, cmap):
+    """HTML spans, every token escaped, with background colours."""
+    return ' '.join(
+        '<span class="tok" style="background-color:{};color:{}" '
+        'title="{:.3f}">{}</span>'.format(
+            _hex(cmap, v), 'white' if abs(v - 0.5) > 0.33 else 'black',
+            v - 0.5, html.escape(t))
+        for t, v in zip(tokens, values))
+
+
+PAGE_STYLE = """
+body { font-family: sans-serif; margin: 2em; }
+table { border-collapse: collapse; width: 100%; }
+td, th { border-bottom: 1px solid #ddd; padding: 6px; vertical-align: top;
+         text-align: left; }
+.tok { padding: 1px 3px; margin: 1px; border-radius: 3px; line-height: 2; }
+.nb { color: #555; font-size: 90%; }
+"""
+
+
+def html_page(title, records, methods, label_names, pair, field):
+    """The supplementary-site page: a row per example and method.
+
+    Args:
+        records (list of dict): each has ``index``, ``label``, ``parts``
+            (list of token lists: the sentence, or premise and hypothesis),
+            ``explained`` (which parts are coloured), ``results`` (method ->
+            :class:`Attribution`) and optional ``neighbours``.
+    """
+    import matplotlib
+    cmap = matplotlib.colormaps[cmap_name(pair)]
+    rows = []
+    name = lambda y: html.escape(label_names[y] if y < len(label_names)  # NOQA
+                                 else str(y))
+    for rec in records:
+        for m_i, method in enumerate(methods):
+            att = rec['results'][method]
+            values = iter(colour_values(att.importance, att.prediction,
+                                        len(label_names), pair))
+            text = []
+            for p, tokens in enumerate(rec['parts']):
+                if p in rec['explained']:
+                    vals = [next(values) for _ in tokens]
+                    text.append(coloured_tokens(tokens, vals, cmap))
+                else:
+                    text.append(html.escape(' '.join(tokens)))
+            cell = '<br>'.join(text)
+            if m_i == len(methods) - 1 and rec.get('neighbours'):
+                cell += '<div class="nb">nearest training examples:<br>' + \
+                    '<br>'.join('[{}] {}'.format(name(y), html.escape(s))
+                                for s, y in rec['neighbours']) + '</div>'
+            rows.append('<tr><td>{}</td><td>{}</td><td>{}</td><td>{} ({:.2f})'
+                        '</td><td>{}</td></tr>'.format(
+                            rec['index'], html.escape(methods[method]),
+                            name(rec['label']), name(att.prediction),
+                            att.score, cell))
+    legend = ('Green: the token supported the prediction; pink: it spoke '
+              'against it.' if pair else 'Blue: support for the upper '
+              'labels (positive); red: support for the lower labels '
+              '(negative).')
+    return ('<!DOCTYPE html><html><head><meta charset="utf-8"><title>{0}'
+            '</title><style>{1}</style></head><body><h1>{0}</h1><p>{2} '
+            'Values are normalised per sentence as in the original '
+            'project; hover a token for its value.{3}</p><table><tr>'
+            '<th>#</th><th>method</th><th>label</th><th>prediction (score)'
+            '</th><th>text</th></tr>{4}</table></body></html>\n').format(
+                html.escape(title), PAGE_STYLE, legend,
+                ' Explained: the {}.'.format(field) if pair else '',
+                '\n'.join(rows))
+
+
+def plot_heatmaps(records, methods, label_names, pair):
+    """Methods side by side for each record: one row per method, one
+    coloured cell per token (the paper's figures)."""
+    import matplotlib
+    cmap = matplotlib.colormaps[cmap_name(pair)]
+    width = max(len(next(iter(r['results'].values())).importance)
+                for r in records)
+    fig = figure(max(6, 0.75 * width + 2.5),
+                 sum(0.45 * len(methods) + 0.9 for _ in records))
+    axes = fig.subplots(len(records), 1, squeeze=False)[:, 0]
+    for ax, rec in zip(axes, records):
+        tokens = [t for p, ts in enumerate(rec['parts'])
+                  if p in rec['explained'] for t in ts]
+        grid = numpy.full((len(methods), width), numpy.nan)
+        for r, m in enumerate(methods):
+            att = rec['results'][m]
+            grid[r, :len(tokens)] = colour_values(
+                att.importance, att.prediction, len(label_names), pair)
+        ax.imshow(grid, cmap=cmap, vmin=0, vmax=1, aspect='auto')
+        for r in range(len(methods)):
+            for c, t in enumerate(tokens):
+                dark = abs(grid[r, c] - 0.5) > 0.33
+                ax.text(c, r, t, ha='center', va='center', fontsize=8,
+                        color='white' if dark else 'black', parse_math=False)
+        ax.set_yticks(range(len(methods)))
+        ax.set_yticklabels(list(methods.values()), fontsize=8,
+                           parse_math=False)
+        ax.set_xticks([])
+        first = next(iter(methods))
+        att = rec['results'][first]
+        ax.set_title('#{}  label: {}  prediction ({}): {}'.format(
+            rec['index'], label_names[rec['label']], first,
+            label_names[att.prediction]), fontsize=9, loc='left',
+            parse_math=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_reliability(panels, n_bins=metrics.N_BINS):
+    """Reliability diagrams side by side.
+
+    Each panel shows per-bin accuracy as bars against confidence, the gap
+    to the diagonal (at the bin's mean confidence) shaded, and the ECE in
+    its title.
+
+    Args:
+        panels (list): ``(title, confidences, correct)`` triples, each with
+            (N,)-shaped arrays; one panel per triple.
+        n_bins (int): bins per panel.
+
+    Returns:
+        matplotlib.figure.Figure: the figure, one axes per panel.
+    """
+    fig = figure(4 * len(panels), 4.3)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (title, confidences, correct) in zip(axes, panels):
+        bins = metrics.reliability_bins(confidences, correct, n_bins)
+        ece = metrics.expected_calibration_error(confidences, correct,
+                                                 n_bins)
+        full = bins.count > 0
+        width = bins.upper - bins.lower
+        x, w = bins.lower[full], width[full]
+        acc, conf = bins.accuracy[full], bins.confidence[full]
+        ax.bar(x, acc, w, align='edge', color='#4c72b0', label='accuracy',
+               zorder=2)
+        # the gap between accuracy and the bin's mean confidence
+        ax.bar(x, conf - acc, w, bottom=acc, align='edge', color='#dd5555',
+               alpha=0.4, hatch='//', edgecolor='#aa0000', linewidth=0,
+               label='gap to diagonal', zorder=3)
+        ax.bar(x, acc, w, align='edge', fill=False, edgecolor='black',
+               zorder=4)
+        ax.plot([0, 1], [0, 1], '--', color='gray', label='perfect')
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel='confidence',
+               title='{}\nECE = {:.4f}  (n = {})'.format(
+                   title, ece, int(bins.count.sum())))
+        ax.set_aspect('equal')
+    axes[0].set_ylabel('accuracy')
+    axes[0].legend(loc='upper left')
+    fig.tight_layout()
+    return fig
+
+
+def faithfulness_table(metrics_by_method, titles):
+    """Markdown: one row per method of :func:`faithfulness.summary`."""
+    fr = list(next(iter(metrics_by_method.values()))['comprehensiveness'])
+    head = ['method', 'AOPC (top 1-10)'] + \
+        ['compr. {:.0%}'.format(float(f)) for f in fr] + \
+        ['suff. {:.0%}'.format(float(f)) for f in fr] + \
+        ['mean length', 'entropy', 'exactly 0', 'below 0.01']
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    for m, r in metrics_by_method.items():
+        cells = [md_escape(titles[m]), '%.4f' % r['aopc']] + \
+            ['%.4f' % r['comprehensiveness'][f] for f in fr] + \
+            ['%.4f' % r['sufficiency'][f] for f in fr] + \
+            ['%.2f' % r['mean_length'], '%.3f' % r['entropy'],
+             '%.3f' % r['zero_share'], '%.3f' % r['below_0.01_share']]
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+def tokens_of(rec):
+    return [t for p in rec['explained'] for t in rec['parts'][p]]
+
+
+def neighbour_texts(raw_train, indices):
+    """``(text, label)`` of training examples, for (B, n) ``indices``."""
+    return [[(' / '.join(' '.join(f) for f in raw_train[j][0]),
+              raw_train[j][1]) for j in row] for row in indices]
+
+
+def payload_of(records, methods, field):
+    """The ``interpretations_*.json`` content."""
+    return {'methods': methods, 'field': field, 'examples': [{
+        'index': r['index'], 'label': r['label'], 'tokens': tokens_of(r),
+        'neighbours': r['neighbours'],
+        **{m: {'prediction': a.prediction, 'score': a.score,
+               'importance': a.importance.tolist()}
+           for m, a in r['results'].items()}} for r in records]}
+
+
+def print_ranked(rec, methods, label_names):
+    tokens = tokens_of(rec)
+    for m in methods:
+        att = rec['results'][m]
+        print('#{} [{}] label: {}  prediction: {} ({:.4f})'.format(
+            rec['index'], m, label_names[rec['label']],
+            label_names[att.prediction], att.score))
+        print('  ' + ' || '.join(' '.join(t) for t in rec['parts']))
+        for j in numpy.argsort(-att.importance, kind='stable'):
+            print('  {:+.4f} {}'.format(att.importance[j], tokens[j]))
+    for s, y in rec['neighbours'] or []:
+        print('  neighbour [{}] {}'.format(label_names[y], s))
+
+
+def write_page(out, base, title, records, titles, label_names, pair, field,
+               figure, payload):
+    """``BASE.html``, ``BASE.json``, ``BASE.png`` (the first ``figure``
+    records; none if 0) and ``BASE_faithfulness.md`` (if the payload has
+    faithfulness) into an output set; an older PNG or table the new set
+    lacks is removed with the commit."""
+    out.write(base + '.html', lambda f: f.write(html_page(
+        title, records, titles, label_names, pair, field)), 'w')
+    if figure:
+        fig = plot_heatmaps(records[:figure], titles, label_names, pair)
+        out.write(base + '.png', png_writer(fig, dpi=110))
+    else:
+        out.discard(base + '.png')
+    if 'faithfulness' in payload:
+        table = faithfulness_table(payload['faithfulness'], titles)
+        out.write(base + '_faithfulness.md', lambda f: f.write(table), 'w')
+    else:
+        out.discard(base + '_faithfulness.md')
+    out.write_json(base + '.json', payload)
+
+
+MEASURE_TITLES = {'softmax': 'softmax confidence',
+                  'calibrated': 'temperature-scaled confidence',
+                  'conformity': 'DkNN conformity credibility',
+                  'conformal_credibility': 'DkNN conformal credibility',
+                  'conformal_confidence': 'DkNN conformal confidence'}
+
+
+def plot_reduction(examples, measures=tuple(MEASURE_TITLES)):
+    """Densities of each confidence measure on original and on reduced
+    inputs, one panel per measure (the paper's robustness figure, after the
+    authors' conf_figure.py)."""
+    fig = figure(3.6 * len(measures), 3.4)
+    axes = fig.subplots(1, len(measures), squeeze=False)[0]
+    bins = numpy.linspace(0, 1, 21)
+    for ax, m in zip(axes, measures):
+        for side, colour in (('original', '#4c72b0'), ('reduced', '#dd5555')):
+            values = [e[side][m] for e in examples]
+            ax.hist(values, bins, density=True, histtype='step', lw=2,
+                    color=colour, label='{} (mean {:.2f})'.format(
+                        side, float(numpy.mean(values))))
+        ax.set(xlim=(0, 1), xlabel=MEASURE_TITLES[m])
+        ax.legend(loc='upper left', fontsize=8)
+    axes[0].set_ylabel('density')
+    fig.suptitle('original vs reduced inputs (n = {})'.format(len(examples)))
+    fig.tight_layout()
+    return fig
+
+
+def _struck(tokens, removed):
+    return ' '.join('<s class="gone">{}</s>'.format(html.escape(t))
+                    if k in removed else html.escape(t)
+                    for k, t in enumerate(tokens))
+
+
+def reduction_page(title, payload, label_names):
+    """Original and reduced inputs side by side, with each confidence."""
+    name = lambda y: html.escape(label_names[y])  # NOQA
+    rows = []
+    for e in payload['examples']:
+        removed = set(e['removed'])
+        scores = '<br>'.join('{}: {:.2f} &rarr; {:.2f}'.format(
+            html.escape(MEASURE_TITLES[m]), e['original'][m], e['reduced'][m])
+            for m in MEASURE_TITLES)
+        context = ''.join('<div class="nb">{}</div>'.format(html.escape(c))
+                          for c in e['context'])
+        rows.append('<tr><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td>'
+                    '<td><b>{}</b></td><td class="nb">{}</td></tr>'.format(
+                        e['index'], name(e['label']), name(e['prediction']),
+                        context, _struck(e['original_tokens'], removed),
+                        html.escape(' '.join(e['reduced_tokens'])) or
+                        '<i>(nothing left)</i>', scores))
+    return ('<!DOCTYPE html><html><head><meta charset="utf-8"><title>{0}'
+            '</title><style>{1} .gone {{ color: #bbb; }}</style></head><body>'
+            '<h1>{0}</h1><p>Tokens removed while the prediction held are '
+            'struck through (Feng et al. 2018, guided by {2}, beam {3}).</p>'
+            '<table><tr><th>#</th><th>label</th><th>prediction</th><th>'
+            'original</th><th>reduced</th><th>confidence: original &rarr; '
+            'reduced</th></tr>{4}</table></body></html>\n').format(
+                html.escape(title), PAGE_STYLE, html.escape(payload[
+                    'reduce_by']), payload['beam'], '\n'.join(rows))
+
+
+def reduction_table(summary):
+    """Markdown: each measure's mean and share above 0.9, original and
+    reduced, from :func:`reduction.summarise`."""
+    lines = ['| measure | mean, original | mean, reduced | share > 0.9, '
+             'original | share > 0.9, reduced |', '|---|---|---|---|---|']
+    for m, title in MEASURE_TITLES.items():
+        r = summary[m]
+        lines.append('| {} | {:.3f} | {:.3f} | {:.1%} | {:.1%} |'.format(
+            title, r['mean_original'], r['mean_reduced'],
+            r['above_0.9_original'], r['above_0.9_reduced']))
+    return '\n'.join(lines) + '\n\nMean length {:.2f} -> {:.2f} tokens; ' \
+        'the DkNN changes its prediction on {:.1%} of reduced inputs.'.format(
+            summary['mean_length_original'], summary['mean_length_reduced'],
+            summary['dknn_changes'])
+
+
+def plot_importance_histograms(atts_by_method, titles):
+    """One histogram per method of its token importances (log counts), to
+    see saturation: a spike at 0 is many tokens with no importance."""
+    fig = figure(3.6 * len(atts_by_method), 3.2)
+    axes = fig.subplots(1, len(atts_by_method), squeeze=False)[0]
+    for ax, (m, atts) in zip(axes, atts_by_method.items()):
+        values = numpy.concatenate([a.importance for a in atts])
+        ax.hist(values, 60, color='#4c72b0', log=True)
+        zero = float((numpy.abs(values) <= 1e-7).mean())
+        ax.set_title('{}\n{:.0%} exactly 0'.format(titles[m], zero),
+                     fontsize=9)
+        ax.set_xlabel('importance')
+    axes[0].set_ylabel('tokens (log scale)')
+    fig.tight_layout()
+    return fig
+
+
+SCORE_TITLES = {'softmax': 'softmax max prob.',
+                'scaled': 'temperature-scaled max prob.',
+                'max_logit': 'max logit',
+                'conformity': 'DkNN conformity credibility',
+                'conformal': 'DkNN conformal credibility',
+                'knn_distance': 'k-th neighbour distance',
+                'dknn': 'DkNN votes (conformal)',
+                'softmax_lac': 'softmax, LAC', 'softmax_aps': 'softmax, APS'}
+# drawn dashed: often on top of another score's curve
+DASHED = {'scaled': '--', 'conformal': '--'}
+
+
+def plot_conformal_sets(sets):
+    """Coverage against 1 - eps, and mean set size, per score (from
+    :func:`uncertainty.conformal_sets`)."""
+    fig = figure(8, 3.6)
+    cover, size = fig.subplots(1, 2)
+    eps = numpy.array(sets['epsilons'])
+    for name, by_eps in sets['table'].items():
+        rows = [by_eps['{:g}'.format(e)] for e in eps]
+        cover.plot(1 - eps, [r['coverage'] for r in rows], 'o-',
+                   label=SCORE_TITLES[name])
+        size.plot(1 - eps, [r['mean_size'] for r in rows], 'o-')
+    lo = min(1 - eps.max(), min(r['coverage'] for t in sets['table'].values()
+                                for r in t.values())) - 0.02
+    cover.plot([lo, 1], [lo, 1], '--', color='gray', label='guarantee')
+    cover.set(xlabel='target coverage 1 - eps', ylabel='empirical coverage',
+              title='coverage{}'.format(' (Mondrian)' if sets['mondrian']
+                                       else ''))
+    size.set(xlabel='target coverage 1 - eps', ylabel='mean set size',
+             title='set size')
+    cover.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_roc(arrays):
+    """ROC curves of telling the test set from each other data set, one
+    panel per data set, one curve per trust score (from
+    :func:`uncertainty.ood`)."""
+    from sklearn.metrics import roc_curve
+    names = [n for n in arrays if n != 'in']
+    fig = figure(4 * len(names), 4)
+    axes = fig.subplots(1, len(names), squeeze=False)[0]
+    for ax, name in zip(axes, names):
+        for score, s_in in arrays['in'].items():
+            s_out = arrays[name][score]
+            fpr, tpr, _ = roc_curve(numpy.r_[numpy.ones(len(s_in)),
+                                             numpy.zeros(len(s_out))],
+                                    numpy.r_[s_in, s_out])
+            ax.plot(fpr, tpr, DASHED.get(score, '-'), label='{} ({:.3f})'
+                    .format(SCORE_TITLES[score], metrics.auroc(s_in, s_out)))
+        ax.plot([0, 1], [0, 1], ':', color='gray')
+        ax.set(xlabel='false positive rate (out accepted)',
+               title='in: test set, out: {}'.format(name))
+        ax.legend(fontsize=7, loc='lower right', title='AUROC')
+    axes[0].set_ylabel('true positive rate (in accepted)')
+    fig.tight_layout()
+    return fig
+
+
+def plot_risk_coverage(curves, table):
+    """Risk-coverage curves of every trust score (from
+    :func:`uncertainty.selective`), AURC in the legend."""
+    fig = figure(5.5, 4)
+    ax = fig.subplots()
+    for name, (cov, risk) in curves.items():
+        ax.plot(cov, risk, DASHED.get(name, '-'), label='{} ({:.4f})'.format(
+            SCORE_TITLES[name], table[name]['aurc']))
+    ax.set(xlabel='coverage (share of inputs answered)',
+           ylabel='risk (error rate among them)', xlim=(0, 1))
+    ax.legend(fontsize=8, title='AURC')
+    fig.tight_layout()
+    return fig
