@@ -22,6 +22,7 @@ McDaniel), and the calibration examples are kept out of the index.
 The neighbours come from a search backend of :mod:`search`.
 """
 import copy
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -38,7 +39,73 @@ POOLS = ('layer', 'total')
 
 
 class DkNNError(UserError):
-    """Bad DkNN settings or state: k, layers, calibration, saved index."""
+    """Bad DkNN settings or state: k, layers, calibration."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How a DkNN searches and scores; the defaults are the paper's.
+
+    Attributes:
+        k (int): neighbours per layer, or in total with ``pool='total'``.
+        layers: ``'last'`` (the paper), ``'all'``, a comma-separated string
+            or a tuple of names from ``model.layer_names``.
+        pool (str): ``'layer'``: k neighbours in each chosen layer (the
+            original code); ``'total'``: k in all, split evenly over the
+            layers (k must be at least the number of layers).
+        backend (str): a key of :data:`search.BACKENDS`.
+        scoring (str): ``'conformity'`` or ``'conformal'``.
+        batchsize (int): inputs per forward pass.
+        nlist, nprobe: faiss-ivf, faiss-ivfpq: k-means cells, cells
+            searched per query.
+        pq_m, refine: faiss-ivfpq: bytes of code per point (0: the largest
+            divisor of the width <= width / 4), candidates ranked exactly
+            (refine * k).
+        hnsw_m, ef_search: faiss-hnsw: links per node, search queue length.
+    """
+    k: int = 75
+    layers: object = 'last'
+    pool: str = 'layer'
+    backend: str = search.DEFAULT
+    scoring: str = 'conformity'
+    batchsize: int = 256
+    nlist: int = 256
+    nprobe: int = 16
+    pq_m: int = 0
+    refine: int = 4
+    hnsw_m: int = 32
+    ef_search: int = 128
+
+    def __post_init__(self):
+        for name, value, known in (('backend', self.backend, search.BACKENDS),
+                                   ('scoring', self.scoring, SCORINGS),
+                                   ('pool', self.pool, POOLS)):
+            if value not in known:
+                raise DkNNError('unknown {} {!r}; choose one of {}'.format(
+                    name, value, ', '.join(known)))
+        if self.k < 1:
+            raise DkNNError('k must be at least 1, not {}'.format(self.k))
+
+    def replace(self, **changes):
+        """A copy with ``changes``: ``settings.replace(k=10)``."""
+        return dataclasses.replace(self, **changes)
+
+    def backend_options(self):
+        """The keyword arguments of the chosen search backend."""
+        ivf = {'nlist': self.nlist, 'nprobe': self.nprobe}
+        return {'faiss-ivf': ivf,
+                'faiss-ivfpq': dict(ivf, pq_m=self.pq_m, refine=self.refine),
+                'faiss-hnsw': {'M': self.hnsw_m, 'ef_search': self.ef_search}
+                }.get(self.backend, {})
+
+    def public(self):
+        """The settings that apply to this backend, for results files."""
+        out = {k: getattr(self, k) for k in ('k', 'layers', 'pool',
+                                             'backend', 'scoring',
+                                             'batchsize')}
+        out['layers'] = out['layers'] if isinstance(out['layers'], str) \
+            else list(out['layers'])
+        return dict(out, **self.backend_options())
 
 
 # ------------------------------------------------------------------ DkNN
@@ -79,20 +146,25 @@ def top_two(scores):
     return order[:, 0], scores[rows, order[:, 0]], second
 
 
-def conformal_p_values(nonconformity, calib_nonconformity):
-    """p_j = share of calibration nonconformities >= alpha_j.
+def p_values(nonconformity, calib_nonconformity, smoothed=False):
+    """Conformal p-values: p_j = share of calibration nonconformities that
+    are >= alpha_j; ``smoothed`` counts the test input among them,
+    (1 + #{calib >= alpha_j}) / (M + 1), the split-conformal p-value that
+    gives the coverage guarantee (see :mod:`toolkit.conformal`).
 
     Args:
-        nonconformity: (B, C) alpha of each label.
+        nonconformity: (B, C) alpha of each label (any shape works).
         calib_nonconformity: (M,) each calibration example's alpha of its
             true label.
 
     Returns:
-        (B, C) p-values in [0, 1].
+        p-values of the shape of ``nonconformity``, in [0, 1].
     """
-    ranked = numpy.sort(calib_nonconformity)
-    at_least = len(ranked) - numpy.searchsorted(ranked, nonconformity,
-                                                side='left')
+    ranked = numpy.sort(numpy.asarray(calib_nonconformity, numpy.float64))
+    at_least = len(ranked) - numpy.searchsorted(
+        ranked, numpy.asarray(nonconformity, numpy.float64), side='left')
+    if smoothed:
+        return (1.0 + at_least) / (len(ranked) + 1.0)
     return at_least / len(ranked)
 
 
@@ -133,41 +205,31 @@ class DkNN:
 
     Args:
         model: a classifier from :mod:`nets`.
-        layers: ``'last'`` (the paper), ``'all'``, or names from
-            ``model.layer_names``.
-        k (int): neighbours per layer, or in total with ``pool='total'``.
-        pool (str): ``'layer'``: k neighbours in each chosen layer (the
-            original code); ``'total'``: k neighbours in all, split evenly
-            over the layers (k // number of layers each, at least 1).
-        backend (str): a key of :data:`search.BACKENDS`.
-        backend_options (dict): keyword arguments of that backend (e.g.
-            ``nlist``, ``nprobe`` for ``faiss-ivf``).
-        scoring (str): ``'conformity'`` or ``'conformal'``; the one place
-            the rule is chosen (see :meth:`with_scoring`).
+        settings (Settings): k, layers, pool, backend, scoring, batch size.
         device: Chainer device the model runs on.
     """
 
-    def __init__(self, model, layers='last', k=75, backend=search.DEFAULT,
-                 scoring='conformity', device=None, batchsize=256,
-                 pool='layer', backend_options=None):
-        if backend not in search.BACKENDS:
-            raise DkNNError('unknown backend {!r}; choose one of {}'.format(
-                backend, ', '.join(search.BACKENDS)))
-        if scoring not in SCORINGS:
-            raise DkNNError('unknown scoring {!r}; choose one of {}'.format(
-                scoring, ', '.join(SCORINGS)))
-        if k < 1:
-            raise DkNNError('k must be at least 1, not {}'.format(k))
-        if pool not in POOLS:
-            raise DkNNError('unknown pool {!r}; choose one of {}'.format(
-                pool, ', '.join(POOLS)))
-        self.model, self.device, self.batchsize = model, device, batchsize
-        self.layers = resolve_layers(model.layer_names, layers)
-        self.backend, self.scoring, self.pool = backend, scoring, pool
-        self.backend_options = dict(backend_options or {})
-        self.k = k if pool == 'layer' else max(1, k // len(self.layers))
+    def __init__(self, model, settings=Settings(), device=None):
+        self.model, self.settings, self.device = model, settings, device
+        self.layers = resolve_layers(model.layer_names, settings.layers)
+        if settings.pool == 'total' and settings.k < len(self.layers):
+            raise DkNNError(
+                'pool "total" shares k={} neighbours over {} layers, fewer '
+                'than one per layer; raise --k to {} or more, or use --pool '
+                'layer'.format(settings.k, len(self.layers),
+                               len(self.layers)))
+        self.k = settings.k if settings.pool == 'layer' else \
+            settings.k // len(self.layers)
         self.indices, self.train_labels = {}, None
         self.calib_nonconformity = None
+
+    @property
+    def scoring(self):
+        return self.settings.scoring
+
+    @property
+    def batchsize(self):
+        return self.settings.batchsize
 
     @property
     def n_class(self):
@@ -181,9 +243,7 @@ class DkNN:
     def with_scoring(self, scoring):
         """The same fitted, calibrated DkNN answering with another rule."""
         other = copy.copy(self)
-        if scoring not in SCORINGS:
-            raise DkNNError('unknown scoring {!r}'.format(scoring))
-        other.scoring = scoring
+        other.settings = self.settings.replace(scoring=scoring)
         return other
 
     def _activations(self, data, desc):
@@ -212,8 +272,8 @@ class DkNN:
         self.train_labels = labels
         self.indices = {}
         for name in self.layers:
-            index = search.BACKENDS[self.backend](acts.layers[name],
-                                                  **self.backend_options)
+            index = search.BACKENDS[self.settings.backend](
+                acts.layers[name], **self.settings.backend_options())
             self.indices[name] = index if comm is None else \
                 search.ShardedIndex(index, offset, comm)
         return self
@@ -268,7 +328,7 @@ class DkNN:
         else:
             if self.calib_nonconformity is None:
                 raise DkNNError('conformal scoring needs calibrate() first')
-            scores = conformal_p_values(self.n_votes - counts,
+            scores = p_values(self.n_votes - counts,
                                         self.calib_nonconformity)  # (B, C)
         pred, cred, second = top_two(scores)
         return DkNNOutput(scores, pred, cred, 1 - second, counts, found)
@@ -286,27 +346,28 @@ def shard(n, comm):
     return n * comm.rank // comm.size, n * (comm.rank + 1) // comm.size
 
 
-def for_run(run, comm=None, **options):
-    """A fitted DkNN for a trained :class:`runs.Run`, calibrated when the
-    run has a calibration set (or conformal scoring needs one).
+def for_run(run, settings=Settings(), comm=None, out=None):
+    """A fitted DkNN for a trained :class:`toolkit.runs.Run`, calibrated
+    when the run has a calibration set (or conformal scoring needs one).
 
     The training and calibration activations come from the run's
-    forward-pass cache (computed on first use). With a ChainerMN ``comm``,
-    each rank computes and indexes only its shard of the training set.
-    ``options`` go to :class:`DkNN`.
+    forward-pass cache (computed on first use, and saved into ``out``, a
+    :class:`toolkit.safeio.Outputs`, when given). With a ChainerMN
+    ``comm``, each rank computes and indexes only its shard of the
+    training set.
 
     Returns:
         tuple: (the DkNN, seconds spent on ``build`` and ``calibrate``,
         forward passes included).
     """
-    head = DkNN(run.model, device=run.device, **options)
+    head = DkNN(run.model, settings, run.device)
     start = time.time()
     if comm is None:
-        head.fit(run.forward('train', head.batchsize))
+        head.fit(run.forward('train', settings.batchsize, out))
     else:
         a, b = shard(len(run.examples('train')), comm)
         head.fit(run.examples('train')[a:b], comm=comm, offset=a)
     built = time.time()
-    if len(run.examples('calib')) or head.scoring == 'conformal':
-        head.calibrate(run.forward('calib', head.batchsize))
+    if len(run.examples('calib')) or settings.scoring == 'conformal':
+        head.calibrate(run.forward('calib', settings.batchsize, out))
     return head, {'build': built - start, 'calibrate': time.time() - built}

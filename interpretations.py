@@ -25,18 +25,18 @@ from dataclasses import dataclass
 import numpy
 from tqdm import tqdm
 
-from toolkit import artifacts as artifacts_lib
-from toolkit import cli
-import dknn as dknn_lib
-from toolkit import faithfulness
-from toolkit import metrics
+import dknn
 import nets
 import nlp_utils
+from errors import UserError
+from nlp_utils import parts, remove, slots
+from toolkit import artifacts
+from toolkit import cli
+from toolkit import faithfulness
+from toolkit import metrics
 from toolkit import reduction
 from toolkit import render
 from toolkit import runs
-from errors import UserError
-from nlp_utils import parts, remove, slots
 from toolkit.temperature import TemperatureScaling
 
 
@@ -56,34 +56,41 @@ class Attribution:
 
 class Explainer:
     """What the methods need: the model, and for a trained run its DkNN head
-    (built on first use) and temperature (read on first use).
+    (built on first use) and temperature (looked up on first use).
 
     Args:
         model: a classifier from :mod:`nets`.
-        run (runs.Run): the trained run; None for the model alone (then only
-            ``softmax`` and ``grad`` work).
+        run (toolkit.runs.Run): the trained run; None for the model alone
+            (then only ``softmax`` and ``grad`` work).
+        settings (dknn.Settings): the DkNN of ``dknn`` (its scoring rule is
+            always conformity) and the batch size of forward passes.
         field (str): for pairs, which side's tokens are explained.
-        k, layers, pool: the DkNN of ``dknn`` (see :class:`dknn.DkNN`).
         comm: a ChainerMN communicator: the training set is split over the
             MPI ranks (``--distributed``), and rank 0 alone writes.
     """
 
-    def __init__(self, model, run=None, device=None, field='hypothesis',
-                 k=75, layers='last', batchsize=512, pool='layer', comm=None):
-        self.model, self.run, self.device = model, run, device
-        self.field, self.batchsize = field, batchsize
-        self.k, self.layers, self.pool, self.comm = k, layers, pool, comm
+    def __init__(self, model, run=None, *, settings=dknn.Settings(),
+                 field='hypothesis', comm=None):
+        self.model, self.run, self.comm = model, run, comm
+        self.device = run.device if run is not None else None
+        self.settings = settings.replace(scoring='conformity')
+        self.field, self.batchsize = field, settings.batchsize
 
     @functools.cached_property
     def head(self):
         """The run's DkNN (conformity scoring)."""
-        return dknn_lib.for_run(self.run, self.comm, layers=self.layers,
-                                k=self.k, pool=self.pool)[0]
+        return dknn.for_run(self.run, self.settings, self.comm)[0]
+
+    @functools.cached_property
+    def temperature(self):
+        """(T, where it came from): see :meth:`runs.Run.temperature_or_fit`.
+        """
+        return self.run.temperature_or_fit()
 
     @functools.cached_property
     def scaled(self):
-        """The model with the run's temperature (``temperature.json``)."""
-        return TemperatureScaling(self.model, self.run.temperature)
+        """The run's temperature scaling."""
+        return TemperatureScaling(self.temperature[0])
 
     def forward(self, inputs):
         """(M, C) logits and {layer: (M, D)} activations of M inputs."""
@@ -219,13 +226,13 @@ def interpret(explainer, methods, indices, n_neighbours=0):
     """
     run = explainer.run
     if 'calibrated' in methods:
-        run.temperature  # fail early, saying how to fit one
+        explainer.scaled  # fail early, saying how to fit one
     xs = [run.splits.test[i][0] for i in indices]
     results = {m: explain(explainer, xs, m, desc=m) for m in methods}
     nbrs = [None] * len(xs)
     if n_neighbours:   # interpretation by analogy: the nearest examples
         found = explainer.head.predict(xs).neighbours
-        nbrs = render.neighbour_texts(
+        nbrs = neighbour_texts(
             run.splits.raw['train'],
             found[explainer.head.layers[-1]].indices[:, :n_neighbours])
     explained = nlp_utils.explained_parts(run.pair, explainer.field)
@@ -237,22 +244,44 @@ def interpret(explainer, methods, indices, n_neighbours=0):
         for j, i in enumerate(indices)]
 
 
+def neighbour_texts(raw_train, indices):
+    """``(text, label)`` of training examples, for (B, n) ``indices``."""
+    return [[(' / '.join(' '.join(f) for f in raw_train[j][0]),
+              raw_train[j][1]) for j in row] for row in indices]
+
+
+def tokens_of(rec):
+    """The explained tokens of a record of :func:`interpret`."""
+    return [t for p in rec['explained'] for t in rec['parts'][p]]
+
+
+def payload_of(records, methods, field):
+    """The ``interpretations_*.json`` content."""
+    return {'methods': methods, 'field': field, 'examples': [{
+        'index': r['index'], 'label': r['label'], 'tokens': tokens_of(r),
+        'neighbours': r['neighbours'],
+        **{m: {'prediction': a.prediction, 'score': a.score,
+               'importance': a.importance.tolist()}
+           for m, a in r['results'].items()}} for r in records]}
+
+
 # ---------------------------------------------------------------- script
 
 def build_parser():
     p = cli.parser(__doc__)
-    p.add_argument('--model-setup', required=True)
-    p.add_argument('--interp_method', '--interp-method', default='dknn',
+    cli.add_run_flags(p)
+    p.add_argument('--interp-method', '--interp_method', default='dknn',
+                   dest='interp_method',
                    help='one of {}, several joined by commas, or all'.format(
                        ', '.join(INTERPRETERS)))
     cli.add_example_flags(p)
     p.add_argument('--field', default='hypothesis',
                    choices=list(nlp_utils.FIELD_PARTS),
                    help='SNLI: which side to explain')
-    p.add_argument('--neighbours', type=cli.int_at_least(0), default=0,
+    p.add_argument('--neighbours', type=cli.int_in(0, 1000), default=0,
                    help="show each example's N nearest training examples "
                         '(interpretation by analogy)')
-    p.add_argument('--figure', type=cli.int_at_least(0), default=5,
+    p.add_argument('--figure', type=cli.int_in(0, 1000), default=5,
                    help='examples drawn in the PNG heatmap (0: no PNG)')
     p.add_argument('--faithfulness', action='store_true',
                    help='also compute deletion / ERASER / input-reduction '
@@ -265,36 +294,67 @@ def build_parser():
                         'reduction.json, .png, .html')
     p.add_argument('--reduce-by', default='grad', choices=list(INTERPRETERS),
                    help='the method that ranks tokens for --reduce')
-    p.add_argument('--beam', type=cli.int_at_least(1), default=5,
+    p.add_argument('--beam', type=cli.int_in(1, 100), default=5,
                    help='partial reductions kept per input (--reduce)')
-    p.add_argument('--k', type=cli.int_at_least(1), default=75)
-    p.add_argument('--layers', default='last')
-    p.add_argument('--pool', default='layer', choices=dknn_lib.POOLS,
-                   help='k neighbours per layer, or in total')
     p.add_argument('--distributed', action='store_true',
                    help='split the DkNN\'s training set over mpiexec ranks')
     p.add_argument('--quiet', action='store_true',
                    help='do not print ranked words')
-    p.add_argument('--data-dir', default=None)
-    p.add_argument('--batchsize', type=cli.int_at_least(1), default=512)
+    cli.add_dknn_flags(p)
     cli.add_device_args(p)
     return p
 
 
 def parse_methods(spec):
+    """``--interp-method``: names joined by commas, or ``all``."""
     names = list(INTERPRETERS) if spec == 'all' else \
         [m for m in spec.split(',') if m]
     unknown = [m for m in names if m not in INTERPRETERS]
     if unknown or not names:
-        raise UserError('unknown --interp_method {}; choose from {} or all'
+        raise UserError('unknown --interp-method {}; choose from {} or all'
                         .format(','.join(unknown) or repr(spec),
                                 ', '.join(INTERPRETERS)))
+    if len(set(names)) < len(names):
+        raise UserError('--interp-method names a method twice ({}); name '
+                        'each once'.format(spec))
     return names
 
 
+def write_page(out, base, records, payload, run, titles, figure):
+    """``BASE.html``, ``BASE.png`` (the first ``figure`` records; none if
+    0), ``BASE_faithfulness.md`` (if the payload has faithfulness), then
+    ``BASE.json``, which records completion."""
+    field = payload['field']
+    title = '{} {}: {}'.format(run.setup['dataset'], run.setup['model'],
+                               ', '.join(titles.values()))
+    out.write(base + '.html', lambda f: f.write(render.html_page(
+        title, records, titles, run.label_names, run.pair, field)), 'w')
+    if figure:
+        fig = render.plot_heatmaps(records[:figure], titles, run.label_names,
+                                   run.pair)
+        out.write(base + '.png', render.png_writer(fig, dpi=110))
+    if 'faithfulness' in payload:
+        table = render.faithfulness_table(payload['faithfulness'], titles)
+        out.write(base + '_faithfulness.md', lambda f: f.write(table), 'w')
+    out.finish(base + '.json', payload)
+
+
+def write_artifacts(out, records, method, names):
+    """``artifacts_METHOD.md`` (printed too) and ``.png``; returns class
+    name -> rows of :func:`toolkit.artifacts.artifact_words`."""
+    words = artifacts.artifact_words(records, method, len(names))
+    table = artifacts.artifact_table(words, names)
+    print(table)
+    out.write('artifacts_{}.md'.format(method), lambda f: f.write(table),
+              'w')
+    out.write('artifacts_{}.png'.format(method), render.png_writer(
+        artifacts.plot_artifacts(words, names)))
+    return {names[c]: rows for c, rows in words.items()}
+
+
 def explain_run(explainer, methods, indices, neighbours=0, figure=5,
-                with_faithfulness=False, artifacts=False):
-    """Explain test examples and write the page, as one output set.
+                with_faithfulness=False, with_artifacts=False, flags=None):
+    """Explain test examples and write the page, the figure and the JSON.
 
     Returns:
         tuple: (the JSON payload, the records, the files' common name).
@@ -304,46 +364,90 @@ def explain_run(explainer, methods, indices, neighbours=0, figure=5,
     base = 'interpretations_' + '+'.join(methods)
     with run.writing(explainer.comm) as out:
         records = interpret(explainer, methods, indices, neighbours)
-        payload = render.payload_of(records, methods,
-                                    field if run.pair else None)
+        payload = payload_of(records, methods, field if run.pair else None)
         if with_faithfulness:
             payload['faithfulness'] = faithfulness.by_method(
                 functools.partial(softmax_scores, explainer),
                 [run.splits.test[i][0] for i in indices], records, methods,
                 field)
-        if artifacts:
-            payload['artifacts'] = artifacts_lib.write(
+        if with_artifacts:
+            payload['artifacts'] = write_artifacts(
                 out, records, methods[0], run.label_names)
-        render.write_page(out, base, '{} {}: {}'.format(
-            run.setup['dataset'], run.setup['model'],
-            ', '.join(titles.values())), records, titles, run.label_names,
-            run.pair, field, figure, payload)
+        payload['settings'] = dict(flags or {},
+                                   dknn=explainer.settings.public())
+        write_page(out, base, records, payload, run, titles, figure)
     return payload, records, base
+
+
+def print_ranked(rec, methods, label_names):
+    """One example's tokens, most supporting first, for each method."""
+    tokens = tokens_of(rec)
+    for m in methods:
+        att = rec['results'][m]
+        print('#{} [{}] label: {}  prediction: {} ({:.4f})'.format(
+            rec['index'], m, label_names[rec['label']],
+            label_names[att.prediction], att.score))
+        print('  ' + ' || '.join(' '.join(t) for t in rec['parts']))
+        for j in numpy.argsort(-att.importance, kind='stable'):
+            print('  {:+.4f} {}'.format(att.importance[j], tokens[j]))
+    for s, y in rec['neighbours'] or []:
+        print('  neighbour [{}] {}'.format(label_names[y], s))
+
+
+def write_reduction(out, run, payload):
+    """``reduction.png``, ``reduction.html``, then ``reduction.json``."""
+    out.write(runs.ARTIFACTS['reduction_figure'], render.png_writer(
+        render.plot_reduction(payload['examples'])))
+    title = '{} {}: input reduction guided by {}'.format(
+        run.setup['dataset'], run.setup['model'], payload['reduce_by'])
+    out.write(runs.ARTIFACTS['reduction_page'], lambda f: f.write(
+        render.reduction_page(title, payload, run.label_names)), 'w')
+    out.finish(runs.ARTIFACTS['reduction'], payload)
+
+
+def reduce_command(explainer, indices, method, beam, flags=None):
+    """``--reduce``: reduce, write ``reduction.png``, ``.html``, then
+    ``reduction.json``; print the summary."""
+    run = explainer.run
+    with run.writing(explainer.comm) as out:
+        payload = reduction.reduce_run(run, explainer, indices, method, beam)
+        payload['settings'] = dict(flags or {},
+                                   dknn=explainer.settings.public())
+        write_reduction(out, run, payload)
+    if cli.is_rank0():
+        print(render.reduction_table(payload['summary']))
+        print('{} inputs reduced in {:.1f} s; wrote reduction.json, .png, '
+              '.html in {}'.format(len(payload['examples']),
+                                   payload['seconds'], run.folder))
+    return payload
 
 
 @cli.script
 def main(argv=None):
     args = cli.parse(build_parser(), argv)
+    comm = cli.communicator() if args.distributed else None
     run = runs.from_args(args)
-    explainer = Explainer(run.model, run, run.device, args.field, args.k,
-                          args.layers, args.batchsize, args.pool,
-                          cli.communicator() if args.distributed else None)
+    settings = cli.dknn_settings(args)
+    explainer = Explainer(run.model, run, settings=settings,
+                          field=args.field, comm=comm)
     indices = cli.chosen_examples(args, len(run.splits.test))
+    flags = cli.settings_of(args)
     if args.reduce:
-        return reduction.command(args, run, explainer, indices)
+        return reduce_command(explainer, indices, args.reduce_by, args.beam,
+                              flags)
     methods = parse_methods(args.interp_method)
-    if args.neighbours > explainer.k:
+    if args.neighbours > settings.k:
         raise UserError('--neighbours {} is more than the --k {} neighbours '
                         'the DkNN finds; raise --k'.format(args.neighbours,
-                                                           args.k))
+                                                           settings.k))
     payload, records, base = explain_run(
         explainer, methods, indices, args.neighbours, args.figure,
-        args.faithfulness, args.artifacts)
-    if explainer.comm is not None and explainer.comm.rank != 0:
+        args.faithfulness, args.artifacts, flags)
+    if not cli.is_rank0():
         return payload
     if not args.quiet:
         for rec in records:
-            render.print_ranked(rec, methods, run.label_names)
+            print_ranked(rec, methods, run.label_names)
     print('wrote {}.html, .json{}{} in {}'.format(
         base, ', .png' if args.figure else '',
         ', _faithfulness.md' if args.faithfulness else '', run.folder))

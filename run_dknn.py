@@ -36,40 +36,8 @@ from toolkit import uncertainty
 
 def build_parser():
     p = cli.parser(__doc__)
-    p.add_argument('--model-setup', required=True,
-                   help='args.json of a trained run')
-    p.add_argument('--k', type=cli.int_at_least(1), default=75,
-                   help='neighbours per layer')
-    p.add_argument('--layers', default='last',
-                   help='"last" (the paper), "all", or names joined by ","')
-    p.add_argument('--pool', default='layer', choices=dknn.POOLS,
-                   help='--k neighbours in each layer (the original code), '
-                        'or in total over the layers')
-    p.add_argument('--backend', default=search.DEFAULT, choices=sorted(
-        search.BACKENDS), help='nearest-neighbour search')
-    p.add_argument('--lsh', action='store_true',
-                   help='alias for --backend lsh (the original flag)')
-    p.add_argument('--nlist', type=cli.int_at_least(1), default=256,
-                   help='faiss-ivf, faiss-ivfpq: k-means cells')
-    p.add_argument('--nprobe', type=cli.int_at_least(1), default=16,
-                   help='faiss-ivf, faiss-ivfpq: cells searched per query '
-                        '(<= --nlist)')
-    p.add_argument('--pq-m', type=cli.int_at_least(0), default=0,
-                   help='faiss-ivfpq: bytes of code per point (must divide '
-                        'the layer width; 0: the largest divisor <= '
-                        'width / 4)')
-    p.add_argument('--refine', type=cli.int_at_least(1), default=4,
-                   help='faiss-ivfpq: refine * k candidates by code are '
-                        'ranked by exact distance')
-    p.add_argument('--hnsw-m', type=cli.int_at_least(1), default=32,
-                   help='faiss-hnsw: links per node (>= 2)')
-    p.add_argument('--ef-search', type=cli.int_at_least(1), default=128,
-                   help='faiss-hnsw: search queue length')
-    p.add_argument('--scoring', default='both',
-                   choices=dknn.SCORINGS + ('both',))
-    p.add_argument('--batchsize', type=cli.int_at_least(1), default=256)
-    p.add_argument('--data-dir', default=None,
-                   help='overrides the data folder the run was trained with')
+    cli.add_run_flags(p)
+    cli.add_dknn_flags(p, scoring_both=True)
     p.add_argument('--float16', action='store_true',
                    help='store the hidden layers as float16 (half the memory '
                         'and disk of the index; logits stay float32)')
@@ -136,33 +104,27 @@ def summarise(out, labels, softmax_pred, n_bins=metrics.N_BINS):
                                                       correct, n_bins)}
 
 
-def backend_options(args):
-    """The search backend's own flags, as keyword arguments."""
-    return {'faiss-ivf': {'nlist': args.nlist, 'nprobe': args.nprobe},
-            'faiss-ivfpq': {'nlist': args.nlist, 'nprobe': args.nprobe,
-                            'pq_m': args.pq_m, 'refine': args.refine},
-            'faiss-hnsw': {'M': args.hnsw_m, 'ef_search': args.ef_search}
-            }.get(args.backend, {})
-
-
-def evaluate(run, k=75, layers='last', backend=search.DEFAULT,
-             scorings=dknn.SCORINGS, batchsize=256, pool='layer',
-             options=None, comm=None):
+def evaluate(run, settings=dknn.Settings(), scorings=dknn.SCORINGS,
+             comm=None, out=None):
     """Softmax and DkNN on the run's test set.
+
+    Args:
+        settings (dknn.Settings): k, layers, backend ...; its scoring rule
+            is replaced by each of ``scorings``.
+        out (safeio.Outputs): where to save the forward passes (None: keep
+            them in memory).
 
     Returns:
         tuple: (the ``dknn_results.json`` dict; scoring rule ->
         :class:`dknn.DkNNOutput` of the test set; the fitted
         :class:`dknn.DkNN`).
     """
+    settings = settings.replace(scoring=scorings[0])
     if 'conformal' in scorings:
         dknn.require_calibration(len(run.examples('calib')))
-    head, timing = dknn.for_run(run, comm, k=k, layers=layers,
-                                backend=backend, scoring=scorings[0],
-                                batchsize=batchsize, pool=pool,
-                                backend_options=options)
+    head, timing = dknn.for_run(run, settings, comm, out)
     start = time.time()
-    test = run.forward('test', batchsize)
+    test = run.forward('test', settings.batchsize, out)
     outs = {s: head.with_scoring(s).predict_activations(test)
             for s in scorings}
     timing['evaluate'] = time.time() - start
@@ -171,20 +133,20 @@ def evaluate(run, k=75, layers='last', backend=search.DEFAULT,
     correct = softmax_pred == test.labels
     results = {
         'model_setup': os.path.join(run.folder, runs.ARTIFACTS['setup']),
-        'k': k, 'pool': pool, 'k_per_layer': head.k, 'layers': head.layers,
-        'backend': backend,
+        'k': settings.k, 'pool': settings.pool, 'k_per_layer': head.k,
+        'layers': head.layers, 'backend': settings.backend,
         'n_train': len(run.examples('train')),
         'n_calib': len(run.examples('calib')), 'n_test': len(test.labels),
         'softmax': {'accuracy': float(correct.mean()),
                     'ece': metrics.expected_calibration_error(
                         probs.max(axis=1), correct)},
         'seconds': timing}
-    for s, out in outs.items():
-        results[s] = summarise(out, test.labels, softmax_pred)
+    for s, o in outs.items():
+        results[s] = summarise(o, test.labels, softmax_pred)
     if comm is not None:
         results['ranks'] = comm.size
-    if backend not in search.EXACT:
-        results['backend_options'] = head.backend_options
+    if settings.backend not in search.EXACT:
+        results['backend_options'] = settings.backend_options()
         results['recall_at_k'] = recall(head, run, outs[scorings[0]], test)
     return results, outs, head
 
@@ -196,8 +158,6 @@ def uncertainty_reports(run, head, results, args):
         dict: artifact role -> matplotlib Figure.
     """
     figures, scores = {}, None
-    if args.conformal_sets or args.ood or args.selective:
-        dknn.require_calibration(len(run.examples('calib')))
     if args.conformal_sets:
         sets = uncertainty.conformal_sets(run, head, args.epsilon,
                                           args.mondrian)
@@ -289,45 +249,48 @@ def report_uncertainty(results):
                              t['aurc'], '%.4f' % t['risk_at']['0.8'], ''))
 
 
-def evaluate_run(run, k=75, layers='last', backend=search.DEFAULT,
-                 scorings=dknn.SCORINGS, batchsize=256, pool='layer',
-                 options=None, comm=None, uses=None):
-    """:func:`evaluate`, writing ``dknn_results.json`` and
-    ``dknn_credibility.npz`` (and the forward passes) into the run folder
-    as one set. Returns the results dict. With a ChainerMN ``comm``, every
-    rank searches and rank 0 alone writes.
+def evaluate_run(run, settings=dknn.Settings(), scorings=dknn.SCORINGS,
+                 comm=None, uses=None, flags=None):
+    """:func:`evaluate`, writing the forward passes, then
+    ``dknn_credibility.npz`` and the figures, then ``dknn_results.json``
+    (last: it records completion) into the run folder. Returns the
+    results dict. With a ChainerMN ``comm``, every rank searches and rank 0
+    alone writes.
 
     Args:
         uses: parsed flags of :func:`add_uncertainty_args` (None: none),
             for :func:`uncertainty_reports`.
+        flags (dict): the command's settings, kept in the results.
     """
+    if uses is not None and (uses.conformal_sets or uses.ood or
+                             uses.selective):
+        dknn.require_calibration(len(run.examples('calib')))
     with run.writing(comm) as out:
-        results, outs, head = evaluate(run, k, layers, backend, scorings,
-                                       batchsize, pool, options, comm)
+        results, outs, head = evaluate(run, settings, scorings, comm, out)
         figures = uncertainty_reports(run, head, results, uses) \
             if uses is not None else {}
-        out.write_json(runs.ARTIFACTS['dknn_results'], results)
         arrays = credibility_arrays(outs, run.forward('test').labels)
         out.write(runs.ARTIFACTS['credibility'], safeio.npz_writer(arrays))
         for role, fig in figures.items():
             out.write(runs.ARTIFACTS[role], render.png_writer(fig))
+        results['settings'] = dict(flags or {}, dknn=settings.public())
+        out.finish(runs.ARTIFACTS['dknn_results'], results)
     return results
 
 
 @cli.script
 def main(argv=None):
     args = cli.parse(build_parser(), argv)
-    if args.lsh:
-        args.backend = 'lsh'   # the original's flag
-    scorings = dknn.SCORINGS if args.scoring == 'both' else (args.scoring,)
     comm = cli.communicator() if args.distributed else None
     run = runs.from_args(args, cached=not args.rebuild)
-    results = evaluate_run(run, args.k, args.layers, args.backend, scorings,
-                           args.batchsize, args.pool, backend_options(args),
-                           comm, args)
-    if comm is None or comm.rank == 0:
-        report(results, scorings)
+    results = evaluate_run(run, cli.dknn_settings(args), cli.scorings(args),
+                           comm, args, cli.settings_of(args))
+    if cli.is_rank0():
+        report(results, cli.scorings(args))
         report_uncertainty(results)
+        print('wrote {}, {} in {}'.format(runs.ARTIFACTS['dknn_results'],
+                                          runs.ARTIFACTS['credibility'],
+                                          run.folder))
     return results
 
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """Fit a temperature on the calibration set; report NLL and ECE before and
-after, and reliability diagrams.
+after scaling, and draw reliability diagrams.
 
     python scaling.py --model-setup result/stsa.binary_cnn/args.json
 
-fits one temperature T (:class:`temperature.TemperatureScaling`) on the
+Fits one temperature T (:class:`toolkit.temperature.TemperatureScaling`) on the
 run's calibration set (the ``calib.json`` examples, kept out of training),
 prints accuracy, NLL and ECE before and after scaling on the calibration and
 test sets, and writes beside the model ``temperature.json`` (T and those
@@ -13,36 +13,24 @@ the softmax, the temperature-scaled softmax and DkNN credibility (k, layers
 and scoring rule as given; ``--no-dknn`` leaves that panel out).
 """
 
-from toolkit import cli
 import dknn
+from toolkit import cli
 from toolkit import metrics
 from toolkit import render
 from toolkit import runs
-import text_datasets
 from toolkit.metrics import N_BINS
 from toolkit.temperature import TemperatureScaling
 
 
 def build_parser():
     p = cli.parser(__doc__)
-    p.add_argument('--model-setup', required=True,
-                   help="the trained run's args.json")
-    cli.add_device_args(p)
-    p.add_argument('--data-dir', default=None,
-                   help='data folder; unset: the one training used, else '
-                        '$%s' % text_datasets.DATA_ENV)
-    p.add_argument('--batchsize', '-b', type=cli.int_at_least(1),
-                   default=256, help='examples per forward pass')
+    cli.add_run_flags(p)
     p.add_argument('--n-bins', type=cli.int_in(1, 10000), default=N_BINS,
                    help='equal-width confidence bins for ECE and the plots')
-    p.add_argument('--k', type=cli.int_at_least(1), default=75,
-                   help='neighbours per layer of the DkNN panel')
-    p.add_argument('--layers', default='last',
-                   help='layers of the DkNN panel: last, all, or names')
-    p.add_argument('--scoring', default='conformity', choices=dknn.SCORINGS,
-                   help='credibility of the DkNN panel')
     p.add_argument('--no-dknn', action='store_true',
                    help='leave the DkNN panel out')
+    cli.add_dknn_flags(p)
+    cli.add_device_args(p)
     return p
 
 
@@ -67,21 +55,20 @@ def before_after(logits, labels, scaled, n_bins=N_BINS):
     return out
 
 
-def dknn_panel(run, k, layers, scoring, batchsize):
+def dknn_panel(run, settings):
     """``(title, (N,) credibility, (N,) correct)`` of the DkNN on the test
     set, from the run's forward-pass cache, and its settings."""
-    head, _ = dknn.for_run(run, k=k, layers=layers, scoring=scoring,
-                           batchsize=batchsize)
-    test = run.forward('test', batchsize)
+    head, _ = dknn.for_run(run, settings)
+    test = run.forward('test', settings.batchsize)
     out = head.predict_activations(test)
-    title = 'DkNN {} (k={}, {}) (test)'.format(scoring, k,
-                                               '+'.join(head.layers))
-    settings = {'k': k, 'layers': head.layers, 'scoring': scoring}
-    return (title, out.credibility, out.pred == test.labels), settings
+    title = 'DkNN {} (k={}, {}) (test)'.format(
+        settings.scoring, settings.k, '+'.join(head.layers))
+    return (title, out.credibility, out.pred == test.labels), \
+        {'k': settings.k, 'layers': head.layers, 'scoring': settings.scoring}
 
 
-def calibrate(run, n_bins=N_BINS, k=75, layers='last', scoring='conformity',
-              dknn_panel_too=True, batchsize=256):
+def calibrate(run, settings=dknn.Settings(), n_bins=N_BINS,
+              dknn_panel_too=True):
     """Fit T on the run's calibration set; numbers and the figure.
 
     Returns:
@@ -89,8 +76,9 @@ def calibrate(run, n_bins=N_BINS, k=75, layers='last', scoring='conformity',
         reliability-diagram Figure).
     """
     dknn.require_calibration(len(run.examples('calib')))
-    calib, test = (run.forward(s, batchsize) for s in ('calib', 'test'))
-    scaled = TemperatureScaling(run.model).fit(calib.logits, calib.labels)
+    calib, test = (run.forward(s, settings.batchsize)
+                   for s in ('calib', 'test'))
+    scaled = TemperatureScaling().fit(calib.logits, calib.labels)
     T = scaled.temperature
     results = {'temperature': T, 'n_bins': n_bins,
                'calib': before_after(calib.logits, calib.labels, scaled,
@@ -103,8 +91,7 @@ def calibrate(run, n_bins=N_BINS, k=75, layers='last', scoring='conformity',
               ('temperature scaled, T = {:.3g} (test)'.format(T),
                scaled.probs(test.logits).max(axis=1), correct)]
     if dknn_panel_too:
-        panel, results['dknn'] = dknn_panel(run, k, layers, scoring,
-                                            batchsize)
+        panel, results['dknn'] = dknn_panel(run, settings)
         _, cred, right = panel
         results['dknn'].update(accuracy=float(right.mean()),
                                ece=metrics.expected_calibration_error(
@@ -127,16 +114,16 @@ def format_table(results):
     return '\n'.join(lines)
 
 
-def calibrate_run(run, n_bins=N_BINS, k=75, layers='last',
-                  scoring='conformity', dknn_panel_too=True, batchsize=256):
-    """:func:`calibrate`, writing ``temperature.json`` and
-    ``reliability.png`` into the run folder as one set. Returns the
-    results dict."""
+def calibrate_run(run, settings=dknn.Settings(), n_bins=N_BINS,
+                  dknn_panel_too=True, flags=None):
+    """:func:`calibrate`, writing ``reliability.png``, then
+    ``temperature.json`` (last: it records completion) into the run
+    folder. Returns the results dict."""
     with run.writing() as out:
-        results, fig = calibrate(run, n_bins, k, layers, scoring,
-                                 dknn_panel_too, batchsize)
+        results, fig = calibrate(run, settings, n_bins, dknn_panel_too)
         out.write(runs.ARTIFACTS['reliability'], render.png_writer(fig))
-        out.write_json(runs.ARTIFACTS['temperature'], results)
+        results['settings'] = dict(flags or {}, dknn=settings.public())
+        out.finish(runs.ARTIFACTS['temperature'], results)
     return results
 
 
@@ -144,8 +131,8 @@ def calibrate_run(run, n_bins=N_BINS, k=75, layers='last',
 def main(argv=None):
     args = cli.parse(build_parser(), argv)
     run = runs.from_args(args)
-    results = calibrate_run(run, args.n_bins, args.k, args.layers,
-                            args.scoring, not args.no_dknn, args.batchsize)
+    results = calibrate_run(run, cli.dknn_settings(args), args.n_bins,
+                            not args.no_dknn, cli.settings_of(args))
     print(format_table(results))
     print('{}: T = {:.4f}; test NLL {:.4f} -> {:.4f}, ECE {:.4f} -> {:.4f} '
           '(wrote {} and {})'.format(

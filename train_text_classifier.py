@@ -6,8 +6,11 @@
 writes ``result/stsa.binary_cnn/``: ``best_model.npz`` (best validation
 accuracy), ``vocab.json``, ``args.json`` (everything needed to rebuild the
 model and its data; paths relative to the folder), ``calib.json`` (the
-calibration examples' indices into the training pool), ``log`` and
-``train_results.json``. The folder appears only when training succeeded.
+calibration examples' indices into the training pool), ``log`` and, last,
+``train_results.json``, which records that the run is complete.
+
+A folder that already holds a finished run with the same settings is left
+as it is; ``--force`` trains again, after listing what it removes.
 """
 import copy
 import os
@@ -15,6 +18,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 
 import numpy
 
@@ -101,12 +105,16 @@ def run_name(args):
                             '_char' if args.char_based else '')
 
 
-def check_run_dir(path, setup, force):
-    """Refuse to overwrite a folder holding a run with other settings."""
-    if not os.path.exists(path) or force:
-        return
+def run_state(path, setup):
+    """What ``path`` holds: ``'new'`` (nothing), ``'finished'`` (a complete
+    run with these settings), ``'unfinished'`` (one whose training did not
+    finish) or ``'other: ...'`` (a run with other settings). A folder that
+    is not a run is an error."""
+    names = [n for n in os.listdir(path) if n != runs.LOCK_FILE]
+    if not names:
+        return 'new'
     old_path = os.path.join(path, runs.ARTIFACTS['setup'])
-    if not os.path.isdir(path) or not os.path.isfile(old_path):
+    if not os.path.isfile(old_path):
         raise UserError('{} exists and is not a result folder; pass --force '
                         'to replace it or --out to write elsewhere'.format(
                             path))
@@ -115,9 +123,22 @@ def check_run_dir(path, setup, force):
     diff = [k for k in RUN_KEYS if not isinstance(old, dict) or
             old.get(k, defaults[k]) != setup.get(k)]
     if diff:
-        raise UserError(
-            '{} holds another run (differs in {}); pass --force to replace '
-            'it or --out to write elsewhere'.format(path, ', '.join(diff)))
+        return 'other: differs in ' + ', '.join(diff)
+    done = os.path.isfile(os.path.join(path, runs.ARTIFACTS['train_results']))
+    return 'finished' if done else 'unfinished'
+
+
+def clear_run(path):
+    """``--force``: say what is removed, then empty the run folder."""
+    names = sorted(n for n in os.listdir(path) if n != runs.LOCK_FILE)
+    print('--force: removing {} entries of {}: {}'.format(
+        len(names), path, ', '.join(names)))
+    for name in names:
+        full = os.path.join(path, name)
+        if os.path.isdir(full) and not os.path.islink(full):
+            shutil.rmtree(full)
+        else:
+            os.unlink(full)
 
 
 def initial_embeddings(path, vocab, seed):
@@ -226,14 +247,18 @@ def run_setup(args, splits, n_embed, device):
     return setup
 
 
-def fit(args, device, folder, comm=None):
-    """Load the data, train, and write the run's files into ``folder``.
+@dataclass
+class Prepared:
+    """What training needs before it writes anything: the splits, the
+    initial embedding and the ``args.json`` dict."""
+    splits: object
+    initialW: object
+    setup: dict
 
-    Returns:
-        dict: validation and test accuracy of the best model, seconds per
-        epoch and split sizes (``train_results.json``); None on a rank
-        other than 0 of data-parallel training (which writes nothing).
-    """
+
+def prepare(args, device):
+    """Load the data and the word vectors (every bad-input error happens
+    here, before any file is touched)."""
     splits = text_datasets.get_dataset(
         args.dataset, args.data_dir, args.char_based, args.seed,
         args.n_calib, args.val_ratio, max_vocab_size=args.max_vocab)
@@ -242,21 +267,36 @@ def fit(args, device, folder, comm=None):
               len(splits.train), len(splits.val), len(splits.calib),
               len(splits.test), len(splits.vocab), splits.n_class,
               splits.skipped))
-    numpy.random.seed(args.seed)  # Chainer's initializers draw from it
     initialW, n_embed = initial_embeddings(args.word_vectors, splits.vocab,
                                            args.seed)
-    setup = run_setup(args, splits, n_embed, device)
-    model = nets.build_model(setup, initialW=initialW)
+    return Prepared(splits, initialW, run_setup(args, splits, n_embed,
+                                                device))
+
+
+def fit(args, device, prepared, folder, comm=None):
+    """Train, and write the run's files into ``folder``, each atomically,
+    ``train_results.json`` last (it records completion).
+
+    Returns:
+        dict: validation and test accuracy of the best model, seconds per
+        epoch and split sizes (``train_results.json``); None on a rank
+        other than 0 of data-parallel training (which writes nothing).
+    """
+    splits, setup = prepared.splits, prepared.setup
+    numpy.random.seed(args.seed)  # Chainer's initializers draw from it
+    model = nets.build_model(setup, initialW=prepared.initialW)
     model.to_device(device)
+    out = safeio.Outputs(folder)
     for role, content in (('vocab', splits.vocab),
                           ('calib', splits.calib_indices), ('setup', setup)):
-        safeio.save_json(os.path.join(folder, runs.ARTIFACTS[role]), content)
+        out.write_json(runs.ARTIFACTS[role], content)
     start = time.time()
     trainer = make_trainer(model, splits, args, device, folder, comm)
     trainer.run()
     seconds = time.time() - start
     if comm is not None and comm.rank != 0:
         return None
+    out.written += [runs.ARTIFACTS['model'], runs.ARTIFACTS['log']]
     log = trainer.get_extension('LogReport').log
     val = [e['validation/main/accuracy'] for e in log]
     runs.load_weights(model, os.path.join(folder, runs.ARTIFACTS['model']))
@@ -267,33 +307,8 @@ def fit(args, device, folder, comm=None):
         'seconds_per_epoch': seconds / max(len(log), 1),
         'n_train': len(splits.train), 'n_val': len(splits.val),
         'n_test': len(splits.test), 'n_calib': len(splits.calib)}
-    safeio.save_json(os.path.join(folder, runs.ARTIFACTS['train_results']),
-                     results)
+    out.finish(runs.ARTIFACTS['train_results'], results)
     return results
-
-
-def train_in_temp(args, device, final_dir, comm=None):
-    """:func:`fit` into a hidden folder beside ``final_dir``, removed on
-    any failure; returns (its path, the results)."""
-    tmp = safeio.temp_path(final_dir, folder=True)
-    try:
-        return tmp, fit(args, device, tmp, comm)
-    except BaseException as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, OSError) and str(e.filename).startswith(tmp):
-            e.filename = final_dir + e.filename[len(tmp):]  # the user's name
-        raise
-
-
-def replace_dir(tmp, final_dir):
-    """Move the finished run into place, replacing an older one."""
-    if os.path.exists(final_dir):
-        trash = safeio.temp_path(final_dir, folder=True)
-        os.rename(final_dir, os.path.join(trash, 'old'))
-        os.rename(tmp, final_dir)
-        shutil.rmtree(trash)
-    else:
-        os.rename(tmp, final_dir)
 
 
 def prepare_out(out):
@@ -310,38 +325,6 @@ def prepare_out(out):
         path = os.path.dirname(path)
     os.makedirs(out)
     return made
-
-
-class locked_run_dir:
-    """Hold the locks of a run folder about to be (re)written: one beside
-    it (the folder may not exist yet) and, if it exists, its own, which the
-    other scripts take. Removes a killed training's temporary folders."""
-
-    def __init__(self, final_dir):
-        parent, name = os.path.split(os.path.abspath(final_dir))
-        self.locks = [safeio.FolderLock(
-            os.path.join(parent, '.{}.lock'.format(name)), final_dir)]
-        if os.path.isdir(final_dir):
-            self.locks.append(safeio.FolderLock(
-                os.path.join(final_dir, runs.LOCK_FILE), final_dir))
-        self.parent, self.name = parent, name
-
-    def __enter__(self):
-        held = []
-        try:
-            for lock in self.locks:
-                held.append(lock.__enter__())
-        except BaseException:
-            for lock in reversed(held):
-                lock.__exit__()
-            raise
-        safeio.clean_leftovers(self.parent, [self.name])
-        return self
-
-    def __exit__(self, *exc):
-        for lock in reversed(self.locks):
-            lock.__exit__()
-        return False
 
 
 def settings(**options):
@@ -369,23 +352,8 @@ def rank_device(args, comm):
     return cli.device_from_args(args)
 
 
-def train_run(args, device=None):
-    """Train the run ``args`` describe into ``OUT/DATASET_MODEL``, holding
-    its locks; the folder appears whole, or not at all. Data-parallel
-    with ``--communicator``: every rank trains, rank 0 writes.
-
-    Returns:
-        tuple: (the run folder, the :func:`fit` results); (None, None) on
-        the other ranks.
-    """
-    comm = cli.communicator(args.communicator) if args.communicator \
-        else None
-    if comm is not None:
-        device = device or rank_device(args, comm)
-        if comm.rank != 0:
-            with tempfile.TemporaryDirectory() as scratch:
-                fit(args, device, scratch, comm)
-            return None, None
+def check_settings(args):
+    """Flag combinations that no single flag type can refuse."""
     if args.model in ('rnn', 'bilstm') and args.layer < 1:
         raise UserError('--layer must be at least 1 for --model {}'.format(
             args.model))
@@ -394,20 +362,76 @@ def train_run(args, device=None):
                         '--widths {} (unit / number of widths filters of '
                         'each)'.format(len(args.widths), ' '.join(
                             map(str, args.widths))))
-    final_dir = os.path.join(args.out, run_name(args))
-    made_out = prepare_out(args.out)
+
+
+def train_run(args, device=None):
+    """Train the run ``args`` describe into ``OUT/DATASET_MODEL``, holding
+    its lock. A finished run with the same settings is kept (unless
+    ``--force``). Data-parallel with ``--communicator``: every rank trains,
+    rank 0 writes.
+
+    Returns:
+        tuple: (the run folder, the :func:`fit` results, or those saved by
+        the finished run); (None, None) on the other ranks.
+    """
+    comm = cli.communicator(args.communicator) if args.communicator \
+        else None
+    if comm is not None:
+        device = device or rank_device(args, comm)
+        if comm.rank != 0:
+            with tempfile.TemporaryDirectory() as scratch:
+                fit(args, device, prepare(args, device), scratch, comm)
+            return None, None
+    check_settings(args)
+    made = prepare_out(args.out)
+    final_dir = choose_folder(args)
+    if not os.path.isdir(final_dir):
+        os.mkdir(final_dir)
+        made.append(os.path.abspath(final_dir))
     try:
-        with locked_run_dir(final_dir):
-            check_run_dir(final_dir, vars(args), args.force)
-            device = device or cli.device_from_args(args)
-            tmp, results = train_in_temp(args, device, final_dir, comm)
-            replace_dir(tmp, final_dir)
+        return final_dir, train_locked(args, device, final_dir, comm)
     except BaseException:
-        for folder in reversed(made_out):   # leave the disk as it was
-            if not os.listdir(folder):
-                os.rmdir(folder)
+        for folder in reversed(made):   # leave the disk as it was
+            shutil.rmtree(folder, ignore_errors=True)
         raise
-    return final_dir, results
+
+
+def choose_folder(args):
+    """``OUT/DATASET_MODEL``, or, when that holds a run with other settings
+    (and no ``--force``), the first ``OUT/DATASET_MODEL-N`` that is free or
+    holds these settings: training never replaces another run unasked."""
+    base = os.path.join(args.out, run_name(args))
+    for n in range(1, 1000):
+        path = base if n == 1 else '{}-{}'.format(base, n)
+        if args.force or not os.path.isdir(path):
+            return path
+        state = run_state(path, vars(args))
+        if not state.startswith('other'):
+            return path
+        if n == 1:
+            print('{} holds another run ({}); training into a new folder '
+                  'beside it (--force replaces it)'.format(path, state[7:]))
+    raise UserError('{}-2 .. -999 all hold other runs; pass --out'.format(
+        base))
+
+
+def train_locked(args, device, final_dir, comm):
+    """:func:`train_run` once the folders exist: lock, check, train."""
+    with safeio.writing(final_dir, runs.LOCK_FILE):
+        state = run_state(final_dir, vars(args))
+        if state == 'finished' and not args.force:
+            print('{}: already trained with these settings; pass --force to '
+                  'train again'.format(final_dir))
+            return safeio.read_json(os.path.join(
+                final_dir, runs.ARTIFACTS['train_results']), RERUN)
+        device = device or cli.device_from_args(args)
+        prepared = prepare(args, device)
+        if state != 'new':
+            clear_run(final_dir)
+        return fit(args, device, prepared, final_dir, comm)
+
+
+RERUN = 'pass --force to train again'
 
 
 @cli.script

@@ -127,7 +127,8 @@ def time_backends(run, layers, train, calib, test_acts, args):
     backend: (rows, outputs, heads)."""
     rows, preds, heads = [], {}, {}
     for backend in ('faiss', 'brute', 'kdtree', 'lsh'):
-        head = heads[backend] = dknn.DkNN(run.model, layers, args.k, backend)
+        head = heads[backend] = dknn.DkNN(run.model, dknn.Settings(
+            layers=layers, k=args.k, backend=backend))
 
         def one(head=head):
             t = time.perf_counter()

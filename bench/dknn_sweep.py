@@ -33,7 +33,7 @@ def sweep(run):
     rows = []
     for which in LAYERS:
         for k in KS:
-            head, _ = dknn.for_run(r, layers=which, k=k)
+            head, _ = dknn.for_run(r, dknn.Settings(layers=which, k=k))
             for scoring in dknn.SCORINGS:
                 out = head.with_scoring(scoring).predict_activations(test)
                 correct = out.pred == labels

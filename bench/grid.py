@@ -121,7 +121,7 @@ def scale(run, args):
     """Temperature scaling of a cell; a run without a finite T is kept,
     with the reason."""
     try:
-        results = scaling.calibrate_run(run, k=args.k)
+        results = scaling.calibrate_run(run, dknn.Settings(k=args.k))
         print(scaling.format_table(results))
         print('T = {:.4f}'.format(results['temperature']))
         return results
@@ -142,7 +142,7 @@ def run_cell(cell, args, vectors):
     times['train'] = time.time() - start
     run = runs.load(os.path.join(folder, 'args.json'))
     start = time.time()
-    dk = run_dknn.evaluate_run(run, k=args.k)
+    dk = run_dknn.evaluate_run(run, dknn.Settings(k=args.k))
     run_dknn.report(dk, dknn.SCORINGS)
     times['dknn'] = time.time() - start
     start = time.time()
@@ -223,7 +223,8 @@ def supplementary_page(args):
         methods = list(interpretations.INTERPRETERS) if scaled else \
             ['dknn', 'softmax', 'grad']
         interpretations.explain_run(
-            interpretations.Explainer(run.model, run, k=args.k), methods,
+            interpretations.Explainer(
+                run.model, run, settings=dknn.Settings(k=args.k)), methods,
             list(range(min(args.page_examples, len(run.splits.test)))),
             neighbours=3)
 

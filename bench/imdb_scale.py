@@ -19,6 +19,7 @@ import time
 import numpy
 
 from report import write_section  # NOQA (first: sets sys.path)
+import dknn  # NOQA
 import interpretations  # NOQA
 import run_dknn  # NOQA
 from toolkit import runs  # NOQA
@@ -59,7 +60,7 @@ def main(argv=None):
     warm = {}
     for backend in ('brute', 'faiss'):
         warm[backend] = timed(run_dknn.evaluate_run, runs.load(setup),
-                              backend=backend)
+                              dknn.Settings(backend=backend))
     run = runs.load(setup)
     lengths = [len(x) for x, _ in run.examples('test')[:args.reviews]]
     _, loo_s = timed(interpretations.explain_run, interpretations.Explainer(

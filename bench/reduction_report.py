@@ -36,7 +36,7 @@ def reduce_one(folder, method='grad', first=None, beam=5):
     with run.writing() as out:
         payload = reduction.reduce_run(run, explainer, indices, method, beam)
         if first is None:
-            reduction.write(out, run, payload)
+            interpretations.write_reduction(out, run, payload)
     payload['name'] = '{} {}'.format(run.setup['dataset'], run.setup['model'])
     return payload
 

@@ -18,6 +18,7 @@ import argparse
 import functools
 
 from report import RESULTS, write_section  # NOQA (first: sets sys.path)
+import dknn  # NOQA
 from toolkit import faithfulness  # NOQA
 import interpretations as interp  # NOQA
 from toolkit import render  # NOQA
@@ -60,7 +61,8 @@ def sweep_rows(run, xs):
     rows = []
     test = run.forward('test')
     for layers, pool, k in SETTINGS:
-        ex = interp.Explainer(run.model, run, k=k, layers=layers, pool=pool)
+        ex = interp.Explainer(run.model, run, settings=dknn.Settings(
+            k=k, layers=layers, pool=pool))
         acc = float((ex.head.predict_activations(test).pred ==
                      test.labels).mean())
         a = interp.explain(ex, xs, 'dknn')

@@ -11,6 +11,7 @@ import argparse
 import json
 
 from report import RESULTS, write_section  # NOQA (first: sets sys.path)
+import dknn  # NOQA
 import run_dknn  # NOQA
 from toolkit import runs  # NOQA
 import scaling  # NOQA
@@ -25,7 +26,7 @@ def main(argv=None):
     train = json.load(open(run.path('train_results')))
     rows = []
     for layers in ('last', 'all'):
-        r = run_dknn.evaluate_run(run, layers=layers)
+        r = run_dknn.evaluate_run(run, dknn.Settings(layers=layers))
         for s in ('conformity', 'conformal'):
             rows.append('| {} | {} | {:.2%} | {:.2%} | {:+.2f} | {:.2%} | '
                         '{:.3f} / {:.3f} | {:.4f} |'.format(
@@ -36,7 +37,7 @@ def main(argv=None):
                             r[s]['agreement_with_softmax'],
                             r[s]['credibility_correct'],
                             r[s]['credibility_wrong'], r[s]['ece']))
-    t = scaling.calibrate_run(run, layers='last')
+    t = scaling.calibrate_run(run, dknn.Settings(layers='last'))
     body = '\n'.join([
         '## DkNN and temperature scaling on the SST-2 CNN '
         '(`bench/sst2_dknn.py`)', '',

@@ -67,8 +67,8 @@ def load(args, dataset):
     paper), and one on all layers (Papernot & McDaniel's)."""
     run = runs.load(os.path.join(args.grid, dataset + '_cnn', 'args.json'),
                     data_dir=args.data)
-    return run, dknn.for_run(run, k=75)[0], \
-        dknn.for_run(run, k=75, layers='all')[0]
+    return run, dknn.for_run(run, dknn.Settings(k=75))[0], \
+        dknn.for_run(run, dknn.Settings(k=75, layers='all'))[0]
 
 
 def slack(eps, n_calib, n_test):

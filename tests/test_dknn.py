@@ -19,7 +19,8 @@ class FakeModel:
 
 
 def head(layers='all', k=3, backend='brute', scoring='conformity'):
-    return dknn.DkNN(FakeModel(), layers, k, backend, scoring)
+    return dknn.DkNN(FakeModel(), dknn.Settings(
+        layers=layers, k=k, backend=backend, scoring=scoring))
 
 
 @pytest.mark.parametrize('backend', ['kdtree', 'faiss'])
@@ -251,14 +252,14 @@ def test_k_in_total_splits_the_neighbours_over_the_layers():
     train = {'h1': numpy.array([[0.], [1.], [2.], [9.]], 'f'),
              'h2': numpy.array([[9.], [2.], [1.], [0.]], 'f')}
     per_layer = head(layers='all', k=2).fit(acts(train, [0, 0, 1, 1]))
-    total = dknn.DkNN(FakeModel(), 'all', 4, pool='total').fit(
+    total = dknn.DkNN(FakeModel(), dknn.Settings(layers='all', k=4, pool='total')).fit(
         acts(train, [0, 0, 1, 1]))
     assert (per_layer.n_votes, total.k, total.n_votes) == (4, 2, 4)
     query = {'h1': numpy.array([[0.1]], 'f'), 'h2': numpy.array([[0.1]], 'f')}
     # h1: points 0, 1 (labels 0, 0); h2: points 3, 2 (labels 1, 1)
     assert total.predict_activations(query).counts.tolist() == [[2, 2]]
     with pytest.raises(dknn.DkNNError, match='unknown pool'):
-        dknn.DkNN(FakeModel(), 'all', 4, pool='each')
+        dknn.DkNN(FakeModel(), dknn.Settings(layers='all', k=4, pool='each'))
 
 
 def test_faiss_missing_is_one_line(run_copy, monkeypatch):

@@ -6,6 +6,7 @@ import numpy
 import pytest
 
 from toolkit import faithfulness
+import dknn
 import interpretations as interp
 import nets
 from toolkit import render
@@ -20,7 +21,7 @@ def run(run_copy):
 
 def explainer_for(setup_path, **kw):
     r = runs.load(setup_path)
-    return interp.Explainer(r.model, r, k=5, **kw), r.splits
+    return interp.Explainer(r.model, r, settings=dknn.Settings(k=5), **kw), r.splits
 
 
 def write_temperature(setup_path, T=2.0):
@@ -211,10 +212,16 @@ def test_main_writes_html_png_json(run):
 def test_main_bad_input(run):
     with pytest.raises(SystemExit, match='--index 16 is out of range.*0..15'):
         interp.main(['--model-setup', run, '--index', '16'])
-    with pytest.raises(SystemExit, match='temperature.json: no such file.*scaling.py'):
-        interp.main(['--model-setup', run, '--interp_method', 'calibrated'])
-    with pytest.raises(SystemExit, match='unknown --interp_method lime'):
+    with pytest.raises(SystemExit, match='unknown --interp-method lime'):
         interp.main(['--model-setup', run, '--interp_method', 'lime'])
+    with pytest.raises(SystemExit, match='names a method twice'):
+        interp.main(['--model-setup', run, '--interp_method', 'dknn,dknn'])
+
+
+def test_calibrated_without_temperature_json_fits_one(run):
+    payload = interp.main(['--model-setup', run, '--interp_method',
+                           'calibrated', '--first', '2', '--quiet'])
+    assert len(payload['examples']) == 2
 
 
 def test_tokens_that_break_renderers(tmp_path):
@@ -244,22 +251,21 @@ def test_tokens_that_break_renderers(tmp_path):
     assert all(line.count(' | ') == 3 for line in table.splitlines()[2:])
 
 
-def test_outputs_of_one_command_are_one_set(run):
-    """A rerun without --figure removes the old PNG; a failing rerun leaves
-    the previous set untouched."""
+def test_outputs_record_their_set_and_a_failure_changes_nothing(run):
+    """The JSON, written last, names the files of its set with their
+    sha256; a rerun that fails leaves the folder as it was."""
     interp.main(['--model-setup', run, '--interp_method', 'softmax',
                  '--first', '3', '--quiet'])
     folder = os.path.dirname(run)
-    base = os.path.join(folder, 'interpretations_softmax')
-    assert os.path.exists(base + '.png')
+    base = 'interpretations_softmax'
+    saved = json.load(open(os.path.join(folder, base + '.json')))
+    assert sorted(saved['files']) == [base + '.html', base + '.png']
     interp.main(['--model-setup', run, '--interp_method', 'softmax',
                  '--first', '2', '--figure', '0', '--quiet'])
-    assert not os.path.exists(base + '.png')
+    saved = json.load(open(os.path.join(folder, base + '.json')))
+    assert sorted(saved['files']) == [base + '.html']   # the old PNG stays
     good = {p: open(os.path.join(folder, p), 'rb').read()
-            for p in os.listdir(folder)}
-    with pytest.raises(SystemExit, match='temperature.json: no such'):
-        interp.main(['--model-setup', run, '--interp_method',
-                     'softmax,calibrated', '--quiet'])   # no temperature
+            for p in os.listdir(folder) if p != 'activations'}
     render_html = render.html_page
 
     def broken(*a, **k):
@@ -272,7 +278,7 @@ def test_outputs_of_one_command_are_one_set(run):
     finally:
         render.html_page = render_html
     assert {p: open(os.path.join(folder, p), 'rb').read()
-            for p in os.listdir(folder)} == good
+            for p in os.listdir(folder) if p != 'activations'} == good
 
 
 def test_kendall_tau_against_a_reference_ranking():

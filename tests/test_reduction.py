@@ -2,6 +2,7 @@
 import numpy
 import pytest
 
+import dknn
 import interpretations as interp
 from toolkit import reduction
 from toolkit import runs
@@ -11,7 +12,7 @@ from nlp_utils import remove, slots
 @pytest.fixture
 def explainer(run_copy):
     run = runs.load(run_copy)
-    return interp.Explainer(run.model, run, k=5), run
+    return interp.Explainer(run.model, run, settings=dknn.Settings(k=5)), run
 
 
 @pytest.mark.parametrize('method,beam', [('grad', 5), ('softmax', 3),

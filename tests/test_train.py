@@ -60,15 +60,45 @@ def test_word_vectors_set_the_embedding(tiny_data, tmp_path):
         model.encoder.embed.W.array[vocab['good']], [1, 1, 1, 1], atol=0.05)
 
 
-def test_refuses_a_folder_holding_another_run(tiny_data, tmp_path):
+def folder_bytes(folder):
+    """Every file under ``folder`` -> its bytes."""
+    out = {}
+    for root, _, files in os.walk(str(folder)):
+        for name in files:
+            with open(os.path.join(root, name), 'rb') as f:
+                out[os.path.relpath(os.path.join(root, name), str(folder))] \
+                    = f.read()
+    return out
+
+
+def test_a_rerun_destroys_nothing(tiny_data, tmp_path, capsys):
     train(tiny_data, tmp_path)
-    train(tiny_data, tmp_path)  # the same settings: retrained in place
-    with pytest.raises(SystemExit, match='another run.*unit.*--force'):
-        train(tiny_data, tmp_path, '--unit', '12')
+    run_dir = tmp_path / 'stsa.binary_cnn'
+    (run_dir / 'dknn_results.json').write_text('{"kept": 1}')
+    (run_dir / 'activations').mkdir()
+    (run_dir / 'activations' / 'train.json').write_text('{}')
+    before = folder_bytes(run_dir)
+    train(tiny_data, tmp_path)   # the same settings: nothing to do
+    assert 'already trained' in capsys.readouterr().out
+    assert folder_bytes(run_dir) == before
+    # other settings go beside it, and leave it as it was
+    train(tiny_data, tmp_path, '--unit', '12')
+    assert 'holds another run (differs in unit)' in capsys.readouterr().out
+    assert folder_bytes(run_dir) == before
+    assert json.loads((tmp_path / 'stsa.binary_cnn-2' / 'args.json')
+                      .read_text())['unit'] == 12
+    train(tiny_data, tmp_path, '--unit', '12')
+    assert 'stsa.binary_cnn-2: already trained' in capsys.readouterr().out
+    # --force says what it removes, then replaces the run
     train(tiny_data, tmp_path, '--unit', '12', '--force')
-    setup = json.loads(
-        (tmp_path / 'stsa.binary_cnn' / 'args.json').read_text())
+    said = capsys.readouterr().out
+    assert '--force: removing' in said and 'dknn_results.json' in said
+    setup = json.loads((run_dir / 'args.json').read_text())
     assert setup['unit'] == 12
+    assert not (run_dir / 'dknn_results.json').exists()
+    results = json.loads((run_dir / 'train_results.json').read_text())
+    assert set(results['files']) == {'args.json', 'vocab.json', 'calib.json',
+                                     'best_model.npz', 'log'}
 
 
 def fails_cleanly(out, argv, match):
@@ -161,24 +191,11 @@ def test_killed_run_leaves_nothing(tiny_data, tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     # the first epoch's log line: the run is inside the training loop
     assert wait_for_line(proc.stdout, b'main/loss', timeout=60)
-    assert any(p.startswith('.stsa.binary_cnn.tmp-')
-               for p in os.listdir(str(out)))
+    assert (out / 'stsa.binary_cnn' / '.lock').exists()
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1 and b'stopped by signal' in err
     assert not out.exists()   # the --out folder it created is gone too
-
-
-def test_leftovers_of_a_killed_training_are_cleaned(tiny_data, tmp_path):
-    out = tmp_path / 'r'
-    out.mkdir()
-    for name in ('.stsa.binary_cnn.tmp-ab12cd34', '.stsa.binary_cnn.x1y2z3w4',
-                 '.other_run.tmp-ab12cd34'):
-        (out / name).mkdir()
-    train(tiny_data, out)
-    assert sorted(os.listdir(str(out))) == [   # only this run's leftovers
-        '.other_run.tmp-ab12cd34', '.stsa.binary_cnn.x1y2z3w4',
-        'stsa.binary_cnn']
 
 
 def test_two_trainings_into_one_folder(tiny_data, tmp_path):
@@ -194,7 +211,7 @@ def test_two_trainings_into_one_folder(tiny_data, tmp_path):
                            '--n-calib', '10', '--data-dir', tiny_data,
                            '--out', str(out)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    lock = out / '.stsa.binary_cnn.lock'
+    lock = out / 'stsa.binary_cnn' / '.lock'
     try:
         deadline = time.time() + 60
         while time.time() < deadline and not (
@@ -203,11 +220,11 @@ def test_two_trainings_into_one_folder(tiny_data, tmp_path):
         with pytest.raises(SystemExit, match='is being written by another '
                                              'command \\(process {}\\)'
                                              .format(first.pid)):
-            train(tiny_data, out, '--seed', '1')
+            train(tiny_data, out, '--epoch', '100000')   # the same run
     finally:
         first.terminate()
         first.communicate(timeout=60)
-    assert not out.exists()
+    assert not out.exists()   # the first removes what it created
 
 
 def test_early_stopping_keeps_the_best_validation_epoch(tiny_data, tmp_path):

@@ -11,7 +11,6 @@ import collections
 import numpy
 
 from toolkit import render
-from toolkit.render import md_escape
 
 
 def artifact_words(records, method, n_class, top=10):
@@ -30,7 +29,7 @@ def artifact_words(records, method, n_class, top=10):
         att = rec['results'][method]
         if len(att.importance):
             j = int(numpy.argmax(att.importance))
-            hits[att.prediction][render.tokens_of(rec)[j]].append(
+            hits[att.prediction][[t for p in rec['explained'] for t in rec['parts'][p]][j]].append(
                 float(att.importance[j]))
     return {c: sorted(((w, len(v), float(numpy.mean(v)))
                        for w, v in hits[c].items()),
@@ -46,7 +45,7 @@ def artifact_table(words, label_names):
     for c, rows in words.items():
         for w, n, m in rows:
             lines.append('| {} | {} | {} | {:.3f} |'.format(
-                md_escape(label_names[c]), md_escape(w), n, m))
+                render.md_escape(label_names[c]), render.md_escape(w), n, m))
     return '\n'.join(lines) + '\n'
 
 
@@ -65,20 +64,3 @@ def plot_artifacts(words, label_names):
         ax.set_xlabel('examples where the word is most important')
     fig.tight_layout()
     return fig
-
-
-def write(out, records, method, names):
-    """Count the artifact words of ``method``; write ``artifacts_METHOD.md``
-    (printed too) and ``.png`` into an output set.
-
-    Returns:
-        dict: class name -> rows of :func:`artifact_words`.
-    """
-    words = artifact_words(records, method, len(names))
-    table = artifact_table(words, names)
-    print(table)
-    out.write('artifacts_{}.md'.format(method), lambda f: f.write(table),
-              'w')
-    out.write('artifacts_{}.png'.format(method),
-              render.png_writer(plot_artifacts(words, names)))
-    return {names[c]: rows for c, rows in words.items()}

@@ -80,37 +80,56 @@ def read(folder, split, stamp, labels, n_class):
     return nets.Activations(logits, layers, numpy.asarray(cached))
 
 
+def _memmap(path, shape, dtype):
+    """A new ``.npy`` file memory-mapped for writing, its disk space
+    allocated first: a full disk raises ENOSPC here rather than killing
+    the process (SIGBUS) on a later write."""
+    array = numpy.lib.format.open_memmap(path, mode='w+', dtype=dtype,
+                                         shape=shape)
+    with open(path, 'r+b') as f:
+        size = os.fstat(f.fileno()).st_size
+        if size:
+            safeio._fallocate(f.fileno(), 0, size)
+    return array
+
+
 def compute(out, subfolder, split, model, examples, device, batchsize,
             stamp, dtype=numpy.float32):
-    """Run ``examples`` through ``model`` into new ``.npy`` files of an
-    :class:`safeio.OutputSet`, batch by batch (memory-mapped, allocated on
-    disk first, so a full disk is an error, not a crash), replacing the
-    split's older files; the stamp is written last.
+    """Run ``examples`` through ``model`` into ``.npy`` files under
+    ``out.folder/subfolder``, batch by batch (memory-mapped temporary files,
+    allocated on disk first, renamed into place when complete); the stamp
+    is written last, so a partial set is never read as a cache.
+
+    Args:
+        out (safeio.Outputs): where the caller said to save the cache.
 
     Returns:
         nets.Activations: memory-mapped.
     """
-    names = set()
+    folder = os.path.join(out.folder, subfolder)
+    os.makedirs(folder, exist_ok=True)
+    safeio.remove_quietly(os.path.join(folder, split + '.json'))
+    temps = {}   # final path -> temporary path
 
     def alloc(key, shape, dt):
-        name = os.path.join(subfolder, _array_name(split, key))
-        names.add(os.path.basename(name))
-        return safeio.npy_map(out, name, shape, dt)
-    acts = nets.predict_dataset(model, examples, device, batchsize,
-                                '{}: forward pass'.format(split), alloc,
-                                dtype)
-    for a in [acts.logits] + list(acts.layers.values()):
-        if isinstance(a, numpy.memmap):
+        final = os.path.join(folder, _array_name(split, key))
+        safeio.check_target(final)
+        temps[final] = safeio.temp_path(final)
+        return _memmap(temps[final], shape, dt)
+    try:
+        acts = nets.predict_dataset(model, examples, device, batchsize,
+                                    '{}: forward pass'.format(split), alloc,
+                                    dtype)
+        for a in [acts.logits] + list(acts.layers.values()):
             a.flush()
-    name = os.path.join(subfolder, _array_name(split, 'labels'))
-    out.write(name, lambda f: numpy.save(f, acts.labels, allow_pickle=False))
-    names.add(os.path.basename(name))
-    folder = os.path.join(out.folder, subfolder)
-    if os.path.isdir(folder):
-        for old in os.listdir(folder):
-            if old.startswith(split + '.') and old.endswith('.npy') and \
-                    old not in names:
-                out.discard(os.path.join(subfolder, old))
+        for final, tmp in temps.items():
+            os.replace(tmp, final)
+            out.written.append(os.path.relpath(final, out.folder))
+    finally:
+        for tmp in temps.values():
+            safeio.remove_quietly(tmp)
+    out.write(os.path.join(subfolder, _array_name(split, 'labels')),
+              lambda f: numpy.save(f, acts.labels, allow_pickle=False))
     out.write(os.path.join(subfolder, split + '.json'),
               lambda f: json.dump(stamp, f, indent=1), 'w')
-    return acts
+    return acts   # the maps follow their files through the rename

@@ -21,6 +21,8 @@ import zlib
 
 import chainer
 
+import dknn
+import search
 from errors import UserError
 
 
@@ -93,6 +95,12 @@ def _close_progress_bars():
 
 
 _COMM = []   # the ChainerMN communicator of --distributed, once made
+
+
+def is_rank0():
+    """True unless this is an MPI rank other than 0 (which prints nothing).
+    """
+    return not _COMM or _COMM[0].rank == 0
 
 
 def _abort_others(line):
@@ -197,18 +205,98 @@ def chosen_examples(args, n_test):
 
 
 def parse(parser, argv):
-    """Parse ``argv`` and print the settings as JSON, as every script does
-    at its start."""
+    """Parse ``argv``; with ``--verbose`` (where the parser has it) print
+    the settings as JSON. Otherwise they go only to the results file."""
     args = parser.parse_args(argv)
-    print(json.dumps(vars(args), indent=2))
+    if getattr(args, 'verbose', False) and is_rank0():
+        print(json.dumps(vars(args), indent=2))
     return args
 
 
+def settings_of(args):
+    """The parsed flags as a JSON-ready dict, for a results file."""
+    return {k: v for k, v in vars(args).items()}
+
+
 def parser(doc):
-    """An ArgumentParser described by the first line of a docstring."""
-    return argparse.ArgumentParser(
-        description=doc.strip().split('\n')[0],
+    """An ArgumentParser described by a script's docstring (its first
+    paragraph), with ``--verbose``."""
+    p = argparse.ArgumentParser(
+        description=doc.strip().split('\n\n')[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument('--verbose', action='store_true',
+                   help='print every setting before starting')
+    return p
+
+
+def add_run_flags(p):
+    """``--model-setup`` and ``--data-dir``: the trained run a script reads.
+    """
+    p.add_argument('--model-setup', required=True, metavar='ARGS_JSON',
+                   help="the trained run's args.json")
+    p.add_argument('--data-dir', default=None,
+                   help="data folder (default: $DKNN_DATA_DIR, else the "
+                        "folder the run was trained from)")
+
+
+# ------------------------------------------------------------ DkNN settings
+
+def add_dknn_flags(p, scoring_both=False):
+    """The flags of :class:`dknn.Settings`, one default each, for every
+    script that builds a DkNN. ``scoring_both`` adds ``--scoring both``."""
+    d = dknn.Settings()
+    g = p.add_argument_group('DkNN (see docs/dknn.md)')
+    g.add_argument('--k', type=int_in(1, 10 ** 6), default=d.k,
+                   help='neighbours per layer (or in total: --pool total)')
+    g.add_argument('--layers', default=d.layers,
+                   help='"last" (the paper), "all", or names joined by ","')
+    g.add_argument('--pool', default=d.pool, choices=dknn.POOLS,
+                   help='k neighbours in each layer (the original code), or '
+                        'k in total over the layers')
+    g.add_argument('--backend', default=d.backend,
+                   choices=sorted(search.BACKENDS),
+                   help='nearest-neighbour search')
+    g.add_argument('--lsh', action='store_true',
+                   help='alias for --backend lsh (the original flag)')
+    g.add_argument('--scoring', default='both' if scoring_both else d.scoring,
+                   choices=dknn.SCORINGS + (('both',) if scoring_both
+                                            else ()),
+                   help='conformity shares (Wallace et al.) or conformal '
+                        'p-values (Papernot and McDaniel)')
+    g.add_argument('--batchsize', type=int_in(1, 1 << 20),
+                   default=d.batchsize, help='inputs per forward pass')
+    g.add_argument('--nlist', type=int_in(1, 1 << 20), default=d.nlist,
+                   help='faiss-ivf, faiss-ivfpq: k-means cells')
+    g.add_argument('--nprobe', type=int_in(1, 1 << 20), default=d.nprobe,
+                   help='faiss-ivf, faiss-ivfpq: cells searched per query '
+                        '(<= --nlist)')
+    g.add_argument('--pq-m', type=int_in(0, 1 << 16), default=d.pq_m,
+                   help='faiss-ivfpq: bytes of code per point (must divide '
+                        'the layer width; 0: the largest divisor <= width/4)')
+    g.add_argument('--refine', type=int_in(1, 1 << 10), default=d.refine,
+                   help='faiss-ivfpq: refine * k candidates by code are '
+                        'ranked by exact distance')
+    g.add_argument('--hnsw-m', type=int_in(1, 1 << 10), default=d.hnsw_m,
+                   help='faiss-hnsw: links per node')
+    g.add_argument('--ef-search', type=int_in(1, 1 << 20),
+                   default=d.ef_search,
+                   help='faiss-hnsw: search queue length')
+
+
+def dknn_settings(args):
+    """The :class:`dknn.Settings` the flags of :func:`add_dknn_flags` name;
+    ``--scoring both`` gives the conformity rule (see :func:`scorings`)."""
+    return dknn.Settings(
+        k=args.k, layers=args.layers, pool=args.pool,
+        backend='lsh' if args.lsh else args.backend,
+        scoring=scorings(args)[0], batchsize=args.batchsize,
+        nlist=args.nlist, nprobe=args.nprobe, pq_m=args.pq_m,
+        refine=args.refine, hnsw_m=args.hnsw_m, ef_search=args.ef_search)
+
+
+def scorings(args):
+    """The scoring rules ``--scoring`` names, ``both`` being both."""
+    return dknn.SCORINGS if args.scoring == 'both' else (args.scoring,)
 
 
 # ---------------------------------------------------------------- devices
@@ -255,7 +343,9 @@ def communicator(name='naive'):
     if comm.size == 1:
         print('note: --distributed with one MPI rank; start it with '
               'mpiexec -n N to split the work')
-    import search
     search.share_cores(comm.intra_size)   # ranks on this machine share it
     _COMM[:] = [comm]
+    if comm.rank != 0:   # one screen: rank 0 prints, progress bars too
+        from tqdm import tqdm
+        tqdm.__init__ = functools.partialmethod(tqdm.__init__, disable=True)
     return comm

@@ -29,6 +29,8 @@ Nonconformity scores (each (B, C), larger = stranger):
 """
 import numpy
 
+import dknn
+
 from errors import UserError
 
 EPSILONS = (0.01, 0.05, 0.1, 0.2)
@@ -87,17 +89,11 @@ def p_values(nonconformity, calib_scores, calib_labels=None):
     a = numpy.asarray(nonconformity, numpy.float64)
     calib = numpy.asarray(calib_scores, numpy.float64)
     if calib_labels is None:
-        return _p(a, calib)
+        return dknn.p_values(a, calib, smoothed=True)
     calib_labels = numpy.asarray(calib_labels)
-    return numpy.stack([_p(a[:, j], calib[calib_labels == j])
+    return numpy.stack([dknn.p_values(a[:, j], calib[calib_labels == j],
+                                      smoothed=True)
                         for j in range(a.shape[1])], axis=1)
-
-
-def _p(a, calib):
-    """(1 + #{calib >= a}) / (n + 1) for every entry of ``a``."""
-    ranked = numpy.sort(calib)
-    at_least = len(ranked) - numpy.searchsorted(ranked, a, side='left')
-    return (1.0 + at_least) / (len(ranked) + 1.0)
 
 
 def prediction_sets(p, epsilon):

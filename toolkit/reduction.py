@@ -26,11 +26,7 @@ from tqdm import tqdm
 import dknn
 from toolkit import metrics
 import nlp_utils
-from toolkit import render
-from toolkit import runs
-from errors import UserError
 from nlp_utils import remove, slots
-from toolkit.temperature import TemperatureScaling
 
 
 @dataclass
@@ -199,23 +195,6 @@ def _item(value):
         else float(value)
 
 
-def _temperature(explainer):
-    """Make sure the explainer has a temperature: the run's, or one fitted
-    now on its calibration set. Returns where it came from."""
-    run = explainer.run
-    try:
-        explainer.scaled
-        return 'temperature.json'
-    except UserError:
-        calib = run.forward('calib')
-        explainer.scaled = TemperatureScaling(run.model)
-        try:
-            explainer.scaled.fit(calib.logits, calib.labels)
-        except UserError as e:   # T = 1: "calibrated" is the softmax
-            return 'none: no temperature.json, and {}'.format(e)
-        return 'fitted now on the calibration set (no temperature.json)'
-
-
 def reduce_run(run, explainer, indices, method='grad', beam=5):
     """Reduce the run's test examples ``indices`` and measure every
     confidence on the original and the reduced inputs.
@@ -225,7 +204,7 @@ def reduce_run(run, explainer, indices, method='grad', beam=5):
         sizes, the :func:`summarise` summary and the :func:`records`.
     """
     dknn.require_calibration(len(run.examples('calib')))
-    source = _temperature(explainer)
+    T, source = explainer.temperature
     xs = [run.splits.test[i][0] for i in indices]
     log, start = [], time.time()
     reds = reduce(explainer, xs, method, beam, log,
@@ -234,34 +213,8 @@ def reduce_run(run, explainer, indices, method='grad', beam=5):
     before = measures(explainer, xs)
     after = measures(explainer, [r.reduced for r in reds])
     examples = records(run, indices, reds, before, after, explainer.field)
-    return {'reduce_by': method, 'beam': beam, 'k': explainer.k,
+    return {'reduce_by': method, 'beam': beam, 'k': explainer.settings.k,
             'layers': explainer.head.layers, 'field': explainer.field
-            if run.pair else None, 'temperature': explainer.scaled.temperature,
+            if run.pair else None, 'temperature': T,
             'temperature_from': source, 'seconds': seconds, 'steps': log,
             'summary': summarise(examples), 'examples': examples}
-
-
-def write(out, run, payload):
-    """``reduction.json``, ``reduction.png`` and ``reduction.html`` into an
-    output set."""
-    out.write_json(runs.ARTIFACTS['reduction'], payload)
-    out.write(runs.ARTIFACTS['reduction_figure'], render.png_writer(
-        render.plot_reduction(payload['examples'])))
-    title = '{} {}: input reduction guided by {}'.format(
-        run.setup['dataset'], run.setup['model'], payload['reduce_by'])
-    out.write(runs.ARTIFACTS['reduction_page'], lambda f: f.write(
-        render.reduction_page(title, payload, run.label_names)), 'w')
-
-
-def command(args, run, explainer, indices):
-    """``interpretations.py --reduce``: reduce, write, print the summary."""
-    with run.writing(explainer.comm) as out:
-        payload = reduce_run(run, explainer, indices, args.reduce_by,
-                             args.beam)
-        if out.folder is not None:
-            write(out, run, payload)
-    print(render.reduction_table(payload['summary']))
-    print('{} inputs reduced in {:.1f} s; wrote reduction.json, .png, .html '
-          'in {}'.format(len(payload['examples']), payload['seconds'],
-                         run.folder))
-    return payload

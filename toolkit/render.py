@@ -1,8 +1,8 @@
 """How explanations are shown: colours, the HTML page, PNG figures and
 markdown tables.
 
-Every function returns a string or a matplotlib Figure; callers write them
-(through :class:`safeio.OutputSet`). Tokens come from data files and may
+Every function turns data into a string or a matplotlib Figure and does
+nothing else: callers look data up, print and write files. Tokens come from data files and may
 hold anything: HTML is escaped with :func:`html.escape`, markdown with
 :func:`md_escape`, and matplotlib text is drawn with ``parse_math=False`` so
 a token such as ``$x^$`` is shown as it is instead of breaking mathtext.
@@ -35,7 +35,8 @@ def figure(width, height):
 
 
 def png_writer(fig, dpi=100):
-    """A ``write(fileobj)`` callable for :meth:`safeio.OutputSet.write`."""
+    """A ``write(fileobj)`` callable that saves ``fig`` as a PNG (for
+    :meth:`toolkit.safeio.Outputs.write`)."""
     return lambda f: fig.savefig(f, format='png', dpi=dpi)
 
 
@@ -232,61 +233,6 @@ def faithfulness_table(metrics_by_method, titles):
              '%.3f' % r['zero_share'], '%.3f' % r['below_0.01_share']]
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines) + '\n'
-
-
-def tokens_of(rec):
-    return [t for p in rec['explained'] for t in rec['parts'][p]]
-
-
-def neighbour_texts(raw_train, indices):
-    """``(text, label)`` of training examples, for (B, n) ``indices``."""
-    return [[(' / '.join(' '.join(f) for f in raw_train[j][0]),
-              raw_train[j][1]) for j in row] for row in indices]
-
-
-def payload_of(records, methods, field):
-    """The ``interpretations_*.json`` content."""
-    return {'methods': methods, 'field': field, 'examples': [{
-        'index': r['index'], 'label': r['label'], 'tokens': tokens_of(r),
-        'neighbours': r['neighbours'],
-        **{m: {'prediction': a.prediction, 'score': a.score,
-               'importance': a.importance.tolist()}
-           for m, a in r['results'].items()}} for r in records]}
-
-
-def print_ranked(rec, methods, label_names):
-    tokens = tokens_of(rec)
-    for m in methods:
-        att = rec['results'][m]
-        print('#{} [{}] label: {}  prediction: {} ({:.4f})'.format(
-            rec['index'], m, label_names[rec['label']],
-            label_names[att.prediction], att.score))
-        print('  ' + ' || '.join(' '.join(t) for t in rec['parts']))
-        for j in numpy.argsort(-att.importance, kind='stable'):
-            print('  {:+.4f} {}'.format(att.importance[j], tokens[j]))
-    for s, y in rec['neighbours'] or []:
-        print('  neighbour [{}] {}'.format(label_names[y], s))
-
-
-def write_page(out, base, title, records, titles, label_names, pair, field,
-               figure, payload):
-    """``BASE.html``, ``BASE.json``, ``BASE.png`` (the first ``figure``
-    records; none if 0) and ``BASE_faithfulness.md`` (if the payload has
-    faithfulness) into an output set; an older PNG or table the new set
-    lacks is removed with the commit."""
-    out.write(base + '.html', lambda f: f.write(html_page(
-        title, records, titles, label_names, pair, field)), 'w')
-    if figure:
-        fig = plot_heatmaps(records[:figure], titles, label_names, pair)
-        out.write(base + '.png', png_writer(fig, dpi=110))
-    else:
-        out.discard(base + '.png')
-    if 'faithfulness' in payload:
-        table = faithfulness_table(payload['faithfulness'], titles)
-        out.write(base + '_faithfulness.md', lambda f: f.write(table), 'w')
-    else:
-        out.discard(base + '_faithfulness.md')
-    out.write_json(base + '.json', payload)
 
 
 MEASURE_TITLES = {'softmax': 'softmax confidence',

@@ -23,6 +23,7 @@ from toolkit import cli
 import nets
 import nlp_utils
 from toolkit import safeio
+from toolkit import temperature
 import text_datasets
 from errors import UserError
 
@@ -214,15 +215,6 @@ def read_model(setup, device=None):
     return model
 
 
-def file_sha256(path):
-    """sha256 of a file, read in blocks."""
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            h.update(block)
-    return h.hexdigest()
-
-
 def read_temperature(folder):
     """The temperature scaling.py saved in a run folder: T > 0."""
     path = safeio.inside(folder, ARTIFACTS['temperature'], 'temperature')
@@ -260,7 +252,7 @@ class Run:
         self.data_dir = data_dir
         self.vocab = read_vocab(self.setup)
         self.model = read_model(self.setup, device)
-        self._forward, self._out = {}, None
+        self._forward = {}
         self.data_sha256 = None   # split -> sha256 of its examples (splits)
 
     def path(self, role):
@@ -274,7 +266,7 @@ class Run:
 
     @functools.cached_property
     def model_sha256(self):
-        return file_sha256(self.model_path)
+        return safeio.file_sha256(self.model_path)
 
     @functools.cached_property
     def temperature(self):
@@ -342,77 +334,60 @@ class Run:
                 split, ', '.join(SPLITS)))
         return getattr(self.splits, split)
 
-    def forward(self, split, batchsize=256):
+    def forward(self, split, batchsize=256, out=None):
         """The model's forward pass over a split: computed once per model.
 
         Read from the run's ``activations/`` folder when that was written
         for this model file and these examples (both sha256-stamped), else
-        computed, and saved with the outputs of the command now writing the
-        folder (see :meth:`writing`).
+        computed, in memory, or into the cache when the caller passes where
+        to save it: ``out``, the :class:`safeio.Outputs` of a command
+        writing the run folder (see :meth:`writing`).
 
         Returns:
             nets.Activations: logits, every layer, labels; arrays read from
             disk are memory-mapped.
         """
         if split not in self._forward:
-            examples = self.examples(split)
-            stamp = {'model_sha256': self.model_sha256,
-                     'data_sha256': self.data_sha256[split],
-                     'n': len(examples), 'layers': self.layer_widths,
-                     'dtype': numpy.dtype(self.dtype).name}
-            labels = numpy.array([int(y[0]) for _, y in examples],
-                                 numpy.int32)
-            acts = cache.read(self.path('activations'), split, stamp,
-                                    labels, self.setup['n_class']) \
-                if self.cached else None
-            if acts is None and self._out is not None:
-                acts = cache.compute(
-                    self._out, ARTIFACTS['activations'], split, self.model,
-                    examples, self.device, batchsize, stamp, self.dtype)
-            elif acts is None:
-                acts = nets.predict_dataset(
-                    self.model, examples, self.device, batchsize,
-                    '{}: forward pass'.format(split), dtype=self.dtype)
-            self._forward[split] = acts
+            self._forward[split] = self._compute(split, batchsize, out)
         return self._forward[split]
+
+    def _compute(self, split, batchsize, out):
+        examples = self.examples(split)
+        stamp = {'model_sha256': self.model_sha256,
+                 'data_sha256': self.data_sha256[split],
+                 'n': len(examples), 'layers': self.layer_widths,
+                 'dtype': numpy.dtype(self.dtype).name}
+        labels = numpy.array([int(y[0]) for _, y in examples], numpy.int32)
+        acts = cache.read(self.path('activations'), split, stamp, labels,
+                          self.setup['n_class']) if self.cached else None
+        if acts is not None:
+            return acts
+        if out is not None and out.folder is not None:
+            return cache.compute(out, ARTIFACTS['activations'], split,
+                                 self.model, examples, self.device,
+                                 batchsize, stamp, self.dtype)
+        return nets.predict_dataset(self.model, examples, self.device,
+                                    batchsize, '{}: forward pass'.format(
+                                        split), dtype=self.dtype)
+
+    def temperature_or_fit(self):
+        """T and where it came from: ``temperature.json`` (scaling.py) when
+        the run has one, else fitted now on the calibration set (said in
+        the source string). The one place T is looked up."""
+        if os.path.lexists(self.path('temperature')):
+            return self.temperature, ARTIFACTS['temperature']
+        calib = self.forward('calib')
+        return temperature.fit_temperature(calib.logits, calib.labels), \
+            'fitted now on the calibration set (no {})'.format(
+                ARTIFACTS['temperature'])
 
     def writing(self, comm=None):
         """Context for a command that writes into the run folder: checks it
         is writable, takes its lock, removes a killed run's temporary files,
-        and yields an :class:`safeio.OutputSet` committed on success (which
-        also takes the forward passes computed meanwhile). On an MPI rank
-        other than 0 (``comm``), it yields a :class:`safeio.Discard`."""
-        if comm is not None and comm.rank != 0:
-            return safeio.Discard()
-        return _writing(self)
-
-
-class _writing:
-    def __init__(self, run):
-        self.run = run
-
-    def __enter__(self):
-        folder = self.run.folder
-        safeio.require_writable(folder)
-        self.lock = safeio.FolderLock(os.path.join(folder, LOCK_FILE),
-                                      folder).__enter__()
-        try:
-            safeio.recover(folder)
-            for sub in (folder, self.run.path('activations')):
-                safeio.clean_leftovers(sub)
-            self.out = safeio.OutputSet(folder)
-            self.run._out = self.out.__enter__()
-            return self.out
-        except BaseException:
-            self.lock.__exit__()
-            raise
-
-    def __exit__(self, *exc):
-        self.run._out = None
-        try:
-            return self.out.__exit__(*exc)
-        finally:
-            self.lock.__exit__()
+        and yields a :class:`safeio.Outputs` (a :class:`safeio.Discard` on
+        an MPI rank other than 0)."""
+        return safeio.writing(self.folder, LOCK_FILE, comm,
+                              also=[self.path('activations')])
 
 
 def examples_sha256(examples):

@@ -3,16 +3,14 @@ calibration of modern neural networks", ICML, section 4.2).
 
 One scalar T divides the logits of a trained classifier; it is fitted on
 held-out data to minimise the negative log-likelihood, changes confidences
-and never the arg-max. :class:`TemperatureScaling` wraps a model (as
+and never the arg-max. :class:`TemperatureScaling` holds T (as
 gpleiss/temperature_scaling's ``ModelWithTemperature`` does) and is what
 every caller uses: ``scaling.py`` to fit and report, ``interpretations.py``
-for the calibrated leave-one-out. scipy's optimiser is imported only when
-fitting.
+for the calibrated leave-one-out. A run's T is looked up in one place,
+:meth:`toolkit.runs.Run.temperature_or_fit`. scipy's optimiser is imported
+only when fitting.
 """
 import numpy
-
-import chainer
-import chainer.functions as F
 
 from errors import UserError
 from toolkit.metrics import nll, softmax
@@ -22,60 +20,36 @@ _T_RANGE = (1e-4, 1e4)
 _LOG_T_TOL = 1e-7
 
 
-class TemperatureScaling(chainer.Chain):
-    """A trained classifier whose logits are divided by a temperature T.
+class TemperatureScaling:
+    """A classifier's logits divided by one temperature T.
 
-    T is kept as log T so it stays positive. :meth:`fit` sets it from
-    logits collected once on held-out data (:func:`fit_temperature`);
-    :meth:`probs` applies it to precomputed logits.
+    :meth:`fit` sets T from logits collected once on held-out data
+    (:func:`fit_temperature`); :meth:`probs` applies it to logits.
 
     Args:
-        model: a classifier with ``logits(xs)`` -> (B, C) Variable.
-        temperature (float): initial T, positive.
+        temperature (float): T, positive and finite.
     """
 
-    def __init__(self, model, temperature=1.0):
-        super().__init__()
+    def __init__(self, temperature=1.0):
         _check_temperature(temperature)
-        with self.init_scope():
-            self.model = model
-            self.log_temperature = chainer.Parameter(
-                numpy.array(numpy.log(temperature), numpy.float32))
-
-    @property
-    def temperature(self):
-        """T as a Python float."""
-        return float(numpy.exp(chainer.backend.CpuDevice().send(
-            self.log_temperature.array)))
-
-    def logits(self, xs):
-        """Inputs -> (B, C) Variable: the model's logits / T."""
-        return self.model.logits(xs) / F.exp(self.log_temperature)
-
-    def predict(self, xs):
-        """Like the model's ``predict``: (B, C) scaled logits array and
-        its ordered dict of (B, D) hidden layers (which T does not touch)."""
-        logits, layers = self.model.predict(xs)
-        return logits / self.xp.exp(self.log_temperature.array), layers
+        self.temperature = float(temperature)
 
     def fit(self, logits, labels):
         """Set T to the NLL minimum on held-out ``logits`` and ``labels``
         (see :func:`fit_temperature`); returns self."""
-        T = fit_temperature(logits, labels)
-        self.log_temperature.array[...] = self.xp.asarray(numpy.log(T))
+        self.temperature = fit_temperature(logits, labels)
         return self
 
     def probs(self, logits):
-        """(N, C) probabilities ``softmax(logits / T)`` of precomputed
-        logits (a NumPy array)."""
+        """(N, C) probabilities ``softmax(logits / T)`` of (N, C) logits."""
         return softmax(numpy.asarray(logits, numpy.float64) /
                        self.temperature)
 
 
 def _check_temperature(T):
     if not (numpy.isfinite(T) and T > 0):
-        raise UserError('the temperature must be positive and '
-                                  'finite, got {!r}'.format(T))
+        raise UserError('the temperature must be positive and finite, got '
+                        '{!r}'.format(T))
 
 
 def _check_logits(logits, labels):

@@ -19,7 +19,6 @@ needs. Trust scores, higher = more trusted (:data:`SCORES`):
 For selective prediction each score ranks its own classifier's answers:
 the DkNN's for the two credibilities, the softmax's for the others.
 """
-import os
 
 import numpy
 
@@ -29,7 +28,6 @@ from toolkit import metrics
 import nets
 import nlp_utils
 import search
-from toolkit import temperature
 import text_datasets
 from errors import UserError
 
@@ -37,15 +35,6 @@ SCORES = ('softmax', 'scaled', 'max_logit', 'conformity', 'conformal',
           'knn_distance')
 DKNN_SCORES = ('conformity', 'conformal')
 COVERAGES = (0.5, 0.8, 0.9)   # selective risk reported at these coverages
-
-
-def run_temperature(run, calib):
-    """T saved by scaling.py (a bad file is an error), else fitted on the
-    calibration logits."""
-    if os.path.lexists(run.path('temperature')):
-        return run.temperature, 'temperature.json'
-    return temperature.fit_temperature(calib.logits, calib.labels), \
-        'fitted on the calibration set'
 
 
 def answers(head, acts):
@@ -155,7 +144,7 @@ def ood(run, head, datasets, limit=2000, batchsize=256):
         ``fpr_at_95_tpr``; plus ``temperature``), and the score arrays
         (``'in'`` and each data set -> score name -> (N,)) for the figure.
     """
-    T, source = run_temperature(run, run.forward('calib'))
+    T, source = run.temperature_or_fit()
     distance = KthDistance(head, head.layers[-1])
     test = run.forward('test')
     arrays = {'in': trust_scores(test, answers(head, test), T, distance)}
@@ -190,7 +179,7 @@ def selective(run, head, scores=None):
     test = run.forward('test')
     outs = answers(head, test)
     if scores is None:
-        T, _ = run_temperature(run, run.forward('calib'))
+        T, _ = run.temperature_or_fit()
         scores = trust_scores(test, outs, T,
                               KthDistance(head, head.layers[-1]))
     softmax_pred = numpy.asarray(test.logits).argmax(axis=1)
