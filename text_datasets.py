@@ -15,7 +15,27 @@ Splits (see :func:`get_dataset`):
   else a seeded ``val_ratio`` share of train. Models are chosen on it.
 * calibration: ``n_calib`` seeded training examples, kept out of training;
   their indices into the training pool go to ``calib.json``.
+
+Your own data: wherever a dataset name is accepted, a path is too
+(:func:`is_path`; :func:`describe` gives its label names and pair flag):
+
+* a single file, split 90/10 into train and test as the ``*.all`` files
+  are (:func:`split_all`); or a folder holding ``train.EXT`` and optionally
+  ``dev.EXT`` (the validation set) and ``test.EXT`` (without it, train is
+  split 90/10), all in one format;
+* CSV (``.csv``, RFC 4180 quoting) or TSV (``.tsv``, no quoting) with a
+  header row, or JSON Lines (``.jsonl``, one object a line), UTF-8;
+* columns ``text`` and ``label``, or ``premise``, ``hypothesis`` and
+  ``label`` for sentence pairs; other columns are ignored;
+* labels are strings or integers; the label names are the training file's
+  distinct labels, sorted (numerically when all are integers), and label
+  ids index them. A dev or test label must occur in train.
+
+Every file is read through :func:`read_lines`: special files are refused
+before opening, size is capped (``$DKNN_MAX_DATA_BYTES``, 2 GiB), and a bad
+line ends in one :class:`DataError` ``PATH:LINE: what is wrong; the fix``.
 """
+import codecs
 import collections
 import csv
 import glob
@@ -23,6 +43,7 @@ import io
 import json
 import os
 import re
+import stat
 import tarfile
 import zipfile
 from dataclasses import dataclass, field
@@ -50,11 +71,14 @@ class DataError(UserError):
 
 @dataclass
 class RawData:
-    """Token-level examples ``(fields, label)`` before any vocabulary."""
+    """Token-level examples ``(fields, label)`` before any vocabulary, with
+    the data set's label names and pair flag (set by :func:`load_raw`)."""
     train: list
     test: list
     dev: list = None
     skipped: int = 0
+    label_names: tuple = None
+    pair: bool = None
 
 
 @dataclass
@@ -71,6 +95,7 @@ class Splits:
     pool_size: int
     skipped: int = 0
     raw: dict = field(default_factory=dict, repr=False)
+    pair: bool = False
 
 
 # ------------------------------------------------------------- finding files
@@ -287,6 +312,18 @@ def read_snli(path, split, char_based=False):
 
 # ------------------------------------------------------------ the datasets
 
+def split_all(examples):
+    """The original's 90/10 split of a ``*.all`` file: the last tenth
+    (rounded up) of a numpy permutation with seed 777 is the test set.
+
+    Returns:
+        tuple: (train, test) lists of the examples.
+    """
+    perm = numpy.random.RandomState(ALL_SPLIT_SEED).permutation(len(examples))
+    cut = -len(perm) // 10
+    return [examples[i] for i in perm[:cut]], [examples[i] for i in perm[cut:]]
+
+
 def _load_sent(name, data_dir, char_based):
     files = {'TREC': ('TREC.train.all', 'TREC.test.all'),
              'stsa.binary': ('stsa.binary.train', 'stsa.binary.test',
@@ -303,12 +340,8 @@ def _load_sent(name, data_dir, char_based):
                             .format(path))
         parts.append(data)
         skipped += n
-    if len(parts) == 1:  # the original's 90/10 split of a *.all file
-        perm = numpy.random.RandomState(ALL_SPLIT_SEED).permutation(
-            len(parts[0]))
-        cut = -len(perm) // 10
-        parts = [[parts[0][i] for i in perm[:cut]],
-                 [parts[0][i] for i in perm[cut:]]]
+    if len(parts) == 1:
+        parts = list(split_all(parts[0]))
     return RawData(parts[0], parts[1], parts[2] if len(parts) > 2 else None,
                    skipped)
 
@@ -432,12 +465,493 @@ DATASETS = {
 }
 
 
+# ---------------------------------------------------------- your own data
+
+USER_FORMATS = {'.csv': 'csv', '.tsv': 'tsv', '.jsonl': 'jsonl'}
+USER_SPLITS = ('train', 'dev', 'test')
+SINGLE_COLUMNS = ('text', 'label')
+PAIR_COLUMNS = ('premise', 'hypothesis', 'label')
+MAX_BYTES_ENV = 'DKNN_MAX_DATA_BYTES'
+MAX_BYTES = 2 * 1024 ** 3       # default cap on one data file
+SHOWN = 50                      # characters of a file a message may show
+_COLUMNS_HELP = ('text,label (single sentences) or premise,hypothesis,label '
+                 '(pairs)')
+_FORMS_HELP = ('a CSV, TSV or JSONL file, or a folder holding train.EXT and '
+               'optionally dev.EXT and test.EXT')
+
+
+def is_path(name):
+    """True when ``name`` means a user's own data rather than a built-in:
+    it is not a name in :data:`DATASETS` and it exists on disk, holds a path
+    separator or ends in ``.csv``, ``.tsv`` or ``.jsonl``. A built-in name
+    wins over a file or folder of that name (write ``./TREC`` for the
+    folder)."""
+    name = os.fspath(name)
+    if name in DATASETS:
+        return False
+    return (os.path.lexists(name) or '/' in name or os.sep in name or
+            os.path.splitext(name)[1].lower() in USER_FORMATS)
+
+
+def _unknown(name, choices, what='dataset'):
+    return DataError(
+        'unknown {} {!r}: not a built-in (choose one of {}) and no such file '
+        'or folder; a path to {} is accepted too'.format(
+            what, name, ', '.join(choices), _FORMS_HELP))
+
+
+def _clip(text):
+    """``text`` quoted and cut to :data:`SHOWN` characters, for messages."""
+    text = str(text)
+    return repr(text[:SHOWN] + ('...' if len(text) > SHOWN else ''))
+
+
+def max_data_bytes():
+    """The size cap on one data file: ``$DKNN_MAX_DATA_BYTES``, else 2 GiB.
+    """
+    value = os.environ.get(MAX_BYTES_ENV)
+    if not value:
+        return MAX_BYTES
+    if not re.fullmatch('[0-9]+', value.strip()) or int(value) < 1:
+        raise DataError('{}={} is not a number of bytes; set it to a positive '
+                        'integer such as {}'.format(MAX_BYTES_ENV,
+                                                    _clip(value), MAX_BYTES))
+    return int(value)
+
+
+_KINDS = ((stat.S_ISDIR, 'a folder'), (stat.S_ISFIFO, 'a named pipe (FIFO)'),
+          (stat.S_ISCHR, 'a character device'),
+          (stat.S_ISBLK, 'a block device'), (stat.S_ISSOCK, 'a socket'))
+
+
+def _check_regular(mode, path):
+    if not stat.S_ISREG(mode):
+        kind = next((k for test, k in _KINDS if test(mode)), 'a special file')
+        raise DataError('{}: is {}, not a regular file; pass a CSV, TSV or '
+                        'JSONL file'.format(path, kind))
+
+
+def _check_size(size, path, cap):
+    if size > cap:
+        raise DataError('{}: larger than the {}-byte cap on a data file; to '
+                        'read it, set {} to a larger number of bytes'.format(
+                            path, cap, MAX_BYTES_ENV))
+
+
+def read_lines(path):
+    """Yield ``(line number, text)`` of a user's data file, bounded.
+
+    A path that is not a regular file (a folder, FIFO, device) is refused
+    before it is opened, and so is a file over :func:`max_data_bytes`. Each
+    line is decoded as strict UTF-8 (a leading byte-order mark is dropped);
+    NUL bytes are refused.
+
+    Raises:
+        DataError: ``PATH: ...`` or ``PATH:LINE: ...``, saying how to fix it.
+    """
+    cap = max_data_bytes()
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError) as e:
+        raise DataError('{}: cannot read it ({})'.format(
+            path, getattr(e, 'strerror', None) or e)) from None
+    _check_regular(st.st_mode, path)
+    _check_size(st.st_size, path, cap)
+    try:
+        # O_NONBLOCK: a file swapped for a FIFO since the stat cannot hang
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError as e:
+        raise DataError('{}: cannot read it ({})'.format(
+            path, e.strerror)) from None
+    with os.fdopen(fd, 'rb') as f:
+        _check_regular(os.fstat(fd).st_mode, path)
+        total, lineno = 0, 0
+        while True:
+            raw = f.readline(cap - total + 1)   # never more than the cap
+            if not raw:
+                return
+            total, lineno = total + len(raw), lineno + 1
+            _check_size(total, path, cap)
+            if lineno == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8):]
+            if b'\0' in raw:
+                raise DataError('{}:{}: holds a NUL byte (byte {} of the '
+                                'line); a data file is plain UTF-8 text, not '
+                                'binary'.format(
+                                    path, lineno, raw.index(b'\0') + 1))
+            try:
+                yield lineno, raw.decode('utf-8')
+            except UnicodeDecodeError as e:
+                raise DataError(
+                    '{}:{}: not valid UTF-8 (byte 0x{:02x}, byte {} of the '
+                    'line); save the file as UTF-8'.format(
+                        path, lineno, raw[e.start], e.start + 1)) from None
+
+
+def _table_rows(path, fmt):
+    """Yield ``(line number, fields)`` of a CSV or TSV file, header first.
+
+    CSV follows RFC 4180 (a field may be quoted and span lines; the number
+    given is the line the row starts on). TSV has no quoting: one row a
+    line, fields cut at tabs."""
+    at = [0]    # lines handed to the csv reader so far
+
+    def lines():
+        first = True
+        for lineno, line in read_lines(path):
+            at[0] = lineno
+            if first and line.strip():
+                first = False
+                if line.lstrip().startswith('{'):
+                    raise DataError(
+                        '{}:{}: looks like JSON Lines, not {}; name the file '
+                        '.jsonl'.format(path, lineno, fmt.upper()))
+            yield line
+    if fmt == 'csv':
+        reader = csv.reader(lines(), strict=True)
+    else:
+        reader = csv.reader(lines(), delimiter='\t', quoting=csv.QUOTE_NONE,
+                            strict=True)
+    end = 0
+    while True:
+        start = end + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            raise DataError(
+                '{}:{}: cannot be read as {} ({}); a field holding a comma, '
+                'a quote or a line break must be in double quotes, with its '
+                'quotes doubled'.format(path, start, fmt.upper(), e)) from None
+        end = at[0]
+        if row and (len(row) > 1 or row[0].strip()):   # blank lines
+            yield start, row
+
+
+def _first_twice(names):
+    """The first name that occurs a second time in ``names``, else None."""
+    seen = set()
+    for name in names:
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
+
+
+def _json_object_pairs(pairs, path, lineno):
+    twice = _first_twice(k for k, _ in pairs)
+    if twice is not None:
+        raise DataError('{}:{}: key {} appears twice in one object; keep one'
+                        .format(path, lineno, _clip(twice)))
+    return dict(pairs)
+
+
+def _json_kind(value):
+    """What a JSON value is, in JSON's words: 'an array', 'a string'..."""
+    if isinstance(value, bool):
+        return 'true or false'
+    return {int: 'a number', float: 'a number with a fraction', str:
+            'a string', list: 'an array', dict: 'an object'}.get(
+                type(value), 'null')
+
+
+def _jsonl_rows(path):
+    """Yield ``(line number, object)`` of a JSON Lines file (blank lines
+    skipped); each line must hold one JSON object."""
+    first = True
+    for lineno, line in read_lines(path):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line, object_pairs_hook=lambda pairs:
+                                _json_object_pairs(pairs, path, lineno))
+        except ValueError as e:
+            hint = ('; this looks like a CSV or TSV file: name it .csv or '
+                    '.tsv' if first and not line.lstrip().startswith('{')
+                    else '; each line must be one JSON object')
+            raise DataError('{}:{}: not valid JSON ({}){}'.format(
+                path, lineno, str(e).split(':')[0], hint)) from None
+        except RecursionError:
+            raise DataError('{}:{}: JSON nested too deeply'.format(
+                path, lineno)) from None
+        if not isinstance(record, dict):
+            raise DataError('{}:{}: {}, not a JSON object; write one object '
+                            'a line, such as {{"text": "...", "label": "..."}}'
+                            .format(path, lineno, _json_kind(record)))
+        first = False
+        yield lineno, record
+
+
+def _columns_for(found, path, lineno, what='column'):
+    """Decide single or pair from the columns found: (pair, needed)."""
+    pair = ('premise' in found and 'hypothesis' in found) or (
+        'text' not in found and ('premise' in found or 'hypothesis' in found))
+    needed = PAIR_COLUMNS if pair else SINGLE_COLUMNS
+    _check_columns(found, needed, path, lineno, what)
+    return pair, needed
+
+
+def _check_columns(found, needed, path, lineno, what='column'):
+    missing = [c for c in needed if c not in found]
+    if missing:
+        raise DataError('{}:{}: missing {}{} {}; a file needs the {}s {}; '
+                        'found: {}'.format(
+                            path, lineno, what, 's' * (len(missing) > 1),
+                            ', '.join(missing), what, _COLUMNS_HELP,
+                            _clip(', '.join(str(c) for c in found))))
+
+
+def _text_value(value, column, path, lineno):
+    if value is not None and not isinstance(value, str):
+        raise DataError('{}:{}: "{}" is {}; write the text as a string'
+                        .format(path, lineno, column, _json_kind(value)))
+    if value is None or not nlp_utils.normalize_text(value):
+        raise DataError('{}:{}: empty "{}"; fill it in or remove the line'
+                        .format(path, lineno, column))
+    return value
+
+
+def _label_value(value, path, lineno):
+    """A label as a string; an integer becomes its decimal string."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if value is not None and not isinstance(value, str):
+        raise DataError('{}:{}: "label" is {}; write the label as a '
+                        'string or an integer'.format(
+                            path, lineno, _json_kind(value)))
+    if value is None or not value.strip():
+        raise DataError('{}:{}: empty "label"; give every example a label, '
+                        'or remove the line'.format(path, lineno))
+    return value.strip()
+
+
+def read_user_file(path, fmt):
+    """Read one file of a user's data set, checking every line.
+
+    Args:
+        path (str): the file.
+        fmt (str): ``'csv'``, ``'tsv'`` or ``'jsonl'``.
+
+    Returns:
+        tuple: (pair, rows): ``pair`` is True for premise/hypothesis files;
+        ``rows`` is a list of ``(line number, texts, label)``, ``texts`` a
+        tuple of one or two strings, ``label`` a string.
+
+    Raises:
+        DataError: ``PATH:LINE: ...`` for the first bad line.
+    """
+    pair, rows, header = None, [], None
+    if fmt == 'jsonl':
+        for lineno, record in _jsonl_rows(path):
+            if pair is None:
+                pair, needed = _columns_for(record, path, lineno, 'key')
+            _check_columns(record, needed, path, lineno, 'key')
+            texts = tuple(_text_value(record[c], c, path, lineno)
+                          for c in needed[:-1])
+            rows.append((lineno, texts,
+                         _label_value(record['label'], path, lineno)))
+    else:
+        for lineno, fields in _table_rows(path, fmt):
+            if header is None:
+                header, at = [f.strip() for f in fields], lineno
+                twice = _first_twice(header)
+                if twice is not None:
+                    raise DataError('{}:{}: column {} appears twice in the '
+                                    'header; rename or remove one'.format(
+                                        path, lineno, _clip(twice)))
+                other = {'csv': '\t', 'tsv': ','}[fmt]
+                if len(header) == 1 and other in header[0]:
+                    raise DataError('{}:{}: the header has one column; the '
+                                    'file looks {}-separated: name it .{}'
+                                    .format(path, lineno, {
+                                        '\t': 'tab', ',': 'comma'}[other],
+                                        {'\t': 'tsv', ',': 'csv'}[other]))
+                pair, needed = _columns_for(header, path, lineno)
+                index = [header.index(c) for c in needed]
+                continue
+            if len(fields) != len(header):
+                raise DataError(
+                    '{}:{}: {} fields, but the header (line {}) has {}; {}'
+                    .format(path, lineno, len(fields), at, len(header),
+                            'quote a text that holds a comma' if fmt == 'csv'
+                            else 'a text cannot hold a tab'))
+            texts = tuple(_text_value(fields[i], c, path, lineno)
+                          for i, c in zip(index[:-1], needed[:-1]))
+            rows.append((lineno, texts,
+                         _label_value(fields[index[-1]], path, lineno)))
+    if not rows:
+        raise DataError('{}: {}; expected {}'.format(
+            path, 'a header only, no examples' if header else 'empty file',
+            'one JSON object a line with the keys ' + _COLUMNS_HELP
+            if fmt == 'jsonl' else 'a header row with the columns ' +
+            _COLUMNS_HELP + ', then one example a row'))
+    return pair, rows
+
+
+def label_order(labels):
+    """Sorted distinct labels: numerically when every label is an integer,
+    else as strings."""
+    labels = set(labels)
+    if all(re.fullmatch('[-+]?[0-9]+', y) for y in labels):
+        return sorted(labels, key=lambda y: (int(y), y))
+    return sorted(labels)
+
+
+def user_files(path):
+    """Format and files of a user's data set.
+
+    Returns:
+        tuple: (fmt, files): ``files`` maps ``'all'`` (a single file) or
+        ``'train'`` and optionally ``'dev'``, ``'test'`` to paths.
+    """
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        raise DataError('{}: no such file or folder; pass {}'.format(
+            path, _FORMS_HELP)) from None
+    if not stat.S_ISDIR(st.st_mode):
+        _check_regular(st.st_mode, path)
+        ext = os.path.splitext(path)[1].lower()
+        if ext not in USER_FORMATS:
+            raise DataError('{}: unknown format {}; name a data file .csv, '
+                            '.tsv or .jsonl by its content'.format(
+                                path, _clip(ext or 'with no extension')))
+        return USER_FORMATS[ext], {'all': path}
+    try:
+        entries = sorted(os.listdir(path))
+    except OSError as e:
+        raise DataError('{}: cannot list the folder ({})'.format(
+            path, e.strerror)) from None
+    found = collections.defaultdict(list)    # split -> its file names
+    data_files = []
+    for entry in entries:
+        stem, ext = os.path.splitext(entry)
+        if ext.lower() in USER_FORMATS:
+            data_files.append(entry)
+            if stem in USER_SPLITS:
+                found[stem].append(entry)
+    if 'train' not in found:
+        raise DataError('{}: no train file (data files found: {}); a data '
+                        'folder holds train.csv, train.tsv or train.jsonl, '
+                        'and optionally dev and test files of the same '
+                        'format'.format(path, _clip(', '.join(data_files))
+                                        if data_files else 'none'))
+    for split, split_files in found.items():
+        if len(split_files) > 1:
+            raise DataError('{}: holds both {}; keep one {} file'.format(
+                path, ' and '.join(split_files), split))
+    chosen = {split: split_files[0] for split, split_files in found.items()}
+    exts = {os.path.splitext(n)[1].lower() for n in chosen.values()}
+    if len(exts) > 1:
+        raise DataError('{}: {} mix formats; write all the files of a folder '
+                        'in one format (CSV, TSV or JSONL)'.format(
+                            path, ' and '.join(sorted(chosen.values()))))
+    return USER_FORMATS[exts.pop()], {
+        split: os.path.join(path, name) for split, name in chosen.items()}
+
+
+def _read_spec(path):
+    """(fmt, files, train file, pair, train rows, label names) of a user's
+    data set, its training file read and checked."""
+    fmt, files = user_files(path)
+    train_file = files.get('train', files.get('all'))
+    pair, rows = read_user_file(train_file, fmt)
+    names = label_order(y for _, _, y in rows)
+    if len(names) < 2:
+        raise DataError('{}: every example has the label {}; a classifier '
+                        'needs at least two classes'.format(
+                            train_file, _clip(names[0])))
+    return fmt, files, train_file, pair, rows, names
+
+
+def _load_user(path, data_dir=None, char_based=False):
+    """:class:`RawData` of a user's file or folder (``data_dir`` unused).
+
+    A single file, or a folder without a test file, gets the ``*.all``
+    files' 90/10 split (:func:`split_all`); a dev file is the validation
+    set."""
+    fmt, files, train_file, pair, rows, names = _read_spec(path)
+    ids = {y: i for i, y in enumerate(names)}
+
+    def examples(rows, path):
+        out = []
+        for lineno, texts, label in rows:
+            if label not in ids:
+                raise DataError(
+                    '{}:{}: label {} is not in the training file {} (its '
+                    'labels: {}); fix the label or add examples of it to '
+                    'train'.format(path, lineno, _clip(label), train_file,
+                                   _clip(', '.join(names))))
+            out.append((tuple(nlp_utils.split_text(
+                nlp_utils.normalize_text(t), char_based) for t in texts),
+                ids[label]))
+        return out
+    parts = {'train': examples(rows, train_file)}
+    for split in ('dev', 'test'):
+        if split in files:
+            split_pair, split_rows = read_user_file(files[split], fmt)
+            if split_pair != pair:
+                raise DataError('{}: holds {}, but {} holds {}; use the same '
+                                'columns in every file'.format(
+                                    files[split], 'pairs' if split_pair else
+                                    'single sentences', train_file,
+                                    'pairs' if pair else 'single sentences'))
+            parts[split] = examples(split_rows, files[split])
+    if 'test' not in parts:
+        parts['train'], parts['test'] = split_all(parts['train'])
+    return RawData(parts['train'], parts['test'], parts.get('dev'), 0,
+                   tuple(names), pair)
+
+
+def _user_path(name, choices, what='dataset'):
+    name = os.fspath(name)
+    if not is_path(name):
+        raise _unknown(name, choices, what)
+    return name
+
+
+def describe(name):
+    """What a caller needs to know of a data set before loading it.
+
+    A built-in's entry of :data:`DATASETS` costs nothing. For a user's path
+    the training file (the file itself for a single file) is read and
+    checked, without tokenising: its label names are the sorted distinct
+    labels (numerically when all are integers), its ``pair`` flag says
+    whether it has premise and hypothesis columns. :func:`get_dataset`
+    returns the same in ``Splits.label_names`` and ``Splits.pair``, so a
+    training script need not call this.
+
+    Args:
+        name (str): a name in :data:`DATASETS`, or a path (:func:`is_path`).
+
+    Returns:
+        DatasetSpec: ``load``, ``label_names`` (tuple of str) and ``pair``.
+
+    Raises:
+        DataError: an unknown name, or a bad file (``PATH:LINE: ...``).
+    """
+    if name in DATASETS:
+        return DATASETS[name]
+    _, _, _, pair, _, names = _read_spec(_user_path(name, sorted(DATASETS)))
+    return DatasetSpec(_load_user, tuple(names), pair)
+
+
 def load_raw(name, data_dir=None, char_based=False):
-    """Read a dataset's files into token-level :class:`RawData`."""
-    if name not in DATASETS:
-        raise DataError('unknown dataset {!r}; choose one of {}'.format(
-            name, ', '.join(sorted(DATASETS))))
-    return DATASETS[name].load(name, data_dir, char_based)
+    """Read a dataset's files into token-level :class:`RawData`.
+
+    Args:
+        name (str): a name in :data:`DATASETS`, looked up in ``data_dir``;
+            or the path of a user's CSV, TSV or JSONL file or folder
+            (:func:`is_path`; relative to the working directory).
+    """
+    if name in DATASETS:
+        spec = DATASETS[name]
+        raw = spec.load(name, data_dir, char_based)
+        raw.label_names, raw.pair = spec.label_names, spec.pair
+        return raw
+    return _load_user(_user_path(name, sorted(DATASETS)), data_dir,
+                      char_based)
 
 
 def _split_off(examples, n, rng):
@@ -457,11 +971,14 @@ def get_dataset(name, data_dir=None, char_based=False, seed=0, n_calib=1000,
     """Load a dataset and make every split (see the module docstring).
 
     Args:
+        name (str): a built-in name, or a path to a user's data
+            (:func:`load_raw`).
         vocab (dict): reuse a saved vocabulary; None builds one from train.
 
     Returns:
         Splits: array examples; ``calib_indices`` index the training pool
-        (train before the calibration set is taken out).
+        (train before the calibration set is taken out); ``label_names``
+        and ``pair`` describe the data set (a user's own label names).
     """
     raw = load_raw(name, data_dir, char_based)
     rng = numpy.random.RandomState(seed)
@@ -480,12 +997,12 @@ def get_dataset(name, data_dir=None, char_based=False, seed=0, n_calib=1000,
             (tokens for fields, _ in train for tokens in fields),
             max_vocab_size)
     to_arr = nlp_utils.transform_to_array
-    names = list(DATASETS[name].label_names)
+    names = list(raw.label_names)
     return Splits(to_arr(train, vocab), to_arr(dev, vocab),
                   to_arr(raw.test, vocab), to_arr(calib, vocab), vocab,
                   calib_indices, len(names), names, len(pool), raw.skipped,
                   raw={'train': train, 'val': dev, 'test': raw.test,
-                       'calib': calib})
+                       'calib': calib}, pair=bool(raw.pair))
 
 
 # ------------------------------------------- inputs from another data set
@@ -519,17 +1036,23 @@ def ood_inputs(name, data_dir=None, char_based=False, pair=False,
     gets a pair data set's hypotheses; a pair model accepts pairs only.
 
     Args:
+        name (str): a built-in name, ``imdb-sentences``, or the path of a
+            user's data (its test split: the test file, or the held-out
+            tenth).
         limit (int): at most this many, drawn with ``seed`` (0: all).
 
     Returns:
         list of token-field tuples: ``(tokens,)`` or ``(premise,
         hypothesis)``.
     """
-    if name not in DATASETS and name not in OOD_EXTRA:
-        raise DataError('unknown out-of-distribution data set {!r}; choose '
-                        'from {}'.format(name, ', '.join(
-                            sorted(DATASETS) + list(OOD_EXTRA))))
-    source_pair = name in DATASETS and DATASETS[name].pair
+    raw = None
+    if name in DATASETS or name in OOD_EXTRA:
+        source_pair = name in DATASETS and DATASETS[name].pair
+    else:
+        raw = load_raw(_user_path(name, sorted(DATASETS) + list(OOD_EXTRA),
+                                  'out-of-distribution data set'),
+                       data_dir, char_based)
+        source_pair = raw.pair
     if pair and not source_pair:
         raise DataError('{} holds single sentences, but this model reads '
                         'premise-hypothesis pairs; choose a pair data set '
@@ -537,8 +1060,8 @@ def ood_inputs(name, data_dir=None, char_based=False, pair=False,
     if name == 'imdb-sentences':
         inputs = imdb_sentences(data_dir, char_based)
     else:
-        inputs = [fields for fields, _ in
-                  load_raw(name, data_dir, char_based).test]
+        raw = raw or load_raw(name, data_dir, char_based)
+        inputs = [fields for fields, _ in raw.test]
         if source_pair and not pair:
             inputs = [fields[1:] for fields in inputs]   # the hypothesis
     if limit and len(inputs) > limit:
