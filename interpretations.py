@@ -255,14 +255,19 @@ def tokens_of(rec):
     return [t for p in rec['explained'] for t in rec['parts'][p]]
 
 
-def payload_of(records, methods, field):
-    """The ``interpretations_*.json`` content."""
-    return {'methods': methods, 'field': field, 'examples': [{
-        'index': r['index'], 'label': r['label'], 'tokens': tokens_of(r),
-        'neighbours': r['neighbours'],
-        **{m: {'prediction': a.prediction, 'score': a.score,
-               'importance': a.importance.tolist()}
-           for m, a in r['results'].items()}} for r in records]}
+def payload_of(records, methods, field, label_names):
+    """The ``interpretations_*.json`` content: labels as ids into
+    ``label_names`` and by name."""
+    return {'methods': methods, 'field': field, 'label_names': label_names,
+            'examples': [{
+                'index': r['index'], 'label': r['label'],
+                'label_name': label_names[r['label']],
+                'tokens': tokens_of(r), 'neighbours': r['neighbours'],
+                **{m: {'prediction': a.prediction,
+                       'prediction_name': label_names[a.prediction],
+                       'score': a.score,
+                       'importance': a.importance.tolist()}
+                   for m, a in r['results'].items()}} for r in records]}
 
 
 # ---------------------------------------------------------------- script
@@ -364,7 +369,8 @@ def explain_run(explainer, methods, indices, neighbours=0, figure=5,
     base = 'interpretations_' + '+'.join(methods)
     with run.writing(explainer.comm) as out:
         records = interpret(explainer, methods, indices, neighbours)
-        payload = payload_of(records, methods, field if run.pair else None)
+        payload = payload_of(records, methods, field if run.pair else None,
+                             run.label_names)
         if with_faithfulness:
             payload['faithfulness'] = faithfulness.by_method(
                 functools.partial(softmax_scores, explainer),

@@ -56,11 +56,15 @@ def ood_names(text):
     """argparse type: data set names joined by ','."""
     names = [n for n in text.split(',') if n]
     known = sorted(text_datasets.DATASETS) + list(text_datasets.OOD_EXTRA)
-    unknown = [n for n in names if n not in known]
+    unknown = [n for n in names if n not in known and
+               not text_datasets.is_path(n)]
     if unknown or not names:
         raise argparse.ArgumentTypeError(
-            'unknown data set {}; choose from {}'.format(
-                ', '.join(unknown) or '(none)', ', '.join(known)))
+            'unknown data set {}; choose from {}, or give the path of your '
+            'own data'.format(', '.join(unknown) or '(none)',
+                              ', '.join(known)))
+    if len(set(names)) < len(names):
+        raise argparse.ArgumentTypeError('a data set is named twice')
     return names
 
 
@@ -137,6 +141,7 @@ def evaluate(run, settings=dknn.Settings(), scorings=dknn.SCORINGS,
         'layers': head.layers, 'backend': settings.backend,
         'n_train': len(run.examples('train')),
         'n_calib': len(run.examples('calib')), 'n_test': len(test.labels),
+        'label_names': run.label_names,
         'softmax': {'accuracy': float(correct.mean()),
                     'ece': metrics.expected_calibration_error(
                         probs.max(axis=1), correct)},

@@ -53,7 +53,6 @@ import numpy
 import chainer
 
 import nlp_utils
-from toolkit import safeio
 from errors import UserError
 
 DATA_ENV = 'DKNN_DATA_DIR'
@@ -432,9 +431,10 @@ def write_snli_standin(src_dir, out_dir, val_ratio=0.1, seed=0):
     folder = os.path.join(out_dir, 'snli_1.0')
     os.makedirs(folder, exist_ok=True)
     for split, lines in splits.items():
-        safeio.save_atomic(
-            os.path.join(folder, 'snli_1.0_{}.jsonl'.format(split)),
-            lambda f: f.write('\n'.join(lines) + '\n'), mode='w')
+        path = os.path.join(folder, 'snli_1.0_{}.jsonl'.format(split))
+        with open(path + '.part', 'w', encoding='utf-8') as f:
+            f.write('\n'.join(lines) + '\n')
+        os.replace(path + '.part', path)   # whole, or not at all
     return folder
 
 
@@ -726,6 +726,61 @@ def _label_value(value, path, lineno):
     return value.strip()
 
 
+def _read_jsonl_rows(path, fmt):
+    """(pair, rows, None) of a JSON Lines file (see :func:`read_user_file`).
+    """
+    pair, rows = None, []
+    for lineno, record in _jsonl_rows(path):
+        if pair is None:
+            pair, needed = _columns_for(record, path, lineno, 'key')
+        _check_columns(record, needed, path, lineno, 'key')
+        texts = tuple(_text_value(record[c], c, path, lineno)
+                      for c in needed[:-1])
+        rows.append((lineno, texts,
+                     _label_value(record['label'], path, lineno)))
+    return pair, rows, None
+
+
+def _check_header(header, path, lineno, fmt):
+    """Refuse a header with a repeated column, or one that is really
+    separated by the other format's separator."""
+    twice = _first_twice(header)
+    if twice is not None:
+        raise DataError('{}:{}: column {} appears twice in the header; '
+                        'rename or remove one'.format(path, lineno,
+                                                      _clip(twice)))
+    other = {'csv': '\t', 'tsv': ','}[fmt]
+    if len(header) == 1 and other in header[0]:
+        raise DataError('{}:{}: the header has one column; the file looks '
+                        '{}-separated: name it .{}'.format(
+                            path, lineno, {'\t': 'tab', ',': 'comma'}[other],
+                            {'\t': 'tsv', ',': 'csv'}[other]))
+
+
+def _read_table_rows(path, fmt):
+    """(pair, rows, header) of a CSV or TSV file (see
+    :func:`read_user_file`)."""
+    pair, rows, header = None, [], None
+    for lineno, fields in _table_rows(path, fmt):
+        if header is None:
+            header, at = [f.strip() for f in fields], lineno
+            _check_header(header, path, lineno, fmt)
+            pair, needed = _columns_for(header, path, lineno)
+            index = [header.index(c) for c in needed]
+            continue
+        if len(fields) != len(header):
+            raise DataError(
+                '{}:{}: {} fields, but the header (line {}) has {}; {}'
+                .format(path, lineno, len(fields), at, len(header),
+                        'quote a text that holds a comma' if fmt == 'csv'
+                        else 'a text cannot hold a tab'))
+        texts = tuple(_text_value(fields[i], c, path, lineno)
+                      for i, c in zip(index[:-1], needed[:-1]))
+        rows.append((lineno, texts,
+                     _label_value(fields[index[-1]], path, lineno)))
+    return pair, rows, header
+
+
 def read_user_file(path, fmt):
     """Read one file of a user's data set, checking every line.
 
@@ -741,45 +796,8 @@ def read_user_file(path, fmt):
     Raises:
         DataError: ``PATH:LINE: ...`` for the first bad line.
     """
-    pair, rows, header = None, [], None
-    if fmt == 'jsonl':
-        for lineno, record in _jsonl_rows(path):
-            if pair is None:
-                pair, needed = _columns_for(record, path, lineno, 'key')
-            _check_columns(record, needed, path, lineno, 'key')
-            texts = tuple(_text_value(record[c], c, path, lineno)
-                          for c in needed[:-1])
-            rows.append((lineno, texts,
-                         _label_value(record['label'], path, lineno)))
-    else:
-        for lineno, fields in _table_rows(path, fmt):
-            if header is None:
-                header, at = [f.strip() for f in fields], lineno
-                twice = _first_twice(header)
-                if twice is not None:
-                    raise DataError('{}:{}: column {} appears twice in the '
-                                    'header; rename or remove one'.format(
-                                        path, lineno, _clip(twice)))
-                other = {'csv': '\t', 'tsv': ','}[fmt]
-                if len(header) == 1 and other in header[0]:
-                    raise DataError('{}:{}: the header has one column; the '
-                                    'file looks {}-separated: name it .{}'
-                                    .format(path, lineno, {
-                                        '\t': 'tab', ',': 'comma'}[other],
-                                        {'\t': 'tsv', ',': 'csv'}[other]))
-                pair, needed = _columns_for(header, path, lineno)
-                index = [header.index(c) for c in needed]
-                continue
-            if len(fields) != len(header):
-                raise DataError(
-                    '{}:{}: {} fields, but the header (line {}) has {}; {}'
-                    .format(path, lineno, len(fields), at, len(header),
-                            'quote a text that holds a comma' if fmt == 'csv'
-                            else 'a text cannot hold a tab'))
-            texts = tuple(_text_value(fields[i], c, path, lineno)
-                          for i, c in zip(index[:-1], needed[:-1]))
-            rows.append((lineno, texts,
-                         _label_value(fields[index[-1]], path, lineno)))
+    reader = _read_jsonl_rows if fmt == 'jsonl' else _read_table_rows
+    pair, rows, header = reader(path, fmt)
     if not rows:
         raise DataError('{}: {}; expected {}'.format(
             path, 'a header only, no examples' if header else 'empty file',
@@ -818,6 +836,11 @@ def user_files(path):
                             '.tsv or .jsonl by its content'.format(
                                 path, _clip(ext or 'with no extension')))
         return USER_FORMATS[ext], {'all': path}
+    return _folder_files(path)
+
+
+def _folder_files(path):
+    """:func:`user_files` of a folder."""
     try:
         entries = sorted(os.listdir(path))
     except OSError as e:

@@ -43,7 +43,10 @@ RUN_KEYS = ('dataset', 'model', 'batchsize', 'epoch', 'patience', 'unit',
 def build_parser():
     p = cli.parser(__doc__)
     p.add_argument('--dataset', '-data', default='stsa.binary',
-                   choices=list(text_datasets.DATASETS))
+                   help='one of {}, or the path of your own data: a CSV, TSV '
+                        'or JSONL file (split 90/10), or a folder with '
+                        'train.* [dev.*] [test.*] (docs/data.md)'.format(
+                            ', '.join(text_datasets.DATASETS)))
     p.add_argument('--model', '-model', default='cnn',
                    choices=list(nets.ENCODERS), help='encoder')
     p.add_argument('--batchsize', '-b', type=cli.int_at_least(1), default=128)
@@ -101,7 +104,11 @@ def add_run_flags(p):
 
 
 def run_name(args):
-    return '{}_{}{}'.format(args.dataset, args.model,
+    """``DATASET_MODEL[_char]``; a path names the run by its last part."""
+    name = args.dataset
+    if text_datasets.is_path(name):
+        name = os.path.splitext(os.path.basename(os.path.normpath(name)))[0]
+    return '{}_{}{}'.format(name, args.model,
                             '_char' if args.char_based else '')
 
 
@@ -237,7 +244,7 @@ def run_setup(args, splits, n_embed, device):
                  n_vocab=len(splits.vocab),
                  n_embed=n_embed or args.embed or args.unit,
                  n_class=splits.n_class, label_names=splits.label_names,
-                 pair=text_datasets.DATASETS[args.dataset].pair,
+                 pair=splits.pair,
                  model_path=runs.ARTIFACTS['model'],
                  vocab_path=runs.ARTIFACTS['vocab'],
                  calib_path=runs.ARTIFACTS['calib'], device=str(device),
@@ -353,7 +360,12 @@ def rank_device(args, comm):
 
 
 def check_settings(args):
-    """Flag combinations that no single flag type can refuse."""
+    """Flag combinations that no single flag type can refuse. A dataset
+    path is made absolute, so the run finds it from any folder."""
+    if text_datasets.is_path(args.dataset):
+        args.dataset = os.path.abspath(args.dataset)
+    elif args.dataset not in text_datasets.DATASETS:
+        text_datasets.describe(args.dataset)   # says what is accepted
     if args.model in ('rnn', 'bilstm') and args.layer < 1:
         raise UserError('--layer must be at least 1 for --model {}'.format(
             args.model))

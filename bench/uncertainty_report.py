@@ -161,19 +161,8 @@ def timing(args):
     return dknn_seconds, time.time() - start
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--grid', default='result/grid/s0')
-    p.add_argument('--limit', type=int, default=2000)
-    args = p.parse_args(argv)
-    args.data = data_folder(text_datasets.data_dir_from(None))
-    sets, selective, ood = [], [], []
-    for dataset in DATASETS:
-        run, last, every = load(args, dataset)
-        sets += sets_rows(dataset, run, last, every)
-        selective.append(selective_row(dataset, run, last, every))
-        if dataset in OOD_PAIRS:
-            ood += ood_rows(dataset, run, last, every, args.limit)
+def write_tables(sets, selective, ood, limit):
+    """The three RESULTS.md sections."""
     write_section('conformal-sets', '\n'.join([
         '## Conformal prediction sets (`bench/uncertainty_report.py`)', '',
         'Command: `python bench/uncertainty_report.py` (also: `python '
@@ -196,7 +185,7 @@ def main(argv=None):
         'data set (SNLI: hypotheses of the offline stand-in; '
         'imdb-sentences: sentences cut from IMDB test reviews). Each cell: '
         'AUROC / FPR at 95% TPR; the best AUROC of a row in bold.'
-        .format(args.limit), '',
+        .format(limit), '',
         '| model | out (n) | ' + ' | '.join(titles) + ' |',
         '|---|---|' + '---|' * len(titles)] + ood), RESULTS)
     write_section('selective', '\n'.join([
@@ -209,6 +198,22 @@ def main(argv=None):
         'softmax\'s.', '',
         '| data set | ' + ' | '.join(titles) + ' |',
         '|---|' + '---|' * len(titles)] + selective), RESULTS)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--grid', default='result/grid/s0')
+    p.add_argument('--limit', type=int, default=2000)
+    args = p.parse_args(argv)
+    args.data = data_folder(text_datasets.data_dir_from(None))
+    sets, selective, ood = [], [], []
+    for dataset in DATASETS:
+        run, last, every = load(args, dataset)
+        sets += sets_rows(dataset, run, last, every)
+        selective.append(selective_row(dataset, run, last, every))
+        if dataset in OOD_PAIRS:
+            ood += ood_rows(dataset, run, last, every, args.limit)
+    write_tables(sets, selective, ood, args.limit)
     dknn_s, ood_s = timing(args)
     write_section('ood-cost', '\n'.join([
         '## The cost of one out-of-distribution pair '

@@ -153,7 +153,10 @@ def flag(script, *argv, names=None):
 
 
 def full_disk(ws):
-    """Every file written through safeio fails with ENOSPC."""
+    """Every file written through safeio fails with ENOSPC: the files of
+    :func:`safeio.save_atomic` (it opens them with the ``open`` of safeio's
+    namespace, replaced here) and the forward-pass cache, whose memory-
+    mapped arrays get their space from ``safeio._fallocate``."""
     class Full:
         def __init__(self, *a, **k):
             self.f = open(*a, **k)
@@ -256,7 +259,7 @@ CASES = [
     flag('train', '--n-calib', '-5'),
     flag('train', '--val-ratio', '0'),
     flag('train', '--max-vocab', '1'),
-    flag('train', '--dataset', 'sst9'),
+    flag('train', '--dataset', 'sst9', names="unknown dataset 'sst9'"),
     flag('dknn', '--k', '0'),
     flag('interp', '--k', 'abc'),
     flag('dknn', '--k', '100000', names='k=100000'),
@@ -266,13 +269,15 @@ CASES = [
     flag('interp', '--first', '0'),
     flag('interp', '--figure', '-1'),
     flag('interp', '--index', '99', names='--index 99'),
-    flag('interp', '--interp_method', 'lime', names='--interp_method lime'),
+    flag('interp', '--interp_method', 'lime', names='--interp.method lime'),
     flag('interp', '--field', 'title'),
     flag('scaling', '--n-bins', '0'),
     flag('interp', '--reduce', '--beam', '0', names='--beam'),
     flag('interp', '--reduce', '--reduce-by', 'lime', names='--reduce-by'),
     flag('train', '--patience', '-1'),
     flag('dknn', '--pool', 'each'),
+    flag('dknn', '--pool', 'total', '--layers', 'all', '--k', '1',
+         names='pool "total" shares k=1 neighbours over 2 layers'),
     flag('dknn', '--backend', 'faiss-ivf', '--nlist', '8', '--nprobe', '9',
          '--k', '5', names='--nprobe 9 must be between 1 and --nlist 8'),
     flag('dknn', '--backend', 'faiss-hnsw', '--hnsw-m', '1', '--k', '5',
@@ -430,8 +435,14 @@ CASES = [
          r'\.lock is a link'),
     Case('untrusted files', 'lock file a hard link to a file outside',
          'train', Workspace.train,
-         lambda ws: os.link(outside_victim(ws), os.path.join(
-             ws.out, '.stsa.binary_cnn.lock')), r'\.lock is a link'),
+         lambda ws: (os.mkdir(os.path.join(ws.out, 'stsa.binary_cnn')),
+                     os.link(outside_victim(ws), os.path.join(
+                         ws.out, 'stsa.binary_cnn', '.lock'))),
+         r'stsa\.binary_cnn/\.lock is a link'),
+    Case('untrusted files', 'run lock file a hard link to a file outside',
+         'scaling', Workspace.model,
+         lambda ws: os.link(outside_victim(ws), ws.file('.lock')),
+         r'run/\.lock is a link'),
     Case('disk and concurrency', 'nested --out with bad data', 'train',
          lambda ws: ws.train()[:-1] + [os.path.join(ws.out, 'n', 'a', 'b')],
          lambda ws: data_file(ws, 'train', ''), r'stsa\.binary\.train'),
@@ -439,11 +450,22 @@ CASES = [
          lambda ws: ws.train()[:-1] + [os.path.join(ws.data,
                                                     'stsa.binary.dev')],
          nothing, r'--out .*stsa\.binary\.dev is a file'),
-    Case('result folders', 'out holds another run', 'train',
-         lambda ws: ws.train('--unit', '7'),
-         lambda ws: os.rename(ws.run, os.path.join(ws.out,
-                                                   'stsa.binary_cnn')),
-         r'stsa\.binary_cnn holds another run'),
+    Case('result folders', 'a folder where reliability.png goes',
+         'scaling', lambda ws: ws.model('--k', '5'),
+         lambda ws: (os.mkdir(ws.file('reliability.png')),
+                     write(ws.file('reliability.png/mine.txt'), 'mine')),
+         r'reliability\.png: a folder stands where'),
+    Case('result folders', 'a FIFO where dknn_credibility.npz goes', 'dknn',
+         lambda ws: ws.model('--k', '5'),
+         lambda ws: (os.remove(ws.file('dknn_credibility.npz')),
+                     os.mkfifo(ws.file('dknn_credibility.npz'))),
+         r'dknn_credibility\.npz: a special file stands where'),
+    Case('result folders', 'a link where dknn_results.json goes', 'dknn',
+         lambda ws: ws.model('--k', '5'),
+         lambda ws: (os.remove(ws.file('dknn_results.json')),
+                     os.symlink(outside_victim(ws),
+                                ws.file('dknn_results.json'))),
+         r'dknn_results\.json: a link stands where'),
     Case('disk and concurrency', 'read-only run folder', 'dknn',
          Workspace.model,
          lambda ws: os.chmod(ws.run, 0o555), r'run: the result folder is '
@@ -471,7 +493,8 @@ Workspace.hold = []
 
 
 def snapshot(folder):
-    """sha256 of every file under ``folder``, hidden ones included."""
+    """sha256 of every file under ``folder``, hidden ones included (a
+    link by its target, a FIFO by its kind: it is never opened)."""
     out = {}
     for root, dirs, files in os.walk(folder):
         for name in files + [d for d in dirs
@@ -480,6 +503,8 @@ def snapshot(folder):
             rel = os.path.relpath(path, folder)
             if os.path.islink(path):
                 out[rel] = 'link:' + os.readlink(path)
+            elif not os.path.isfile(path):
+                out[rel] = 'special:{:o}'.format(os.lstat(path).st_mode)
             else:
                 out[rel] = hashlib.sha256(open(path, 'rb').read()).hexdigest()
         out.update({os.path.relpath(os.path.join(root, d), folder) + '/': ''
@@ -563,6 +588,37 @@ def test_bad_input(case, indexed_run, tmp_path, capsys, monkeypatch):
     assert re.search(case.names, line), line
     assert not r['changed']
     assert not os.path.exists('/tmp/dknn-battery-pwned')
+
+
+def test_out_holding_another_run_trains_beside_it(indexed_run, tmp_path,
+                                                  capsys):
+    """No longer an error: training with other settings leaves the run in
+    OUT/DATASET_MODEL as it is and trains into OUT/DATASET_MODEL-2 (said so);
+    the same command again finds that run finished and changes nothing."""
+    ws = Workspace(str(tmp_path / 'ws'), indexed_run)
+    old = os.path.join(ws.out, 'stsa.binary_cnn')
+    os.rename(ws.run, old)
+    before = snapshot(old)
+    capsys.readouterr()
+    train_text_classifier.main(ws.train('--unit', '7'))
+    printed = capsys.readouterr().out
+    new = old + '-2'
+    assert '{} holds another run (differs in unit)'.format(old) in printed
+    assert new + ': validation accuracy' in printed
+    assert snapshot(old) == before
+    assert sorted(os.listdir(ws.out)) == ['stsa.binary_cnn',
+                                          'stsa.binary_cnn-2']
+    assert json.load(open(os.path.join(new, 'args.json')))['unit'] == 7
+    record = json.load(open(os.path.join(new, 'train_results.json')))
+    assert sorted(record['files']) == ['args.json', 'best_model.npz',
+                                       'calib.json', 'log', 'vocab.json']
+    for name, sha in record['files'].items():
+        assert safeio.file_sha256(os.path.join(new, name)) == sha
+    done = snapshot(ws.out)
+    train_text_classifier.main(ws.train('--unit', '7'))
+    assert '{}: already trained with these settings; pass --force to train ' \
+           'again'.format(new) in capsys.readouterr().out
+    assert snapshot(ws.out) == done
 
 
 def test_battery_covers_every_class():

@@ -1,9 +1,14 @@
 """Opening a run folder safely: checked files, no pickles, no paths outside,
 and outputs written whole."""
+import hashlib
 import json
 import os
 import pickle
 import shutil
+import signal
+import stat
+import subprocess
+import sys
 
 import numpy
 import pytest
@@ -12,7 +17,7 @@ import nets
 from toolkit import runs
 from toolkit import safeio
 from errors import UserError
-from conftest import copy_run
+from conftest import RUN_FILES, copy_run
 
 
 def test_load_round_trip_and_moved_folder(tiny_run, tmp_path):
@@ -136,8 +141,8 @@ def test_temperature_file_is_checked(run_copy):
 
 def test_forward_passes_are_cached_and_stamped(run_copy):
     run = runs.load(run_copy)
-    with run.writing():
-        test = run.forward('test')
+    with run.writing() as out:
+        test = run.forward('test', out=out)
     fresh = nets.predict_dataset(run.model, run.splits.test, None)
     numpy.testing.assert_array_equal(test.logits, fresh.logits)
     folder = os.path.join(run.folder, 'activations')
@@ -150,6 +155,8 @@ def test_forward_passes_are_cached_and_stamped(run_copy):
                                      fresh.layers['mlp1'])
     numpy.testing.assert_array_equal(again.labels, fresh.labels)
     # another model file: the stamp no longer matches, so it is recomputed
+    # (in memory: no Outputs, so the stale cache is left as it was)
+    cached = tree(folder)
     model = os.path.join(run.folder, 'best_model.npz')
     arrays = dict(numpy.load(model))
     arrays['output/b'] = arrays['output/b'] + 1.0
@@ -158,71 +165,195 @@ def test_forward_passes_are_cached_and_stamped(run_copy):
     assert not isinstance(changed.logits, numpy.memmap)
     numpy.testing.assert_allclose(changed.logits, fresh.logits + 1.0,
                                   rtol=1e-5)
+    assert tree(folder) == cached
 
 
-def test_a_command_that_fails_writes_no_cache(run_copy):
+def test_forward_without_outputs_writes_nothing(run_copy):
+    run = runs.load(run_copy)
+    with run.writing():
+        calib = run.forward('calib')
+    assert not isinstance(calib.logits, numpy.memmap)
+    assert sorted(os.listdir(run.folder)) == sorted(RUN_FILES)
+
+
+def test_a_command_that_fails_later_keeps_a_whole_cache(run_copy):
+    """Files are put in place as they come: a failure after the forward
+    pass leaves its cache whole (stamped last, so read back) and no
+    completion record."""
     run = runs.load(run_copy)
     with pytest.raises(RuntimeError):
-        with run.writing():
-            run.forward('calib')
+        with run.writing() as out:
+            run.forward('calib', out=out)
             raise RuntimeError('later failure')
-    assert sorted(os.listdir(run.folder)) == sorted(
-        ['args.json', 'best_model.npz', 'vocab.json', 'calib.json'])
+    assert sorted(os.listdir(run.folder)) == sorted(RUN_FILES +
+                                                    ('activations',))
+    assert temporaries(run.folder) == []
+    again = runs.load(run_copy).forward('calib')
+    assert isinstance(again.logits, numpy.memmap)
+
+
+def test_the_cache_stamp_is_written_last(run_copy, monkeypatch):
+    run = runs.load(run_copy)
+    real, order = os.replace, []
+
+    def replace(src, dst):
+        order.append(os.path.basename(dst))
+        return real(src, dst)
+    monkeypatch.setattr(os, 'replace', replace)
+    with run.writing() as out:
+        run.forward('test', out=out)
+    assert sorted(order[:-2]) == ['test.layer.cnn.npy', 'test.layer.mlp1.npy',
+                                  'test.logits.npy']
+    assert order[-2:] == ['test.labels.npy', 'test.json']
+
+
+def test_a_forward_pass_that_fails_leaves_no_temporary_file(run_copy):
+    run = runs.load(run_copy)
+    with run.writing() as out:
+        run.forward('train', batchsize=7, out=out)
+    folder = run.path('activations')
+    arrays = {n: b for n, b in listing(folder).items() if n.endswith('.npy')}
+    again = runs.load(run_copy, cached=False)   # as with --rebuild
+    real, calls = again.model.predict, []
+
+    def predict(xs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError('out of memory on the third batch')
+        return real(xs)
+    again.model.predict = predict
+    with pytest.raises(RuntimeError):
+        with again.writing() as out:
+            again.forward('train', batchsize=7, out=out)
+    assert temporaries(run.folder) == []
+    # the old cache is as it was, stamp included, and still read
+    assert {n: b for n, b in listing(folder).items()
+            if n.endswith('.npy')} == arrays
+    assert 'train.json' in os.listdir(folder)
+    assert isinstance(runs.load(run_copy).forward('train').logits,
+                      numpy.memmap)
+
+
+def test_forward_passes_are_written_batch_by_batch_and_float16(run_copy):
+    run = runs.load(run_copy, float16=True)
+    with run.writing() as out:
+        train = run.forward('train', batchsize=7, out=out)  # several batches
+    fresh = nets.predict_dataset(run.model, run.splits.train, None)
+    assert train.layers['mlp1'].dtype == numpy.float16
+    assert train.logits.dtype == numpy.float32
+    numpy.testing.assert_allclose(train.logits, fresh.logits, atol=1e-6)
+    numpy.testing.assert_allclose(train.layers['mlp1'], fresh.layers['mlp1'],
+                                  rtol=1e-3, atol=1e-3)
+    # a float32 run reads the float16 cache rather than replacing it
+    again = runs.load(run_copy).forward('train')
+    assert isinstance(again.logits, numpy.memmap)
+    assert again.layers['mlp1'].dtype == numpy.float16
 
 
 # ------------------------------------------------------------ writing whole
 
 def listing(folder):
+    """name -> bytes of the regular files of ``folder`` (not recursive)."""
     return {p: open(os.path.join(folder, p), 'rb').read()
-            for p in os.listdir(folder)}
+            for p in os.listdir(folder)
+            if os.path.isfile(os.path.join(folder, p))}
 
 
-def test_output_set_commits_all_or_nothing(tmp_path):
+def tree(folder):
+    """Everything under ``folder``: files by sha256, links by target,
+    folders and special files by kind (a FIFO is never opened)."""
+    out = {}
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            path = os.path.join(root, name)
+            rel = os.path.relpath(path, folder)
+            mode = os.lstat(path).st_mode
+            out[rel] = ('link:' + os.readlink(path) if stat.S_ISLNK(mode)
+                        else 'folder' if stat.S_ISDIR(mode)
+                        else safeio.file_sha256(path) if stat.S_ISREG(mode)
+                        else 'special')
+    return out
+
+
+def temporaries(folder):
+    """The temporary files of safeio anywhere under ``folder``."""
+    return sorted(rel for rel in tree(folder)
+                  if safeio._LEFTOVER.match(os.path.basename(rel)))
+
+
+def record_state(folder, name):
+    """``'absent'``, ``'whole'`` (every sha256 of the completion record
+    ``name`` agrees with its file) or ``'partial'``."""
+    path = os.path.join(folder, name)
+    if not os.path.exists(path):
+        return 'absent'
+    files = json.load(open(path))['files']
+    whole = all(os.path.isfile(os.path.join(folder, n)) and
+                safeio.file_sha256(os.path.join(folder, n)) == h
+                for n, h in files.items())
+    return 'whole' if whole else 'partial'
+
+
+def test_each_file_is_written_atomically(tmp_path, monkeypatch):
     folder = str(tmp_path)
-    for name in ('a.json', 'b.png', 'stale.md'):
-        with open(os.path.join(folder, name), 'w') as f:
-            f.write('old ' + name)
-    before = listing(folder)
-    with pytest.raises(RuntimeError):
-        with safeio.OutputSet(folder) as out:
-            out.write('a.json', lambda f: f.write('new'), 'w')
-            out.discard('stale.md')
-            raise RuntimeError('a renderer failed')
-    assert listing(folder) == before
-    with safeio.OutputSet(folder) as out:
-        out.write('a.json', lambda f: f.write('new a'), 'w')
-        out.write('c.txt', lambda f: f.write('new c'), 'w')
-        out.discard('stale.md')
-    assert listing(folder) == {'a.json': b'new a', 'b.png': b'old b.png',
-                               'c.txt': b'new c'}
+    with open(os.path.join(folder, 'a.json'), 'w') as f:
+        f.write('old')
+    out = safeio.Outputs(folder)
 
+    def half(f):
+        f.write('{"half": ')
+        raise RuntimeError('a renderer failed')
+    for name in ('a.json', 'new.json'):
+        with pytest.raises(RuntimeError):
+            out.write(name, half, 'w')
+    assert listing(folder) == {'a.json': b'old'}
+    assert os.listdir(folder) == ['a.json']       # no temporary file
 
-def test_output_set_rolls_back_a_failed_rename(tmp_path, monkeypatch):
-    folder = str(tmp_path)
-    for name in ('a', 'b'):
-        with open(os.path.join(folder, name), 'w') as f:
-            f.write('old')
-    before = listing(folder)
-    real_replace, calls = os.replace, []
-
-    def flaky(src, dst):    # the first rename into b fails
-        calls.append(dst)
-        if os.path.basename(dst) == 'b' and calls.count(dst) == 1:
-            raise OSError(28, 'No space left on device', dst)
-        return real_replace(src, dst)
-    monkeypatch.setattr(os, 'replace', flaky)
+    def full(src, dst):     # the rename into place fails
+        raise OSError(28, 'No space left on device', dst)
+    monkeypatch.setattr(os, 'replace', full)
     with pytest.raises(OSError):
-        with safeio.OutputSet(folder) as out:
-            out.write('a', lambda f: f.write('new'), 'w')
-            out.write('b', lambda f: f.write('new'), 'w')
-    assert listing(folder) == before
+        out.write('a.json', lambda f: f.write('new'), 'w')
+    monkeypatch.undo()
+    assert os.listdir(folder) == ['a.json']
+    assert listing(folder) == {'a.json': b'old'}
+    assert out.written == []                      # nothing was written
+    out.write('a.json', lambda f: f.write('new'), 'w')
+    assert listing(folder) == {'a.json': b'new'}
+    assert out.written == ['a.json']
 
 
-def test_leftovers_of_a_killed_run_are_cleaned(run_copy):
+def test_the_completion_record_comes_last_with_every_sha256(tmp_path,
+                                                            monkeypatch):
+    folder = str(tmp_path)
+    real, order = os.replace, []
+
+    def replace(src, dst):
+        order.append(os.path.relpath(dst, folder))
+        return real(src, dst)
+    monkeypatch.setattr(os, 'replace', replace)
+    out = safeio.Outputs(folder)
+    out.write('a.bin', lambda f: f.write(b'\x00\x01'))
+    out.write(os.path.join('sub', 'b.txt'), lambda f: f.write('b'), 'w')
+    out.finish('done.json', {'score': 1})
+    assert order == ['a.bin', os.path.join('sub', 'b.txt'), 'done.json']
+    assert json.load(open(os.path.join(folder, 'done.json'))) == {
+        'score': 1, 'files': {
+            'a.bin': hashlib.sha256(b'\x00\x01').hexdigest(),
+            os.path.join('sub', 'b.txt'): hashlib.sha256(b'b').hexdigest()}}
+    assert record_state(folder, 'done.json') == 'whole'
+    with open(os.path.join(folder, 'a.bin'), 'wb') as f:
+        f.write(b'\x00\x02')
+    assert record_state(folder, 'done.json') == 'partial'
+
+
+def test_leftovers_of_a_killed_run_are_cleaned(run_copy, tmp_path, capsys):
     folder = os.path.dirname(run_copy)
     for name in ('.dknn_results.json.tmp-ab12cd34', '.x.png.tmp-zz99yy88'):
         open(os.path.join(folder, name), 'w').close()
-    os.mkdir(os.path.join(folder, '.foo.tmp-abcdefgh'))
+    target = tmp_path / 'target.txt'
+    target.write_text('kept')
+    os.symlink(str(target), os.path.join(folder, '.y.json.tmp-abcd1234'))
     os.mkdir(os.path.join(folder, 'activations'))
     open(os.path.join(folder, 'activations', '.test.json.tmp-0a1b2c3d'),
          'w').close()
@@ -230,50 +361,161 @@ def test_leftovers_of_a_killed_run_are_cleaned(run_copy):
             '.a.tmp-UPPERCAS')   # the user's own hidden files stay
     for name in user:
         open(os.path.join(folder, name), 'w').close()
+    os.mkdir(os.path.join(folder, '.foo.tmp-abcdefgh'))  # only files go
+    capsys.readouterr()
     with runs.load(run_copy).writing():
         pass
     assert sorted(p for p in os.listdir(folder) if p.startswith('.')) == \
-        sorted(user)
+        sorted(user + ('.foo.tmp-abcdefgh',))
     assert os.listdir(os.path.join(folder, 'activations')) == []
+    assert target.read_text() == 'kept'        # the link went, not its file
+    notes = capsys.readouterr().out.splitlines()
+    assert notes and all(n.startswith('note: removed') for n in notes)
 
 
-KILL_IN_COMMIT = """
-import os, sys
-sys.path.insert(0, {root!r})
+KILLED = """
+import os, signal, sys
+kill, setup = sys.argv[1], sys.argv[2]
+sys.path.insert(0, sys.argv[3])
 from toolkit import runs
+
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 real, calls = os.replace, []
+
+
 def replace(src, dst):
     calls.append(dst)
-    if len(calls) == {n}:
-        os._exit(9)          # killed between two renames of the commit
+    if kill.split(', ')[-1] == 'rename %d' % len(calls):
+        die()                    # killed before this rename
     return real(src, dst)
-with runs.load({setup!r}).writing() as out:
+
+
+def writer(name):
+    def write(f):
+        f.write('new ')
+        if kill == 'writing ' + name:
+            f.flush()
+            die()                # killed halfway through a file
+        f.write(name)
+    return write
+
+
+run = runs.load(setup)
+with run.writing() as out:
     os.replace = replace
-    for name in ('a.json', 'b.json', 'c.json'):
-        out.write(name, lambda f: f.write('new'), 'w')
+    if kill.startswith('forward'):
+        run.forward('train', 7, out)
+    for name in ('a.json', 'b.json'):
+        out.write(name, writer(name), 'w')
+    out.finish('done.json', {'ok': True})
 """
 
 
-@pytest.mark.parametrize('n', [1, 2, 3, 4, 5, 6])
-def test_a_commit_killed_halfway_is_rolled_back(run_copy, n):
-    """A kill between any two renames leaves a journal; the next command
-    restores the old set exactly."""
-    import subprocess
-    import sys
+def killed(setup, kill):
+    """Run KILLED as a separate process, SIGKILLed at ``kill``."""
     from conftest import ROOT
-    folder = os.path.dirname(run_copy)
-    for name in ('a.json', 'b.json'):
-        with open(os.path.join(folder, name), 'w') as f:
-            f.write('old ' + name)
-    before = listing(folder)
-    code = KILL_IN_COMMIT.format(root=ROOT, n=n, setup=run_copy)
-    proc = subprocess.run([sys.executable, '-c', code])
-    assert proc.returncode == 9
-    assert (safeio.JOURNAL in os.listdir(folder)) == (n > 1)
-    with runs.load(run_copy).writing():
-        pass
-    assert listing(folder) == before
+    proc = subprocess.run([sys.executable, '-c', KILLED, kill, setup, ROOT],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
 
+
+def write_set(setup, text):
+    with runs.load(setup).writing() as out:
+        for name in ('a.json', 'b.json'):
+            out.write(name, lambda f, n=name: f.write(text + n), 'w')
+        out.finish('done.json', {'ok': True})
+
+
+@pytest.mark.parametrize('previous', [False, True],
+                         ids=['first run', 'over a finished run'])
+@pytest.mark.parametrize('kill', ['rename 1', 'writing b.json', 'rename 2',
+                                  'rename 3'])
+def test_a_command_killed_between_writes(run_copy, kill, previous, capsys):
+    """A kill leaves every file old or new, never half written, and a
+    completion record that is absent or disagrees with the files; the next
+    command removes the temporary file, says so once, and completes."""
+    folder = os.path.dirname(run_copy)
+    if previous:
+        write_set(run_copy, 'old ')
+    before = listing(folder)
+    killed(run_copy, kill)
+    after = listing(folder)
+    assert len(temporaries(folder)) == 1
+    for name in ('a.json', 'b.json'):
+        assert after.get(name) in (before.get(name),
+                                   ('new ' + name).encode())
+    state = record_state(folder, 'done.json')
+    if not previous:
+        assert state == 'absent'
+    elif kill == 'rename 1':     # nothing replaced yet: the old set, whole
+        assert state == 'whole'
+        assert {n: after[n] for n in before} == before
+    else:
+        assert state == 'partial'
+    capsys.readouterr()
+    write_set(run_copy, 'again ')
+    notes = [line for line in capsys.readouterr().out.splitlines()
+             if line.startswith('note:')]
+    assert notes == ['note: removed 1 temporary file(s) a killed run left '
+                     'in {}'.format(folder)]
+    assert temporaries(folder) == []
+    assert record_state(folder, 'done.json') == 'whole'
+    assert listing(folder)['a.json'] == b'again a.json'
+
+
+def test_a_forward_pass_killed_leaves_no_cache_to_read(run_copy, capsys):
+    """Killed after the first array of the cache was renamed into place:
+    without its stamp the cache is never read; the next command writing
+    the run removes the temporary arrays, says so once, and writes a whole
+    cache."""
+    folder = os.path.dirname(run_copy)
+    acts = os.path.join(folder, 'activations')
+    killed(run_copy, 'forward, rename 2')
+    assert len(temporaries(acts)) == 2     # the arrays not renamed yet
+    assert 'train.json' not in os.listdir(acts)
+    run = runs.load(run_copy)
+    fresh = nets.predict_dataset(run.model, run.splits.train, None)
+    train = run.forward('train')           # no stamp: computed, not read
+    assert not isinstance(train.logits, numpy.memmap)
+    numpy.testing.assert_allclose(train.logits, fresh.logits, atol=1e-6)
+    capsys.readouterr()
+    with run.writing() as out:
+        runs.load(run_copy).forward('train', out=out)
+    notes = [line for line in capsys.readouterr().out.splitlines()
+             if line.startswith('note:')]
+    assert notes == ['note: removed 2 temporary file(s) a killed run left '
+                     'in {}'.format(acts)]
+    assert temporaries(folder) == []
+    again = runs.load(run_copy).forward('train')
+    assert isinstance(again.logits, numpy.memmap)
+    numpy.testing.assert_allclose(again.logits, fresh.logits, atol=1e-6)
+
+
+def test_a_planted_journal_is_ignored(run_copy, capsys):
+    """The journal of older versions is never read: one that would have
+    "rolled back" args.json and best_model.npz (deleting them) stays as it
+    is, and so does every file."""
+    import run_dknn
+    folder = os.path.dirname(run_copy)
+    journal = [{'final': 'args.json', 'new': '.args.json.tmp-00000000',
+                'backup': None},
+               {'final': 'best_model.npz',
+                'new': '.best_model.npz.tmp-11111111', 'backup': None}]
+    with open(os.path.join(folder, '.outputs-journal.json'), 'w') as f:
+        json.dump(journal, f)
+    before = tree(folder)
+    run_dknn.main(['--model-setup', run_copy, '--k', '5'])
+    after = tree(folder)
+    assert {n: after.get(n) for n in before} == before
+    assert record_state(folder, 'dknn_results.json') == 'whole'
+    assert 'note:' not in capsys.readouterr().out
+
+
+# ------------------------------------------------------------- one writer
 
 def test_a_lock_file_that_is_a_link_is_refused(run_copy, tmp_path):
     folder = os.path.dirname(run_copy)
@@ -303,6 +545,38 @@ def test_a_second_writer_is_refused(run_copy):
     assert '.lock' not in os.listdir(run.folder)
 
 
+HOLDER = """
+import sys
+sys.path.insert(0, sys.argv[2])
+from toolkit import safeio
+with safeio.writing(sys.argv[1]):
+    print('held', flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_a_writer_in_another_process_is_refused_until_it_dies(run_copy):
+    from conftest import ROOT
+    folder = os.path.dirname(run_copy)
+    proc = subprocess.Popen([sys.executable, '-c', HOLDER, folder, ROOT],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout.readline().strip() == 'held'
+        with pytest.raises(UserError, match=r'run is being written by '
+                           r'another command \(process {}\)'.format(
+                               proc.pid)):
+            with runs.load(run_copy).writing():
+                pass
+    finally:
+        proc.kill()           # SIGKILL: its lock file stays, its lock goes
+        proc.wait(timeout=60)
+    assert '.lock' in os.listdir(folder)
+    with runs.load(run_copy).writing():
+        pass
+    assert '.lock' not in os.listdir(folder)
+
+
 def test_a_read_only_folder_is_refused_even_for_root(run_copy):
     folder = os.path.dirname(run_copy)
     os.chmod(folder, 0o555)
@@ -314,17 +588,33 @@ def test_a_read_only_folder_is_refused_even_for_root(run_copy):
         os.chmod(folder, 0o755)
 
 
-def test_forward_passes_are_written_batch_by_batch_and_float16(run_copy):
-    run = runs.load(run_copy, float16=True)
-    with run.writing():
-        train = run.forward('train', batchsize=7)   # several batches
-    fresh = nets.predict_dataset(run.model, run.splits.train, None)
-    assert train.layers['mlp1'].dtype == numpy.float16
-    assert train.logits.dtype == numpy.float32
-    numpy.testing.assert_allclose(train.logits, fresh.logits, atol=1e-6)
-    numpy.testing.assert_allclose(train.layers['mlp1'], fresh.layers['mlp1'],
-                                  rtol=1e-3, atol=1e-3)
-    # a float32 run reads the float16 cache rather than replacing it
-    again = runs.load(run_copy).forward('train')
-    assert isinstance(again.logits, numpy.memmap)
-    assert again.layers['mlp1'].dtype == numpy.float16
+# ------------------------------------------- what stands where a file goes
+
+STANDING = {
+    'folder': lambda path, victim: (os.mkdir(path), open(os.path.join(
+        path, 'inside.txt'), 'w').close()),
+    'special file': lambda path, victim: os.mkfifo(path),
+    'link': lambda path, victim: os.symlink(victim, path),
+}
+
+
+@pytest.mark.parametrize('kind', sorted(STANDING))
+def test_what_stands_where_a_file_goes_is_never_removed(run_copy, tmp_path,
+                                                        kind):
+    folder = os.path.dirname(run_copy)
+    victim = tmp_path / 'victim.txt'
+    victim.write_text('precious')
+    os.mkdir(os.path.join(folder, 'activations'))
+    for name in ('a.json', os.path.join('activations', 'test.logits.npy')):
+        STANDING[kind](os.path.join(folder, name), str(victim))
+    before = tree(folder)
+    run = runs.load(run_copy)
+    with run.writing() as out:
+        with pytest.raises(UserError, match=r'a\.json: a {} stands where'
+                           .format(kind)):
+            out.write('a.json', lambda f: f.write('new'), 'w')
+        with pytest.raises(UserError, match=r'test\.logits\.npy: a {} stands '
+                           'where'.format(kind)):
+            run.forward('test', out=out)
+    assert tree(folder) == before
+    assert victim.read_text() == 'precious'

@@ -108,20 +108,23 @@ def compute(out, subfolder, split, model, examples, device, batchsize,
     """
     folder = os.path.join(out.folder, subfolder)
     os.makedirs(folder, exist_ok=True)
-    safeio.remove_quietly(os.path.join(folder, split + '.json'))
     temps = {}   # final path -> temporary path
 
     def alloc(key, shape, dt):
         final = os.path.join(folder, _array_name(split, key))
         safeio.check_target(final)
         temps[final] = safeio.temp_path(final)
-        return _memmap(temps[final], shape, dt)
+        with safeio._naming(final):
+            return _memmap(temps[final], shape, dt)
     try:
         acts = nets.predict_dataset(model, examples, device, batchsize,
                                     '{}: forward pass'.format(split), alloc,
                                     dtype)
         for a in [acts.logits] + list(acts.layers.values()):
-            a.flush()
+            if isinstance(a, numpy.memmap):
+                a.flush()
+        # the old stamp goes first: old arrays are never read as new ones
+        safeio.remove_quietly(os.path.join(folder, split + '.json'))
         for final, tmp in temps.items():
             os.replace(tmp, final)
             out.written.append(os.path.relpath(final, out.folder))

@@ -29,9 +29,9 @@ from errors import UserError
 # What to do about an OS error, by errno.
 _OS_HINTS = {
     errno.ENOSPC: 'no space left on the device; free some space and run '
-                  'again (nothing was changed)',
+                  'again (no file was left half-written)',
     errno.EDQUOT: 'disk quota exceeded; free some space and run again '
-                  '(nothing was changed)',
+                  '(no file was left half-written)',
     errno.EACCES: 'permission denied; make the folder writable or pass '
                   'another one',
     errno.EPERM: 'operation not permitted; make the folder writable or pass '

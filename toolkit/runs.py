@@ -70,8 +70,10 @@ def _is_number(v):
 
 # key -> (description, check); the keys every training run writes.
 SETUP_SCHEMA = {
-    'dataset': ('one of ' + ', '.join(text_datasets.DATASETS),
-                lambda v: v in text_datasets.DATASETS),
+    'dataset': ('one of ' + ', '.join(text_datasets.DATASETS) +
+                ', or the path of your own data',
+                lambda v: isinstance(v, str) and (
+                    v in text_datasets.DATASETS or text_datasets.is_path(v))),
     'model': ('one of ' + ', '.join(nets.ENCODERS),
               lambda v: v in nets.ENCODERS),
     'unit': ('an integer >= 1', lambda v: _is_int(v) and v >= 1),
@@ -118,10 +120,10 @@ def check_setup(setup, path):
         if not ok(setup[key]):
             raise RunError('{}: "{}" must be {}, got {!r}; {}'.format(
                 path, key, expected, setup[key], RETRAIN))
-    spec = text_datasets.DATASETS[setup['dataset']]
-    if setup['pair'] != spec.pair or \
-            setup['n_class'] != len(spec.label_names) or \
-            len(setup['label_names']) != setup['n_class']:
+    spec = text_datasets.DATASETS.get(setup['dataset'])
+    if len(setup['label_names']) != setup['n_class'] or spec is not None and (
+            setup['pair'] != spec.pair or
+            setup['n_class'] != len(spec.label_names)):
         raise RunError('{}: "pair", "n_class" and "label_names" do not match '
                        'dataset {}; {}'.format(path, setup['dataset'],
                                                RETRAIN))

@@ -1,0 +1,78 @@
+"""Your own data end to end: train, DkNN, scaling, every interpretation,
+reduction and prediction sets on a tiny CSV file, a TSV folder and a JSONL
+pair folder, with string labels shown by name."""
+import json
+import os
+import shutil
+
+import pytest
+
+import interpretations
+import run_dknn
+import scaling
+import train_text_classifier
+
+DATA = os.path.join(os.path.dirname(__file__), 'data', 'user')
+TRAIN = ['--model', 'cnn', '--unit', '9', '--layer', '1', '--epoch', '2',
+         '--batchsize', '8', '--n-calib', '10']
+
+
+@pytest.mark.parametrize('source,run_name,labels', [
+    ('reviews.csv', 'reviews_cnn', ['neg', 'pos']),
+    ('ratings', 'ratings_cnn', None),
+    ('nli', 'nli_cnn', ['contradiction', 'entailment', 'neutral'])])
+def test_own_data_end_to_end(source, run_name, labels, tmp_path, capsys,
+                             monkeypatch):
+    data = str(tmp_path / source)
+    copy = shutil.copytree if os.path.isdir(os.path.join(DATA, source)) \
+        else shutil.copy
+    copy(os.path.join(DATA, source), data)
+    train_text_classifier.main(['--dataset', data, '--out', str(tmp_path)] +
+                               TRAIN)
+    setup_path = str(tmp_path / run_name / 'args.json')
+    setup = json.load(open(setup_path))
+    assert setup['dataset'] == os.path.abspath(data)
+    if labels:
+        assert setup['label_names'] == labels
+    names = setup['label_names']
+    monkeypatch.chdir(str(tmp_path))   # a relative path was made absolute
+    results = run_dknn.main(['--model-setup', setup_path, '--k', '3',
+                             '--conformal-sets'])
+    assert results['label_names'] == names
+    scaling.main(['--model-setup', setup_path, '--k', '3', '--no-dknn'])
+    payload = interpretations.main(['--model-setup', setup_path, '--k', '3',
+                                    '--interp_method', 'all', '--all'])
+    printed = capsys.readouterr().out
+    assert 'label: {}'.format(names[payload['examples'][0]['label']]) \
+        in printed
+    for ex in payload['examples']:
+        assert ex['label_name'] in names
+        assert ex['dknn']['prediction_name'] in names
+        assert len(ex['grad']['importance']) == len(ex['tokens'])
+    page = open(str(tmp_path / run_name / (
+        'interpretations_dknn+softmax+calibrated+grad.html'))).read()
+    assert any(n in page for n in names)
+    reduced = interpretations.main(['--model-setup', setup_path, '--k', '3',
+                                    '--reduce', '--first', '4'])
+    assert len(reduced['examples']) == 4
+
+
+def test_a_converted_builtin_gives_the_builtin_accuracy(tmp_path):
+    """The same sentences as a CSV folder train to the same model."""
+    from conftest import write_tiny_sst
+    tiny = write_tiny_sst(tmp_path / 'data')
+    folder = tmp_path / 'csv'
+    folder.mkdir()
+    names = ['negative', 'positive']
+    for split, out in (('train', 'train'), ('dev', 'dev'), ('test', 'test')):
+        lines = open(os.path.join(tiny, 'stsa.binary.' + split)).read()
+        rows = ['text,label'] + ['{},{}'.format(t, names[int(y)]) for y, t in
+                                 (ln.split(' ', 1) for ln in
+                                  lines.splitlines())]
+        (folder / (out + '.csv')).write_text('\n'.join(rows) + '\n')
+    base = TRAIN + ['--out', str(tmp_path / 'r')]
+    a = train_text_classifier.main(base + ['--dataset', 'stsa.binary',
+                                           '--data-dir', tiny])
+    b = train_text_classifier.main(base + ['--dataset', str(folder)])
+    assert a['test_accuracy'] == b['test_accuracy']
+    assert a['val_accuracy'] == b['val_accuracy']
