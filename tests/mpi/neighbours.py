@@ -17,7 +17,8 @@ def main(argv):
     setup, out, mode = argv
     comm = cli.communicator() if mode == 'sharded' else None
     run = runs.load(setup)
-    head, _ = dknn.for_run(run, comm, k=5, layers='all', scoring='conformal')
+    head, _ = dknn.for_run(run, dknn.Settings(k=5, layers='all', scoring='conformal'),
+                            comm)
     found = head.predict_activations(run.forward('test'))
     if comm is None or comm.rank == 0:
         numpy.savez(out, scores=found.scores, **{

@@ -6,6 +6,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
 from toolkit import cli  # NOQA
+from errors import UserError  # NOQA
 
 
 @cli.script
