@@ -241,6 +241,8 @@ def _read_vectors(f, path, vocab, rng, scale):
             matrix = rng.uniform(-scale, scale, (len(vocab), dim)).astype(
                 numpy.float32)
             covered = numpy.zeros(len(vocab), bool)
+        if len(fields) > dim + 1:
+            continue   # a word with spaces (glove.840B has a few): no token
         if len(fields) != dim + 1:
             raise VectorsFormatError(
                 '{}:{}: expected {} values after the word, found {}'.format(

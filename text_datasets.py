@@ -99,9 +99,19 @@ class Splits:
 
 # ------------------------------------------------------------- finding files
 
+# Looked for when neither --data-dir nor $DKNN_DATA_DIR names a folder:
+# data/ in the clone, then ../shared/data beside it.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_DATA_DIRS = (os.path.join(_HERE, 'data'),
+                     os.path.join(os.path.dirname(_HERE), 'shared', 'data'))
+
+
 def data_dir_from(data_dir=None):
-    """The data folder: the flag's value, else ``$DKNN_DATA_DIR``, else None."""
-    return data_dir or os.environ.get(DATA_ENV) or None
+    """The data folder: the flag's value, else ``$DKNN_DATA_DIR``, else the
+    first of :data:`DEFAULT_DATA_DIRS` that exists, else None."""
+    found = [d for d in DEFAULT_DATA_DIRS if os.path.isdir(d)]
+    return data_dir or os.environ.get(DATA_ENV) or (found[0] if found
+                                                    else None)
 
 
 def locate(names, url, data_dir=None):
@@ -368,11 +378,33 @@ def _load_dbpedia(name, data_dir, char_based):
             path, e))
 
 
-def _load_snli(name, data_dir, char_based):
+def snli_path(data_dir=None):
+    """The SNLI files: ``snli_1.0/`` or ``snli_1.0.zip`` in the data folder;
+    else, offline, the stand-in built once from the e-SNLI copies of SNLI
+    dev and test found there (:func:`write_snli_standin`), into Chainer's
+    dataset cache (``$CHAINER_DATASET_ROOT``), said in one line; else a
+    download of the official zip."""
+    for names in (['snli_1.0'], ['snli_1.0.zip']):
+        try:
+            return locate(names, None, data_dir)
+        except DataError:
+            pass
     try:
-        path = locate(['snli_1.0'], None, data_dir)
+        esnli = locate(['e-snli'], None, data_dir)
     except DataError:
-        path = locate(['snli_1.0.zip'], URL_SNLI, data_dir)
+        return locate(['snli_1.0.zip'], URL_SNLI, data_dir)
+    cache = chainer.dataset.get_dataset_directory('dknn/snli-standin')
+    folder = os.path.join(cache, 'snli_1.0')
+    if not os.path.isfile(os.path.join(folder, 'snli_1.0_test.jsonl')):
+        write_snli_standin(esnli, cache)
+        print('note: no SNLI train file in the data folder; built the '
+              'offline stand-in (train = 90% of SNLI dev, test = SNLI test; '
+              'docs/snli.md) from {} into {}'.format(esnli, folder))
+    return folder
+
+
+def _load_snli(name, data_dir, char_based):
+    path = snli_path(data_dir)
     out = {}
     skipped = 0
     for split in ('train', 'dev', 'test'):

@@ -49,7 +49,9 @@ def build_parser():
                             ', '.join(text_datasets.DATASETS)))
     p.add_argument('--model', '-model', default='cnn',
                    choices=list(nets.ENCODERS), help='encoder')
-    p.add_argument('--batchsize', '-b', type=cli.int_at_least(1), default=128)
+    p.add_argument('--batchsize', '-b', type=cli.int_at_least(1), default=128,
+                   help='examples per training step (with --communicator: '
+                        'per process)')
     p.add_argument('--epoch', '-e', type=cli.int_at_least(1), default=10,
                    help='epochs (at most, with --patience)')
     p.add_argument('--patience', type=cli.int_at_least(0), default=0,
@@ -61,7 +63,7 @@ def build_parser():
                    help='LSTM layers (at least 1), or MLP layers after the '
                         'CNN/BoW/pair encoder')
     p.add_argument('--dropout', '-d', type=cli.float_in(0, 1, high_open=True),
-                   default=0.4)
+                   default=0.4, help='dropout ratio in the encoder and MLP')
     p.add_argument('--widths', type=cli.int_in(1, 64), nargs='+',
                    default=[3, 4, 5],
                    help='cnn: filter widths, in tokens (characters with '
@@ -71,9 +73,11 @@ def build_parser():
                         '--unit)')
     p.add_argument('--char-based', action='store_true',
                    help='character tokens instead of words')
-    p.add_argument('--word_vectors', default=None,
-                   help='GloVe/word2vec/fastText text file (.gz ok); the '
-                        'embedding takes its dimension')
+    p.add_argument('--word-vectors', '--word_vectors', default=None,
+                   dest='word_vectors',
+                   help='GloVe/word2vec/fastText text file (.gz ok), as a '
+                        'path or inside the data folder; the embedding '
+                        'takes its dimension')
     add_run_flags(p)
     return p
 
@@ -83,9 +87,12 @@ def add_run_flags(p):
     p.add_argument('--out', '-o', default='result',
                    help='parent folder; the run goes to OUT/DATASET_MODEL')
     cli.add_device_args(p)
-    p.add_argument('--seed', type=cli.int_in(0, 2 ** 32 - 1), default=0)
+    p.add_argument('--seed', type=cli.int_in(0, 2 ** 32 - 1), default=0,
+                   help='seeds the initial weights, the shuffling and the '
+                        'validation and calibration draws')
     p.add_argument('--data-dir', default=None,
-                   help='data folder (default: $%s, else download)'
+                   help='data folder (default: $%s, else data/ in the '
+                        'clone, else ../shared/data beside it)'
                         % text_datasets.DATA_ENV)
     p.add_argument('--n-calib', type=cli.int_at_least(0), default=1000,
                    help='training examples set aside for calibration')
@@ -148,12 +155,22 @@ def clear_run(path):
             os.unlink(full)
 
 
-def initial_embeddings(path, vocab, seed):
+def vectors_path(path, data_dir):
+    """``--word-vectors`` as given, else inside the data folder (so
+    ``glove/glove.6B.50d.txt.gz`` works from any folder)."""
+    inside = os.path.join(data_dir or '', path)
+    if not os.path.exists(path) and data_dir and os.path.exists(inside):
+        return inside
+    return path
+
+
+def initial_embeddings(path, vocab, seed, data_dir=None):
     """GloVe-style vectors for ``vocab``: ((V, D) matrix, D), with coverage
     and duplicates printed; (None, None) without a file."""
     if not path:
         print('no word vectors: the embedding starts at random')
         return None, None
+    path = vectors_path(path, data_dir)
     vectors = nlp_utils.load_word_vectors(path, vocab,
                                           numpy.random.RandomState(seed))
     covered = vectors.covered[2:]  # <eos> and <unk> are never in a file
@@ -274,8 +291,9 @@ def prepare(args, device):
               len(splits.train), len(splits.val), len(splits.calib),
               len(splits.test), len(splits.vocab), splits.n_class,
               splits.skipped))
-    initialW, n_embed = initial_embeddings(args.word_vectors, splits.vocab,
-                                           args.seed)
+    initialW, n_embed = initial_embeddings(
+        args.word_vectors, splits.vocab, args.seed,
+        text_datasets.data_dir_from(args.data_dir))
     return Prepared(splits, initialW, run_setup(args, splits, n_embed,
                                                 device))
 
@@ -342,7 +360,7 @@ def settings(**options):
     for key, value in options.items():
         flag = '--' + key.replace('_', '-')
         if key == 'word_vectors':
-            flag = '--word_vectors'
+            flag = '--word-vectors'
         if value is True:
             argv.append(flag)
         elif isinstance(value, (list, tuple)):

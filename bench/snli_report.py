@@ -56,7 +56,7 @@ def main(argv=None):
     dk = run_dknn.evaluate_run(snli)
     interp, _, _ = interpretations.explain_run(
         interpretations.Explainer(snli.model, snli), ['dknn'],
-        list(range(len(snli.splits.test))), figure=6, artifacts=True)
+        list(range(len(snli.splits.test))), figure=6, with_artifacts=True)
     _, hyp = train('snli-hypothesis', args, data, glove)
     test_labels = [y for _, y in text_datasets.load_raw('snli', data).test]
     majority = collections.Counter(test_labels).most_common(1)[0][1] / \

@@ -236,7 +236,8 @@ def add_run_flags(p):
                    help="the trained run's args.json")
     p.add_argument('--data-dir', default=None,
                    help="data folder (default: $DKNN_DATA_DIR, else the "
-                        "folder the run was trained from)")
+                        "folder the run was trained from, else data/ in the "
+                        "clone, else ../shared/data beside it)")
 
 
 # ------------------------------------------------------------ DkNN settings

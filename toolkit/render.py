@@ -169,8 +169,37 @@ def plot_heatmaps(records, methods, label_names, pair):
             rec['index'], label_names[rec['label']], first,
             label_names[att.prediction]), fontsize=9, loc='left',
             parse_math=False)
-    fig.tight_layout()
+    fig.set_layout_engine('constrained')   # room for the key
+    fig.set_figheight(fig.get_figheight() + 0.6)
+    colour_key(fig, axes, cmap, label_names, pair)
     return fig
+
+
+def key_ends(label_names, pair):
+    """What the two ends of the colour scale mean (see
+    :func:`colour_values`): for a single text, the lower and the upper
+    half of the labels; for a pair, against and for the prediction."""
+    if pair:
+        return 'against the prediction', 'supports the prediction'
+    half = [i < len(label_names) / 2.0 for i in range(len(label_names))]
+    low = [n for n, h in zip(label_names, half) if h]
+    high = [n for n, h in zip(label_names, half) if not h]
+    return 'toward ' + ' / '.join(low), 'toward ' + ' / '.join(high)
+
+
+def colour_key(fig, axes, cmap, label_names, pair):
+    """A colour bar under the heatmaps: 0.5 is no importance; each end is
+    a token's whole share of the importance of its sign."""
+    import matplotlib.cm
+    import matplotlib.colors
+    bar = fig.colorbar(matplotlib.cm.ScalarMappable(
+        norm=matplotlib.colors.Normalize(0, 1), cmap=cmap), ax=list(axes),
+        orientation='horizontal', fraction=0.04, pad=0.02, aspect=60)
+    low, high = key_ends(label_names, pair)
+    bar.set_ticks([0, 0.5, 1])
+    bar.set_ticklabels([low, 'no importance', high], fontsize=8)
+    bar.set_label('importance, as a share of the total of its sign',
+                  fontsize=8, parse_math=False)
 
 
 def plot_reliability(panels, n_bins=metrics.N_BINS):
