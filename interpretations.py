@@ -288,23 +288,19 @@ def build_parser():
                         '(interpretation by analogy)')
     p.add_argument('--figure', type=cli.int_in(0, 1000), default=5,
                    help='examples drawn in the PNG heatmap (0: no PNG)')
-    p.add_argument('--faithfulness', action='store_true',
-                   help='also compute deletion / ERASER / input-reduction '
-                        'metrics')
-    p.add_argument('--artifacts', action='store_true',
-                   help='aggregate, per predicted class, the words most '
-                        'often most important (the SNLI artifact analysis)')
-    p.add_argument('--reduce', action='store_true',
-                   help='input reduction (Feng et al. 2018) instead: writes '
-                        'reduction.json, .png, .html')
     p.add_argument('--reduce-by', default='grad', choices=list(INTERPRETERS),
                    help='the method that ranks tokens for --reduce')
     p.add_argument('--beam', type=cli.int_in(1, 100), default=5,
                    help='partial reductions kept per input (--reduce)')
-    p.add_argument('--distributed', action='store_true',
-                   help='split the DkNN\'s training set over mpiexec ranks')
-    p.add_argument('--quiet', action='store_true',
-                   help='do not print ranked words')
+    cli.add_switches(p, {
+        '--faithfulness': 'also compute deletion / ERASER / input-reduction '
+                          'metrics',
+        '--artifacts': 'aggregate, per predicted class, the words most often '
+                       'most important (the SNLI artifact analysis)',
+        '--reduce': 'input reduction (Feng et al. 2018) instead: writes '
+                    'reduction.json, .png, .html',
+        '--distributed': cli.DISTRIBUTED,
+        '--quiet': 'do not print ranked words'})
     cli.add_dknn_flags(p)
     cli.add_device_args(p)
     return p

@@ -38,15 +38,12 @@ def build_parser():
     p = cli.parser(__doc__)
     cli.add_run_flags(p)
     cli.add_dknn_flags(p, scoring_both=True)
-    p.add_argument('--float16', action='store_true',
-                   help='store the hidden layers as float16 (half the memory '
-                        'and disk of the index; logits stay float32)')
-    p.add_argument('--distributed', action='store_true',
-                   help='split the training set over the MPI ranks of '
-                        'mpiexec (ChainerMN); rank 0 writes')
-    p.add_argument('--rebuild', action='store_true',
-                   help='compute the forward passes again instead of reading '
-                        'the run\'s activations/ cache')
+    cli.add_switches(p, {
+        '--float16': 'store the hidden layers as float16 (half the memory '
+                     'and disk of the index; logits stay float32)',
+        '--distributed': cli.DISTRIBUTED,
+        '--rebuild': 'compute the forward passes again instead of reading '
+                     'the run\'s activations/ cache'})
     add_uncertainty_args(p)
     cli.add_device_args(p)
     return p

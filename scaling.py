@@ -27,8 +27,7 @@ def build_parser():
     cli.add_run_flags(p)
     p.add_argument('--n-bins', type=cli.int_in(1, 10000), default=N_BINS,
                    help='equal-width confidence bins for ECE and the plots')
-    p.add_argument('--no-dknn', action='store_true',
-                   help='leave the DkNN panel out')
+    cli.add_switches(p, {'--no-dknn': 'leave the DkNN panel out'})
     cli.add_dknn_flags(p)
     cli.add_device_args(p)
     return p

@@ -229,6 +229,16 @@ def parser(doc):
     return p
 
 
+DISTRIBUTED = ('split the training set of the DkNN over the MPI ranks of '
+               'mpiexec (ChainerMN); rank 0 writes')
+
+
+def add_switches(p, switches):
+    """On/off flags from a table: flag -> help."""
+    for flag, text in switches.items():
+        p.add_argument(flag, action='store_true', help=text)
+
+
 def add_run_flags(p):
     """``--model-setup`` and ``--data-dir``: the trained run a script reads.
     """
