@@ -32,6 +32,7 @@ import numpy
 import nets
 import nlp_utils
 import search
+
 from errors import UserError
 
 SCORINGS = ('conformity', 'conformal')

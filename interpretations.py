@@ -28,8 +28,10 @@ from tqdm import tqdm
 import dknn
 import nets
 import nlp_utils
-from errors import UserError
 from nlp_utils import parts, remove, slots
+
+from errors import UserError
+
 from toolkit import artifacts
 from toolkit import cli
 from toolkit import faithfulness

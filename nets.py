@@ -27,7 +27,6 @@ import collections
 from typing import NamedTuple
 
 import numpy
-
 import chainer
 import chainer.functions as F
 import chainer.links as L

@@ -20,7 +20,6 @@ import zlib
 from dataclasses import dataclass
 
 import numpy
-
 import chainer
 
 from errors import UserError

@@ -22,15 +22,16 @@ import argparse
 import os
 import time
 
+import dknn
+import search
+import text_datasets
+
 from toolkit import cli
 from toolkit import conformal
-import dknn
 from toolkit import metrics
 from toolkit import render
 from toolkit import runs
 from toolkit import safeio
-import search
-import text_datasets
 from toolkit import uncertainty
 
 

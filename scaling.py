@@ -14,6 +14,7 @@ and scoring rule as given; ``--no-dknn`` leaves that panel out).
 """
 
 import dknn
+
 from toolkit import cli
 from toolkit import metrics
 from toolkit import render

@@ -49,10 +49,10 @@ import zipfile
 from dataclasses import dataclass, field
 
 import numpy
-
 import chainer
 
 import nlp_utils
+
 from errors import UserError
 
 DATA_ENV = 'DKNN_DATA_DIR'

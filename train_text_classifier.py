@@ -21,18 +21,19 @@ import time
 from dataclasses import dataclass
 
 import numpy
-
 import chainer
 from chainer import training
 from chainer.training import extensions
 
-from toolkit import cli
 import nets
 import nlp_utils
+import text_datasets
+
+from errors import UserError
+
+from toolkit import cli
 from toolkit import runs
 from toolkit import safeio
-import text_datasets
-from errors import UserError
 
 # Settings that define a run: a folder holding another value is another run.
 RUN_KEYS = ('dataset', 'model', 'batchsize', 'epoch', 'patience', 'unit',

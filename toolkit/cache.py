@@ -20,8 +20,10 @@ import os
 import numpy
 
 import nets
-from toolkit import safeio
+
 from errors import UserError
+
+from toolkit import safeio
 
 FIX = 'compute it again with: python run_dknn.py --rebuild'
 

@@ -14,7 +14,9 @@ import contextlib
 import errno
 import functools
 import json
+import os
 import signal
+import sys
 import threading
 import zipfile
 import zlib
@@ -23,6 +25,7 @@ import chainer
 
 import dknn
 import search
+
 from errors import UserError
 
 
@@ -356,7 +359,8 @@ def communicator(name='naive'):
               'mpiexec -n N to split the work')
     search.share_cores(comm.intra_size)   # ranks on this machine share it
     _COMM[:] = [comm]
-    if comm.rank != 0:   # one screen: rank 0 prints, progress bars too
+    if comm.rank != 0:   # one screen: rank 0 prints; errors still show
         from tqdm import tqdm
         tqdm.__init__ = functools.partialmethod(tqdm.__init__, disable=True)
+        sys.stdout = open(os.devnull, 'w')
     return comm

@@ -54,12 +54,6 @@ def nll(logits, labels, T=1.0):
     return float(-_log_softmax(z)[numpy.arange(len(labels)), labels].mean())
 
 
-def accuracy(logits, labels):
-    """Share of rows whose arg-max is the label: a float in [0, 1]."""
-    return float((numpy.asarray(logits).argmax(axis=1) ==
-                  numpy.asarray(labels)).mean())
-
-
 ReliabilityBins = collections.namedtuple(
     'ReliabilityBins', ['lower', 'upper', 'count', 'confidence', 'accuracy'])
 ReliabilityBins.__doc__ = """Per-bin statistics, each an (n_bins,) array.

@@ -24,9 +24,10 @@ import numpy
 from tqdm import tqdm
 
 import dknn
-from toolkit import metrics
 import nlp_utils
 from nlp_utils import remove, slots
+
+from toolkit import metrics
 
 
 @dataclass

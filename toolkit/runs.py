@@ -15,17 +15,19 @@ import functools
 import hashlib
 import os
 
-import chainer
 import numpy
+import chainer
+
+import nets
+import nlp_utils
+import text_datasets
+
+from errors import UserError
 
 from toolkit import cache
 from toolkit import cli
-import nets
-import nlp_utils
 from toolkit import safeio
 from toolkit import temperature
-import text_datasets
-from errors import UserError
 
 # Every file a run folder may hold, by role.
 ARTIFACTS = {

@@ -13,6 +13,7 @@ only when fitting.
 import numpy
 
 from errors import UserError
+
 from toolkit.metrics import nll, softmax
 
 # Search range of T, relative to the largest spread of a logit row.

@@ -22,14 +22,16 @@ the DkNN's for the two credibilities, the softmax's for the others.
 
 import numpy
 
-from toolkit import conformal
 import dknn
-from toolkit import metrics
 import nets
 import nlp_utils
 import search
 import text_datasets
+
 from errors import UserError
+
+from toolkit import conformal
+from toolkit import metrics
 
 SCORES = ('softmax', 'scaled', 'max_logit', 'conformity', 'conformal',
           'knn_distance')
