@@ -372,7 +372,7 @@ def headless(chrome, driver, folder):
                  '--disable-quic', '--no-first-run',
                  '--disable-background-networking',
                  '--disable-component-update', '--disable-sync',
-                 '--window-size=1400,1000', '--user-data-dir=' + folder):
+                 '--window-size=1400,1150', '--user-data-dir=' + folder):
         opts.add_argument(flag)
     return webdriver.Chrome(service=Service(driver), options=opts)
 
@@ -387,7 +387,7 @@ def save_small_png(png, path):
 
 def test_browser(tiny_run, tmp_path):
     """Type, submit, see tokens highlighted and neighbours listed; load a
-    test example from the browser; screenshot."""
+    test example from the browser; an empty input shows a message."""
     pytest.importorskip('selenium', reason='selenium is not installed: make '
                         'install-explore')
     chrome, driver = browser_binaries()
@@ -399,29 +399,14 @@ def test_browser(tiny_run, tmp_path):
     from selenium.webdriver.support.ui import WebDriverWait
     setup = os.environ.get('EXPLORE_RUN') or tiny_run
     ex = explorer_for(setup, k=10 if setup != tiny_run else K)
-    sentence = 'a gripping , funny and moving film that never quite works'
+    shot = os.environ.get('EXPLORE_SCREENSHOT') or str(
+        tmp_path / 'explorer.png')
     with explore_api.Background(explore_api.build_app(ex)) as url:
         b = headless(chrome, driver, str(tmp_path / 'profile'))
         try:
             b.get(url + '/')
             wait = WebDriverWait(b, 60)
-            box = wait.until(lambda d: d.find_element(
-                By.CSS_SELECTOR, '#input-text textarea'))
-            box.send_keys(sentence)
-            b.find_element(By.ID, 'explain-button').click()
-            rows = wait.until(lambda d: d.find_elements(
-                By.CSS_SELECTOR, '#neighbours-list tr.neighbour'))
-            assert len(rows) == ex.settings.k
-            for method in interpretations.INTERPRETERS:
-                text = b.find_element(By.ID, 'saliency-' + method).text
-                assert all(w in text for w in ('gripping', 'funny'))
-            assert b.find_element(By.ID, 'predicted-label').text in \
-                ex.run.label_names
-            shot = os.environ.get('EXPLORE_SCREENSHOT') or str(
-                tmp_path / 'explorer.png')
-            time.sleep(0.5)   # let the last colours paint
-            save_small_png(b.get_screenshot_as_png(), shot)
-            assert os.path.getsize(shot) < 400 * 1024
+            explain_in_browser(b, wait, ex, shot)
             outside = b.execute_script(
                 "return performance.getEntriesByType('resource')"
                 ".map(e => e.name).filter(n => !n.startsWith(arguments[0]))",
@@ -438,10 +423,33 @@ def test_browser(tiny_run, tmp_path):
             b.quit()
 
 
+def explain_in_browser(b, wait, ex, shot):
+    """Type a sentence, submit, find its tokens in every saliency row and
+    k neighbours; save a screenshot to ``shot``."""
+    from selenium.webdriver.common.by import By
+    sentence = 'a gripping , funny and moving film that never quite works'
+    box = wait.until(lambda d: d.find_element(
+        By.CSS_SELECTOR, '#input-text textarea'))
+    box.send_keys(sentence)
+    b.find_element(By.ID, 'explain-button').click()
+    rows = wait.until(lambda d: d.find_elements(
+        By.CSS_SELECTOR, '#neighbours-list tr.neighbour'))
+    assert len(rows) == ex.settings.k
+    for method in interpretations.INTERPRETERS:
+        text = b.find_element(By.ID, 'saliency-' + method).text
+        assert all(w in text for w in ('gripping', 'funny'))
+    assert b.find_element(By.ID, 'predicted-label').text in \
+        ex.run.label_names
+    time.sleep(0.5)   # let the last colours paint
+    save_small_png(b.get_screenshot_as_png(), shot)
+    assert os.path.getsize(shot) < 400 * 1024
+
+
 def load_from_browser(b, wait, ex):
     """Open the test-set browser, list, click the first row: its text is
     loaded and explained."""
     from selenium.webdriver.common.by import By
+
     def click(how, where):
         element = wait.until(lambda d: d.find_element(how, where))
         b.execute_script('arguments[0].scrollIntoView({block: "center"})',

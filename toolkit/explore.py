@@ -400,7 +400,6 @@ class Explorer:
             AUDIT_FILE, len(entries)), 'entries': {
             str(int(i)): entries.get(int(i)) for i in indices}}
 
-
     def export(self, payload, index=None, fmt='html'):
         """An explain payload as the exported HTML page (str) or PNG
         (bytes), drawn by the renderers of interpretations.py.

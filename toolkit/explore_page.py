@@ -21,8 +21,10 @@ OFFLINE = {'GRADIO_ANALYTICS_ENABLED': 'False', 'HF_HUB_OFFLINE': '1',
 NEGATIVE, POSITIVE = '128, 90, 213', '239, 68, 60'   # Gradio's score colours
 CSS = """
 .err { color: #b00020; font-weight: 600; }
+.nb { color: #666; font-size: 85%; }
 .nbs { max-height: 32em; overflow-y: auto; }
-.nbs table, .pred table { border-collapse: collapse; width: 100%; }
+.nbs table, .pred table { border-collapse: collapse; width: 100%;
+    font-size: 90%; }
 .nbs td, .nbs th, .pred td, .pred th { border-bottom: 1px solid #ddd;
     padding: 3px 6px; text-align: left; vertical-align: top; }
 .key { height: 12px; border-radius: 3px; background: linear-gradient(to right,
@@ -77,11 +79,12 @@ def prediction_html(p):
         '<td>{:.3f}</td><td>{}</td></tr>'.format(
             esc(n), probs['softmax'][n], probs['temperature_scaled'][n],
             probs['dknn_conformity'][n], probs['p_value'][n],
-            'in' if n in p['prediction_set'] else '')
+            'yes' if n in p['prediction_set'] else '')
         for n in p['labels'])
     return ('<div class="pred">{}<p></p><table><tr><th>label</th><th>softmax'
-            '</th><th>scaled</th><th>neighbours</th><th>p-value</th><th>set'
-            '</th></tr>{}</table><p class="nb">{:.0f} ms</p></div>').format(
+            '</th><th>scaled</th><th>votes</th><th>p</th><th>in set</th></tr>'
+            '{}</table><p class="nb">votes: share of the k neighbours; p: '
+            'conformal p-value; {:.0f} ms</p></div>').format(
                 head, rows, 1000 * p['seconds'])
 
 
@@ -100,15 +103,16 @@ def highlighted(tokens, importance, char_based):
 def saliency_label(payload, method):
     m = payload['methods'][method]
     top = max([abs(v) for v in payload['importance'][method]] + [0.0])
-    return '{} (explains {}; 1 = {:.3g})'.format(m['title'], m['label'], top)
+    scale = '1 = {:.3g}'.format(top) if top else 'every importance is 0'
+    return '{} (explains {}; {})'.format(m['title'], m['label'], scale)
 
 
 KEY_HTML = ('<div class="key"></div><div class="keylabels"><span>-1: spoke '
             'most against the explained label</span><span>0</span><span>+1: '
-            'supported it most</span></div><p>One scale for every method: '
-            'each importance divided by that method\'s largest absolute '
-            'importance on this input (shown as "1 = ..."). Hover nothing: '
-            'the raw numbers are in the JSON API.</p>')
+            'supported it most</span></div><p class="nb">One scale for every '
+            'method: each importance divided by the method\'s largest '
+            'absolute importance on this input ("1 = ..."); the raw numbers '
+            'are in the JSON API.</p>')
 
 
 def counts_text(counts):
@@ -266,7 +270,7 @@ def build(explorer, folder=None):
     gr = gradio()
     h = Handlers(explorer, folder or tempfile.mkdtemp(prefix='explore-'))
     info = explorer.describe()
-    with gr.Blocks(title='DkNN explorer') as page:
+    with gr.Blocks(title='DkNN explorer', fill_width=True) as page:
         gr.Markdown(header_markdown(info))
         ui = _inputs(gr, info)
         ui.update(_results(gr))
@@ -288,24 +292,23 @@ def header_markdown(info):
 
 def _inputs(gr, info):
     ui = {}
-    with gr.Row():
-        with gr.Column(scale=3):
-            names = ('premise', 'hypothesis') if info['pair'] else ('text',)
-            ui['texts'] = [gr.Textbox(label=n, lines=2, elem_id='input-' + n,
-                                      placeholder='type a sentence')
-                           for n in names]
-            ui['go'] = gr.Button('Explain', variant='primary',
-                                 elem_id='explain-button')
-        with gr.Column(scale=2):
-            with gr.Accordion('Settings (applied at once)', open=True):
-                ui['k'] = gr.Number(value=info['k'], precision=0, minimum=1,
-                                    label='k (neighbours per layer)')
-                ui['layers'] = gr.CheckboxGroup(
-                    info['layers'], value=info['default_layers'],
-                    label='layers')
-                ui['eps'] = gr.Slider(0.01, 0.5, value=info['epsilon'],
-                                      step=0.01, label='epsilon of the '
-                                      'prediction set')
+    names = ('premise', 'hypothesis') if info['pair'] else ('text',)
+    with gr.Row(equal_height=True):
+        ui['texts'] = [gr.Textbox(label=n, lines=2, elem_id='input-' + n,
+                                  placeholder='type a sentence', scale=4)
+                       for n in names]
+        ui['go'] = gr.Button('Explain', variant='primary', scale=1,
+                             elem_id='explain-button')
+    with gr.Accordion('Settings (applied at once)', open=True):
+        with gr.Row():
+            ui['k'] = gr.Number(value=info['k'], precision=0, minimum=1,
+                                label='k (neighbours per layer)', scale=1)
+            ui['layers'] = gr.CheckboxGroup(
+                info['layers'], value=info['default_layers'], scale=2,
+                label='layers')
+            ui['eps'] = gr.Slider(0.01, 0.5, value=info['epsilon'],
+                                  step=0.01, scale=2, label='epsilon of the '
+                                  'prediction set')
     ui['error'] = gr.HTML(elem_id='error')
     return ui
 
@@ -314,16 +317,16 @@ def _results(gr):
     ui = {}
     with gr.Row():
         with gr.Column(scale=2):
-            gr.Markdown('## Prediction')
+            gr.Markdown('### Prediction')
             ui['prediction'] = gr.HTML(elem_id='prediction')
         with gr.Column(scale=3):
-            gr.Markdown('## Saliency')
+            gr.Markdown('### Saliency')
             ui['saliency'] = [gr.HighlightedText(
                 label=m, combine_adjacent=False, show_legend=False,
                 elem_id='saliency-' + m) for m in METHODS]
             gr.HTML(KEY_HTML, elem_id='colour-key')
         with gr.Column(scale=3):
-            gr.Markdown('## Nearest training examples')
+            gr.Markdown('### Nearest training examples')
             ui['neighbours'] = gr.HTML(elem_id='neighbours')
     ui['payload'] = gr.State(None)
     ui['index'] = gr.State(None)
