@@ -255,6 +255,28 @@ def test_other_bad_requests(server, path):
     assert status == 400 and body['error']
 
 
+def test_no_request_reads_a_file(server, tiny_run):
+    """Gradio's file route refuses the run's own files and any other."""
+    for path in (os.path.abspath(tiny_run), '/etc/passwd', 'README.md'):
+        status, _ = get(server, '/gradio_api/file=' + path)
+        assert status in (403, 404), path
+
+
+def test_the_page_shows_refusals_and_the_on_demand_panels(explorer,
+                                                          tmp_path):
+    h = explore_page.Handlers(explorer, str(tmp_path))
+    layers = [explorer.run.model.layer_names[-1]]
+    long = h.show(' '.join(['good'] * 600), K, layers, 0.1)
+    assert 'too long' in long[0] and long[-1] is None
+    assert 'empty' in h.show(None, K, layers, 0.1)[0]
+    shown = h.show(SENTENCE, K, layers, 0.1)
+    assert 'no train_audit.json' in h.audit(shown[-1])
+    assert 'reduced-text' in h.reduce(SENTENCE, K, layers)
+    for fmt in ('html', 'png'):
+        path = h.export(shown[-1], 0, fmt)
+        assert path.startswith(str(tmp_path)) and os.path.getsize(path)
+
+
 def test_max_tokens_is_a_setting(tiny_run):
     ex = explorer_for(tiny_run, max_tokens=3)
     with pytest.raises(explore.ExploreError) as e:

@@ -94,8 +94,8 @@ class Explorer:
         self._tables = {}
         with self.lock:   # index, calibration and test table now
             self._test_table(self.settings_for())
-        first = run.splits.raw['test'][0][0]
-        self.explain(tuple(' '.join(f) for f in first))   # warm up
+        self._explain(run.splits.test[0][0], run.splits.raw['test'][0][0],
+                      self.settings_for(), self.epsilon)   # warm up
 
     @property
     def label_names(self):
@@ -216,6 +216,10 @@ class Explorer:
         eps = self.epsilon if epsilon is None else check_epsilon(epsilon)
         settings = self.settings_for(k, layers)
         x, fields = self.encode(texts)
+        return self._explain(x, fields, settings, eps)
+
+    def _explain(self, x, fields, settings, eps):
+        """:meth:`explain` of model input ``x`` (token lists ``fields``)."""
         start = time.perf_counter()
         with self.lock:
             ex = self.explainer(settings)

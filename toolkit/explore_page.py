@@ -195,7 +195,7 @@ class Handlers:
     def show(self, *args):
         """texts..., k, layers, epsilon -> error, prediction, one
         saliency per method, neighbours, payload."""
-        texts, (k, layers, eps) = args[:self.n_texts], args[self.n_texts:]
+        texts, (k, layers, eps) = self._split(args)
         status, p = answer(lambda: self.explorer.explain(
             texts, k=int(k) if k else None, layers=list(layers or ()),
             epsilon=float(eps)))
@@ -205,6 +205,11 @@ class Handlers:
         return (('', prediction_html(p)) + tuple(
             self._saliency(p, m) for m in METHODS) +
             (neighbours_html(p), p))
+
+    def _split(self, args):
+        """Event inputs -> (the texts, None read as '') and the rest."""
+        return (tuple(t or '' for t in args[:self.n_texts]),
+                args[self.n_texts:])
 
     def refresh(self, *args):
         """A settings change: explain again when there is an input."""
@@ -239,7 +244,7 @@ class Handlers:
         return tuple(e['texts']) + (e['index'],)
 
     def reduce(self, *args):
-        texts, (k, layers) = args[:self.n_texts], args[self.n_texts:]
+        texts, (k, layers) = self._split(args)
         status, r = answer(lambda: self.explorer.reduce(
             texts, k=int(k) if k else None, layers=list(layers or ())))
         return error_html(r['error']) if status != 200 else reduction_html(r)
