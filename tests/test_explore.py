@@ -59,12 +59,11 @@ def server(explorer):
         yield url
 
 
-def get(url, path, **params):
-    """(status, parsed JSON or raw bytes) of a GET."""
-    query = urllib.parse.urlencode(params)
+def fetch(address):
+    """(status, parsed JSON or raw bytes) of a GET of ``address``, sent as
+    it is (its bytes not re-encoded)."""
     try:
-        with urllib.request.urlopen('{}{}?{}'.format(url, path, query),
-                                    timeout=60) as r:
+        with urllib.request.urlopen(address, timeout=60) as r:
             body, status, kind = r.read(), r.status, r.headers.get(
                 'content-type', '')
     except urllib.error.HTTPError as e:
@@ -73,13 +72,13 @@ def get(url, path, **params):
     return status, json.loads(body) if 'json' in kind else body
 
 
+def get(url, path, **params):
+    """A GET with ``params`` percent-encoded."""
+    return fetch('{}{}?{}'.format(url, path, urllib.parse.urlencode(params)))
+
+
 def raw_get(url, path_and_query):
-    """A GET of a query string sent as it is (bytes not re-encoded)."""
-    try:
-        with urllib.request.urlopen(url + path_and_query, timeout=60) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+    return fetch(url + path_and_query)
 
 
 def same(a, b, path=''):
