@@ -22,6 +22,8 @@ import time
 import numpy
 
 import dknn
+# the attribution methods' registry and Explainer: the explorer's importances
+# must be interpretations.py's own, so it calls them rather than a copy
 import interpretations
 import nlp_utils
 from errors import UserError
