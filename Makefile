@@ -11,7 +11,8 @@ CONSTRAINTS := $(abspath constraints.txt)
 DATA_DIR ?= $(abspath ../shared/data)
 export DKNN_DATA_DIR ?= $(DATA_DIR)
 
-.PHONY: install install-mpi install-bench train test grid grid-quick clean
+.PHONY: install install-mpi install-bench install-explore train test \
+        test-browser grid grid-quick clean
 
 install: $(VENV)/.installed
 
@@ -31,6 +32,12 @@ install-mpi: install
 install-bench: install
 	$(PY) -m pip install -q -r requirements-bench.txt
 
+# The explorer (explore.py): Gradio, which brings FastAPI, uvicorn and pandas.
+# requirements-explore.txt constrains itself with requirements.txt, so pandas
+# cannot upgrade numpy past 2 (Chainer 7.8.1 needs numpy<2)
+install-explore: install
+	$(PY) -m pip install -q -r requirements-explore.txt
+
 train: install
 	$(PY) train_text_classifier.py --dataset stsa.binary --model cnn \
 	    --epoch 5 --batchsize 32 --dropout 0.2 \
@@ -38,6 +45,13 @@ train: install
 
 test: install
 	$(PY) -m pytest -q tests
+
+# The explorer's page in headless Chromium (apt-get install chromium
+# chromium-driver); saves docs/explorer.png, from the make train run if any
+test-browser: install-explore
+	EXPLORE_SCREENSHOT=docs/explorer.png \
+	    EXPLORE_RUN=$(wildcard result/stsa.binary_cnn/args.json) \
+	    $(PY) -m pytest -q tests/test_explore.py -k browser
 
 # The paper's table (RESULTS.md), and the same grid in smoke-test size
 grid: install

@@ -33,7 +33,8 @@ ORDER = ['grid', 'grid-analysis', 'claims',
          'dknn-sweep', 'seeds', 'training', 'sst2-dknn', 'faithfulness',
          'snli',
          'bad-input',
-         'dknn', 'interpretations', 'scale', 'float16', 'ood-cost', 'imdb']
+         'dknn', 'interpretations', 'explore', 'scale', 'float16',
+         'ood-cost', 'imdb']
 BLOCK = re.compile(r'<!-- ([\w-]+) -->\n.*?\n<!-- /\1 -->', re.S)
 
 

@@ -84,6 +84,14 @@ td, th { border-bottom: 1px solid #ddd; padding: 6px; vertical-align: top;
 """
 
 
+def label_name(label_names, y):
+    """Label ``y``'s name; ``-`` for None (an input typed in, with no gold
+    label), the number itself when it has no name."""
+    if y is None:
+        return '-'
+    return label_names[y] if 0 <= y < len(label_names) else str(y)
+
+
 def html_page(title, records, methods, label_names, pair, field):
     """The supplementary-site page: a row per example and method.
 
@@ -91,13 +99,13 @@ def html_page(title, records, methods, label_names, pair, field):
         records (list of dict): each has ``index``, ``label``, ``parts``
             (list of token lists: the sentence, or premise and hypothesis),
             ``explained`` (which parts are coloured), ``results`` (method ->
-            :class:`Attribution`) and optional ``neighbours``.
+            :class:`Attribution`) and optional ``neighbours``; ``label``
+            may be None (no gold label).
     """
     import matplotlib
     cmap = matplotlib.colormaps[cmap_name(pair)]
     rows = []
-    name = lambda y: html.escape(label_names[y] if y < len(label_names)  # NOQA
-                                 else str(y))
+    name = lambda y: html.escape(label_name(label_names, y))  # NOQA
     for rec in records:
         for m_i, method in enumerate(methods):
             att = rec['results'][method]
@@ -166,7 +174,7 @@ def plot_heatmaps(records, methods, label_names, pair):
         first = next(iter(methods))
         att = rec['results'][first]
         ax.set_title('#{}  label: {}  prediction ({}): {}'.format(
-            rec['index'], label_names[rec['label']], first,
+            rec['index'], label_name(label_names, rec['label']), first,
             label_names[att.prediction]), fontsize=9, loc='left',
             parse_math=False)
     fig.set_layout_engine('constrained')   # room for the key
