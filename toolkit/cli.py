@@ -25,6 +25,8 @@ import dknn
 import search
 from errors import UserError
 
+MAX_BATCH = 1 << 16   # inputs in one forward pass (--batchsize)
+
 
 # What to do about an OS error, by errno.
 _OS_HINTS = {
@@ -235,8 +237,14 @@ def add_run_flags(p):
     p.add_argument('--model-setup', required=True, metavar='ARGS_JSON',
                    help="the trained run's args.json")
     p.add_argument('--data-dir', default=None,
-                   help="data folder (default: $DKNN_DATA_DIR, else the "
-                        "folder the run was trained from)")
+                   help="where the run's data is (default: $DKNN_DATA_DIR; "
+                        "never the folder args.json names): the data folder "
+                        "of a built-in data set, or your own data file or "
+                        "folder, or the folder holding it")
+    p.add_argument('--trust-unstamped', action='store_true',
+                   help='open a run whose args.json lacks its data and '
+                        'vocabulary stamps, trusting the data and vocab.json '
+                        'as they are now, and stamp it with them')
 
 
 # ------------------------------------------------------------ DkNN settings
@@ -263,7 +271,7 @@ def add_dknn_flags(p, scoring_both=False):
                                             else ()),
                    help='conformity shares (Wallace et al.) or conformal '
                         'p-values (Papernot and McDaniel)')
-    g.add_argument('--batchsize', type=int_in(1, 1 << 20),
+    g.add_argument('--batchsize', type=int_in(1, MAX_BATCH),
                    default=d.batchsize, help='inputs per forward pass')
     g.add_argument('--nlist', type=int_in(1, 1 << 20), default=d.nlist,
                    help='faiss-ivf, faiss-ivfpq: k-means cells')
