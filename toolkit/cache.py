@@ -21,6 +21,7 @@ import numpy
 
 import nets
 from toolkit import safeio
+import errors
 from errors import UserError
 
 FIX = 'compute it again with: python run_dknn.py --rebuild'
@@ -30,17 +31,28 @@ def _array_name(split, key):
     return '{}.{}.npy'.format(split, key)
 
 
-def _load(folder, split, key, shape_check):
+def _load(folder, split, key, shape, dtype_ok):
+    """A cached array, memory-mapped after its ``.npy`` header was checked
+    against ``shape`` (the stamp's sizes) and ``dtype_ok(dtype)``; the file
+    is opened through
+    :func:`errors.open_regular`, so a FIFO or device is never opened."""
     path = safeio.inside(folder, _array_name(split, key), 'activations')
-    try:
-        a = numpy.load(path, allow_pickle=False, mmap_mode='r')
-    except (ValueError, OSError) as e:
-        raise UserError('{}: unreadable ({}); {}'.format(
-            path, str(e).split('\n')[0][:100], FIX)) from None
-    if not isinstance(a, numpy.ndarray) or not shape_check(a):
-        raise UserError('{}: unexpected dtype or shape {}; {}'.format(
-            path, getattr(a, 'shape', '?'), FIX))
-    return a
+    with errors.open_regular(path, 'array', FIX) as f:
+        try:
+            found, fortran, dtype = safeio.npy_header(f)
+        except (ValueError, OSError, EOFError) as e:
+            raise UserError('{}: unreadable ({}); {}'.format(
+                path, safeio.one_line(e)[:100], FIX)) from None
+        if tuple(found) != tuple(shape) or fortran or dtype.hasobject or \
+                not dtype_ok(dtype):
+            raise UserError('{}: unexpected dtype or shape {} {}; {}'.format(
+                path, dtype, tuple(found), FIX))
+        try:
+            return numpy.memmap(f, dtype=dtype, mode='r', offset=f.tell(),
+                                shape=tuple(shape))
+        except (ValueError, OSError) as e:   # shorter than its header says
+            raise UserError('{}: unreadable ({}); {}'.format(
+                path, safeio.one_line(e)[:100], FIX)) from None
 
 
 def read(folder, split, stamp, labels, n_class):
@@ -61,21 +73,15 @@ def read(folder, split, stamp, labels, n_class):
             {k: v for k, v in saved.items() if k != 'dtype'} != \
             {k: v for k, v in stamp.items() if k != 'dtype'}:
         return None   # another model, other data: compute again
-    stamp = saved     # the cache's own dtype, whichever was asked for
-    n = stamp['n']
-
-    def rows(dims, kind):
-        return lambda a: a.shape[:1] == (n,) and a.ndim == dims and \
-            a.dtype.kind in kind
-    logits = _load(folder, split, 'logits', lambda a: rows(2, 'f')(a) and
-                   a.shape[1] == n_class)
-    cached = _load(folder, split, 'labels', rows(1, 'iu'))
+    n = stamp['n']     # the run's own sizes, not the file's
+    logits = _load(folder, split, 'logits', (n, n_class),
+                   lambda d: d.kind == 'f')
+    cached = _load(folder, split, 'labels', (n,), lambda d: d.kind in 'iu')
     if not numpy.array_equal(cached, labels):
         raise UserError('{}: not the labels of the {} examples; {}'.format(
             os.path.join(folder, _array_name(split, 'labels')), split, FIX))
-    layers = {name: _load(folder, split, 'layer.' + name,
-                          lambda a, d=width: rows(2, 'f')(a) and
-                          a.shape[1] == d and a.dtype == stamp['dtype'])
+    layers = {name: _load(folder, split, 'layer.' + name, (n, width),
+                          lambda d: d.name == saved['dtype'])
               for name, width in stamp['layers'].items()}
     return nets.Activations(logits, layers, numpy.asarray(cached))
 

@@ -14,8 +14,10 @@ import contextlib
 import errno
 import functools
 import json
+import os
 import signal
 import threading
+import time
 import zipfile
 import zlib
 
@@ -106,35 +108,118 @@ def is_rank0():
 
 
 def _abort_others(line):
-    """Under MPI, one rank's error must stop every rank (the others would
-    wait for it forever): print it, then abort the MPI job."""
+    """Under MPI, one rank's end must stop every rank (the others would
+    wait for it forever): print its line, then abort the MPI job. Only
+    the first caller on a rank prints and aborts."""
     import sys
     import traceback
+    if not _ABORTING.acquire(blocking=False):
+        return
     if line is None:
         traceback.print_exc()
     else:
         print('error: ' + one_line(line), file=sys.stderr)
     sys.stderr.flush()
+    _tell_others()
     _COMM[0].mpi_comm.Abort(1)
+
+
+_NOTICE = 30907   # the tag of "I abort the job": the others end quietly
+
+
+def _tell_others():
+    """Tell the other ranks this one aborts the job, so that the signal
+    the MPI launcher then sends them ends them without a line of their
+    own: the job shows one ``error:`` line, the cause."""
+    from mpi4py import MPI
+    comm = _COMM[0].mpi_comm
+    requests = [comm.Isend([bytearray(1), MPI.BYTE], dest=r, tag=_NOTICE)
+                for r in range(comm.size) if r != comm.rank]
+    deadline = time.time() + 0.5
+    while not MPI.Request.Testall(requests) and time.time() < deadline:
+        time.sleep(0.01)
+
+
+def _told(wait=0.2):
+    """True when another rank said it aborts the job (see
+    :func:`_tell_others`), waiting up to ``wait`` seconds."""
+    from mpi4py import MPI
+    deadline = time.time() + wait
+    while time.time() < deadline:
+        if _COMM[0].mpi_comm.Iprobe(source=MPI.ANY_SOURCE, tag=_NOTICE):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+_ABORTING = threading.Lock()   # held by the one thread that aborts
+
+
+def _exit_line(exc):
+    """The line of a ``SystemExit`` that ends one MPI rank."""
+    if isinstance(exc.code, str):
+        return exc.code[len('error: '):] if exc.code.startswith('error: ') \
+            else exc.code
+    return 'rank {} exited (status {}) before the others'.format(
+        _COMM[0].rank, exc.code)
+
+
+def _mpi_job():
+    return bool(_COMM) and _COMM[0].size > 1
 
 
 def script(main):
     """Decorate a script's ``main(argv=None)``: user errors become one
-    ``error: ...`` line (``SystemExit`` with a message, exit status 1)."""
+    ``error: ...`` line (``SystemExit`` with a message, exit status 1).
+    Under MPI any rank that stops (an error, an exit, a signal) aborts the
+    whole job, so no other rank waits for it forever."""
     @functools.wraps(main)
     def wrapped(argv=None):
         with _sigterm_as_exit():
             try:
                 return main(argv)
+            except SystemExit as e:
+                if _mpi_job():   # main returns; an exit inside is early
+                    _abort_others(_exit_line(e))
+                raise
             except (Exception, KeyboardInterrupt) as e:
                 line = describe(e)
-                if _COMM and _COMM[0].size > 1:
+                if _mpi_job():
                     _abort_others(line)
                 if line is None:
                     raise
                 _close_progress_bars()
                 raise SystemExit('error: ' + one_line(line)) from None
     return wrapped
+
+
+def _watch_signals():
+    """Under MPI: a rank blocked inside an MPI call never runs a Python
+    signal handler, so the handler's C part wakes a thread (through
+    ``signal.set_wakeup_fd``) that prints the error line and aborts the
+    job at once."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    signal.set_wakeup_fd(write)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, lambda *_: None)   # the thread acts
+
+    def watch():
+        while True:
+            got = os.read(read, 64)
+            hit = [n for n in got if n in STOP_SIGNALS]
+            if hit and _told():   # the launcher ends the job: be quiet
+                os._exit(1)
+            if hit:
+                _abort_others('rank {} stopped by signal {} (sent to it, or '
+                              'by mpiexec when another rank died); the MPI '
+                              'job is aborted'.format(_COMM[0].rank, hit[0]))
+    threading.Thread(target=watch, daemon=True, name='mpi-signals').start()
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 # ------------------------------------------------------------- flag types
@@ -353,6 +438,8 @@ def communicator(name='naive'):
               'mpiexec -n N to split the work')
     search.share_cores(comm.intra_size)   # ranks on this machine share it
     _COMM[:] = [comm]
+    if comm.size > 1:
+        _watch_signals()
     if comm.rank != 0:   # one screen: rank 0 prints, progress bars too
         from tqdm import tqdm
         tqdm.__init__ = functools.partialmethod(tqdm.__init__, disable=True)

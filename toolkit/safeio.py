@@ -269,14 +269,25 @@ class FolderLock:
                 raise UserError(
                     '{} is being written by another command (process {}); '
                     'wait for it to finish, or write elsewhere'.format(
-                        self.what, holder or '?')) from None
+                        self.what, holder if holder.isdigit() else '?')
+                ) from None
             if self._still_there(fd):   # not removed by the holder before
                 break
             os.close(fd)
+        self._note_stale(fd)
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self.fd = fd
         return self
+
+    def _note_stale(self, fd):
+        """A lock file that names a process, yet is not locked, was left by
+        a command that was killed: say that it is taken over."""
+        old = os.read(fd, 64).decode('ascii', 'replace').strip()
+        if old:
+            print('note: {} was left by a killed command (process {}); '
+                  'taking it over'.format(self.path, old if old.isdigit()
+                                          else '?'))
 
     def _still_there(self, fd):
         try:
