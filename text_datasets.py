@@ -117,6 +117,8 @@ def locate(names, url, data_dir=None):
         data_dir (str): folder searched, and its sub-folders one level down.
     """
     data_dir = data_dir_from(data_dir)
+    if data_dir:
+        data_dir = errors.check_path(data_dir, DataError)
     if data_dir and not os.path.isdir(data_dir):
         raise DataError('data folder {} is {}; pass --data-dir DIR or set {} '
                         'to the folder holding the data files'.format(

@@ -238,9 +238,11 @@ def build_parser():
                    help='default: result/grid (result/grid-quick)')
     p.add_argument('--datasets', nargs='+', default=list(DATASETS),
                    help='only the cells of these datasets')
-    p.add_argument('--seeds', type=cli.int_in(0, 2 ** 32 - 1), nargs='+', default=[0, 1, 2],
+    p.add_argument('--seeds', type=cli.int_in(0, 2 ** 32 - 1), nargs='+',
+                   default=[0, 1, 2],
                    help='seeds of the CNN cells')
-    p.add_argument('--bilstm-seeds', type=cli.int_in(0, 2 ** 32 - 1), nargs='+', default=[0],
+    p.add_argument('--bilstm-seeds', type=cli.int_in(0, 2 ** 32 - 1),
+                   nargs='+', default=[0],
                    help='seeds of the BiLSTM and char-CNN cells (slow)')
     p.add_argument('--data-dir', default=None)
     p.add_argument('--word-vectors', default=None,

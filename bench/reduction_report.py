@@ -18,7 +18,7 @@ import os
 
 import numpy
 
-from report import BENCHMARKS, RESULTS, write_section, read_json  # NOQA (first)
+from report import BENCHMARKS, RESULTS, read_json, write_section  # NOQA
 from toolkit import cli  # NOQA
 import interpretations  # NOQA
 from toolkit import reduction  # NOQA

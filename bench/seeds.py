@@ -83,7 +83,8 @@ def section(rows):
 @cli.script
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--seeds', type=cli.int_in(0, 2 ** 32 - 1), nargs='+', default=[0, 1, 2, 3, 4])
+    p.add_argument('--seeds', type=cli.int_in(0, 2 ** 32 - 1), nargs='+',
+                   default=[0, 1, 2, 3, 4])
     p.add_argument('--out', default='result/seeds')
     args = p.parse_args(argv)
     glove = os.path.join(text_datasets.data_dir_from(None), 'glove',

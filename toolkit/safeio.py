@@ -154,6 +154,13 @@ class Outputs:
     def path(self, name):
         return os.path.join(self.folder, name)
 
+    def expect(self, *names):
+        """Check, before anything is written, that nothing but a regular
+        file stands where each of ``names`` goes (:func:`check_target`):
+        a command that would fail at its last file changes nothing."""
+        for name in names:
+            check_target(self.path(name))
+
     def write(self, name, write, mode='wb'):
         """Write ``name`` (a file name, or ``sub/name``) through
         ``write(fileobj)``; returns its path."""
@@ -186,6 +193,9 @@ class Discard(Outputs):
         return None
 
     def finish(self, name, record):
+        return None
+
+    def expect(self, *names):
         return None
 
 
