@@ -956,7 +956,8 @@ CASES = [
          lambda ws: ws.model('--k', '5'),
          lambda ws: numpy.save(ws.cache('train.labels.npy'), 1 - numpy.load(
              ws.cache('train.labels.npy'))),
-         r'activations/train\.labels\.npy: not the labels'),
+         r'activations/train\.labels\.npy: not the (labels|array its '
+         r'stamp records)'),
     Case('result folders', 'training labels changed since training', 'dknn',
          lambda ws: ws.model('--data-dir', ws.data),
          lambda ws: relabel(ws, 'train'),

@@ -175,4 +175,6 @@ def test_a_rank_stopped_mid_job_ends_the_job(tiny_run, tmp_path, signum,
     left = [n for n in os.listdir(folder) + os.listdir(
         os.path.join(folder, 'activations')) if '.tmp-' in n]
     assert left == [] and not os.path.exists(os.path.join(folder, '.lock'))
-    assert 'left by a killed command' in capsys.readouterr().out
+    notes = [line for line in capsys.readouterr().out.splitlines()
+             if line.startswith('note:')]
+    assert len(notes) == 1 and 'lock' in notes[0] and 'killed' in notes[0]

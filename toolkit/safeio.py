@@ -25,6 +25,7 @@ import os
 import re
 import stat
 import tempfile
+import tokenize
 import zipfile
 import zlib
 
@@ -206,8 +207,8 @@ def is_leftover(name):
 
 def clean_leftovers(folder):
     """Remove the temporary files (``.NAME.tmp-XXXXXXXX``) a killed run left
-    in ``folder``; call it holding the folder's lock. Returns their names.
-    """
+    in ``folder``; call it holding the folder's lock. Returns their names
+    (:func:`writing` says what was removed, in one line)."""
     try:
         entries = os.listdir(folder)
     except FileNotFoundError:
@@ -219,10 +220,28 @@ def clean_leftovers(folder):
                                        os.path.isfile(path)):
             os.unlink(path)
             removed.append(entry)
-    if removed:
-        print('note: removed {} temporary file(s) a killed run left in {}'
-              .format(len(removed), folder))
     return removed
+
+
+def say_cleared(removed, lock):
+    """One line for what a killed run left and this command cleared:
+    ``removed`` maps folders to the temporary files removed there, ``lock``
+    is the :class:`FolderLock` (its ``stale`` names the dead holder)."""
+    counts = [(len(names), folder) for folder, names in removed.items()
+              if names]
+    if counts:
+        line = 'note: removed {} temporary file(s) a killed run left in ' \
+            '{}'.format(*counts[0])
+        if counts[1:]:
+            line += ', and ' + ' and '.join('{} in {}'.format(*c)
+                                           for c in counts[1:])
+        if lock.stale:
+            line += '; took over the lock it left (process {})'.format(
+                lock.stale)
+        print(line)
+    elif lock.stale:
+        print('note: took over the lock a killed run left in {} (process {})'
+              .format(os.path.dirname(lock.path), lock.stale))
 
 
 def writable(folder):
@@ -255,6 +274,7 @@ class FolderLock:
 
     def __init__(self, path, what):
         self.path, self.what, self.fd = path, what, None
+        self.stale = None   # the process a killed command's lock names
 
     def __enter__(self):
         while True:
@@ -292,12 +312,10 @@ class FolderLock:
 
     def _note_stale(self, fd):
         """A lock file that names a process, yet is not locked, was left by
-        a command that was killed: say that it is taken over."""
+        a command that was killed: ``stale`` names it (see
+        :func:`say_cleared`)."""
         old = os.read(fd, 64).decode('ascii', 'replace').strip()
-        if old:
-            print('note: {} was left by a killed command (process {}); '
-                  'taking it over'.format(self.path, old if old.isdigit()
-                                          else '?'))
+        self.stale = (old if old.isdigit() else '?') if old else None
 
     def _still_there(self, fd):
         try:
@@ -323,9 +341,9 @@ def writing(folder, lock_name='.lock', comm=None, also=()):
         yield Discard()
         return
     require_writable(folder)
-    with FolderLock(os.path.join(folder, lock_name), folder):
-        for sub in [folder] + list(also):
-            clean_leftovers(sub)
+    with FolderLock(os.path.join(folder, lock_name), folder) as lock:
+        say_cleared({sub: clean_leftovers(sub)
+                     for sub in [folder] + list(also)}, lock)
         yield Outputs(folder)
 
 
@@ -355,13 +373,23 @@ _ZIP_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error,
 
 def npy_header(stream):
     """(shape, fortran order, dtype) of an ``.npy`` stream, its position
-    left at the data; the header itself is bounded (numpy's 10 kB)."""
+    left at the data; the header itself is bounded (numpy's 10 kB). Any
+    header numpy cannot parse is a ``ValueError``."""
     version = numpy.lib.format.read_magic(stream)
-    if version == (1, 0):
-        return numpy.lib.format.read_array_header_1_0(stream)
-    if version == (2, 0):
-        return numpy.lib.format.read_array_header_2_0(stream)
-    raise ValueError('unsupported .npy version {}'.format(version))
+    read = {(1, 0): numpy.lib.format.read_array_header_1_0,
+            (2, 0): numpy.lib.format.read_array_header_2_0}.get(version)
+    if read is None:
+        raise ValueError('unsupported .npy version {}'.format(version))
+    try:
+        shape, fortran, dtype = read(stream)
+    except (SyntaxError, tokenize.TokenError, TypeError, KeyError,
+            UnicodeDecodeError, RecursionError, MemoryError) as e:
+        raise ValueError('cannot parse the .npy header ({})'.format(
+            type(e).__name__)) from None
+    if not isinstance(shape, tuple) or not all(
+            isinstance(d, int) and d >= 0 for d in shape):
+        raise ValueError('the .npy header holds no valid shape')
+    return shape, fortran, dtype
 
 
 def _read_data(stream, shape, fortran, dtype):
@@ -433,7 +461,11 @@ def iter_npz(f, path, fix, expected=None, cap=None,
                     header = npy_header(stream)
                     _check_header(header, want, limit, path, name,
                                   fix, what)
-                    yield name, _read_data(stream, *header)
+                    array = _read_data(stream, *header)
+                    if stream.read(1):   # and the end checks the CRC
+                        raise ValueError('member {} holds more than its '
+                                         'header says'.format(clip(name)))
+                yield name, array
     except _ZIP_ERRORS as e:
         raise UserError('{}: not a valid .npz archive ({}); {}'.format(
             path, one_line(e)[:120], fix)) from None
