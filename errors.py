@@ -158,11 +158,17 @@ def read_bytes(path, kind, fix='', error=UserError, missing='no such file'):
     """The whole content of a checked file (:func:`open_regular`), never
     more than its cap even if it grows while read."""
     cap = max_bytes(kind, error)
+    chunks, total = [], 0
     with open_regular(path, kind, fix, error, missing) as f:
-        data = f.read(cap + 1)
-    if len(data) > cap:
+        while total <= cap:   # in blocks: no buffer of the cap's size
+            chunk = f.read(min(1 << 20, cap + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+    if total > cap:
         raise size_error(path, kind, cap, error)
-    return data
+    return b''.join(chunks)
 
 
 def read_text(path, kind, fix='', error=UserError):

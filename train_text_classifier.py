@@ -245,7 +245,7 @@ def check_finite(model):
         loss = trainer.observation.get('main/loss')
         bad = 'the loss' if loss is not None and not numpy.isfinite(
             float(getattr(loss, 'array', loss))) else next((
-                'the weight {}'.format(name) for name, p in
+                'the weight {}'.format(name.lstrip('/')) for name, p in
                 model.namedparams() if not bool(p.xp.isfinite(
                     p.array).all())), None)
         if bad:
