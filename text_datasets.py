@@ -438,6 +438,18 @@ def _load_snli_hypothesis(name, data_dir, char_based):
                    raw.skipped, sources=raw.sources)
 
 
+def _refuse_non_regular(paths):
+    """Refuse to write where a folder, link or special file stands:
+    nothing of someone else's is replaced."""
+    for path in paths:
+        mode = os.lstat(path).st_mode if os.path.lexists(path) else None
+        if mode is not None and not stat.S_ISREG(mode):
+            raise DataError('{}: {} stands where the stand-in goes; move it '
+                            'away (nothing was changed)'.format(
+                                path, 'a link' if stat.S_ISLNK(mode) else
+                                errors.file_kind(mode)))
+
+
 def write_snli_standin(src_dir, out_dir, val_ratio=0.1, seed=0):
     """Official-schema ``snli_1.0/`` jsonl files from the e-SNLI copies of
     SNLI dev and test (the only SNLI data offline).
@@ -474,8 +486,11 @@ def write_snli_standin(src_dir, out_dir, val_ratio=0.1, seed=0):
               'test': pairs('test')}
     folder = os.path.join(out_dir, 'snli_1.0')
     os.makedirs(folder, exist_ok=True)
+    paths = {split: os.path.join(folder, 'snli_1.0_{}.jsonl'.format(split))
+             for split in splits}
+    _refuse_non_regular(paths.values())
     for split, lines in splits.items():
-        path = os.path.join(folder, 'snli_1.0_{}.jsonl'.format(split))
+        path = paths[split]
         with open(path + '.part', 'w', encoding='utf-8') as f:
             f.write('\n'.join(lines) + '\n')
         os.replace(path + '.part', path)   # whole, or not at all

@@ -29,6 +29,7 @@ import numpy
 from report import BENCHMARKS, ROOT, write_section, read_json  # NOQA (first)
 from toolkit import cli  # NOQA
 import search  # NOQA
+from toolkit import safeio  # NOQA
 
 SIZES = ('5920x300', '100000x300', '300000x300', '550000x300',
          '550000x1200')
@@ -162,9 +163,8 @@ def save(size, rows):
     kept = {(r[1], r[2]): r for r in saved_rows([size])}
     kept.update({(r[1], r[2]): r for r in rows})
     order = {b: i for i, b in enumerate(BACKENDS)}
-    with open(path, 'w') as f:
-        json.dump(sorted(kept.values(), key=lambda r: (
-            r[2], order.get(r[1], len(order)))), f)
+    safeio.save_json(path, sorted(kept.values(), key=lambda r: (
+        r[2], order.get(r[1], len(order)))))
 
 
 def saved_rows(sizes):

@@ -280,8 +280,8 @@ def main(argv=None):
                            r['dknn_accuracy'], sum(r['seconds'].values()),
                            log))
     md = table(rows)
-    with open(os.path.join(args.out, 'grid.md'), 'w') as f:
-        f.write(md + '\n')
+    safeio.save_atomic(os.path.join(args.out, 'grid.md'),
+                       lambda f: f.write(md + '\n'), 'w')
     print(md)
     if not args.quick:
         write_section('grid', grid_section(md, rows, args,
