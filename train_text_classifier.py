@@ -156,8 +156,8 @@ def clear_run(path):
     names = sorted(n for n in os.listdir(path) if n != runs.LOCK_FILE)
     for name in names:
         runs.check_tool_entry(path, name)
-    print('{}: removing {} entries of {}: {}'.format(
-        '--force' if names else 'clear', len(names), path, ', '.join(names)))
+    print('--force: removing {} entries of {}: {}'.format(
+        len(names), path, ', '.join(names)))
     for name in names:
         full = os.path.join(path, name)
         if name == runs.ARTIFACTS['activations']:

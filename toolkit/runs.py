@@ -287,6 +287,13 @@ def model_arrays(model):
 
 
 def load_weights(model, path):
+    """Copy the weights saved in ``path`` into ``model`` (see
+    :func:`read_weights`); returns ``model``."""
+    read_weights(model, path)
+    return model
+
+
+def read_weights(model, path):
     """Copy the weights saved in ``path`` into ``model``, never unpickling
     (Chainer's ``load_npz`` allows pickles) and never inflating more than
     the model's own arrays: each member's ``.npy`` header is checked
@@ -332,9 +339,15 @@ def _copy_arrays(f, path, params, expected):
 
 def read_model(setup, device=None):
     """The classifier ``args.json`` describes, with the weights of
-    ``best_model.npz``, on ``device``, and the sha256 of that file."""
+    ``best_model.npz``, on ``device``."""
+    return model_and_sha256(setup, device)[0]
+
+
+def model_and_sha256(setup, device=None):
+    """:func:`read_model`, and the sha256 of the file its weights were read
+    from (read once: the hash is of the bytes loaded)."""
     model = nets.build_model(setup)
-    sha = load_weights(model, run_path(setup, 'model_path'))
+    sha = read_weights(model, run_path(setup, 'model_path'))
     model.to_device(chainer.get_device(device if device is not None
                                        else '@numpy'))
     return model, sha
@@ -378,7 +391,7 @@ class Run:
         self.restamped = False   # stamps added by --trust-unstamped
         self._check_stamped()
         self.vocab = read_vocab(self.setup)
-        self.model, self.model_sha256 = read_model(self.setup, device)
+        self.model, self.model_sha256 = model_and_sha256(self.setup, device)
         self._forward = {}
         self.data_sha256 = None   # split -> sha256 of its examples (splits)
 
@@ -503,8 +516,9 @@ class Run:
                   self.unstamped), where or 'the download cache',
                   run_path(self.setup, 'vocab_path')))
         saved = {k: v for k, v in self.setup.items() if k != 'run_dir'}
-        if cli.is_rank0():
-            with safeio.writing(self.folder, RESTAMP_LOCK):
+        if cli.is_rank0():   # its own lock: the command's may be held
+            with safeio.FolderLock(os.path.join(self.folder, RESTAMP_LOCK),
+                                   self.folder):
                 safeio.save_json(self.setup_path, saved)
         self.unstamped = []
         self.restamped = True
@@ -609,7 +623,8 @@ def check_tool_entry(folder, name):
             check_tool_entry(path, entry)
         return
     known = name in ARTIFACTS.values() or OUTPUT_NAMES.fullmatch(name) or \
-        CACHE_NAMES.fullmatch(name) or safeio.is_leftover(name)
+        CACHE_NAMES.fullmatch(name) or safeio.is_leftover(name) or \
+        name == RESTAMP_LOCK
     if not known or not stat.S_ISREG(mode):
         what = 'a link' if stat.S_ISLNK(mode) else 'a file' if \
             stat.S_ISREG(mode) else errors.file_kind(mode)
