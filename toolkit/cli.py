@@ -76,6 +76,8 @@ def _sigterm_as_exit():
         return
 
     def stop(signum, frame):
+        if _mpi_job() and _told():   # mpiexec ends the job another began
+            os._exit(1)
         raise SystemExit('error: stopped by signal {}; nothing was '
                          'changed'.format(signum))
     old = signal.signal(signal.SIGTERM, stop)
@@ -433,13 +435,13 @@ def communicator(name='naive'):
         raise UserError('--distributed needs MPI: make install-mpi (pip '
                         'install -r requirements-mpi.txt), then run with '
                         'mpiexec -n N') from None
-    if comm.size == 1:
+    _COMM[:] = [comm]
+    if comm.size > 1:   # at once: a rank may be told to stop any time now
+        _watch_signals()
+    else:
         print('note: --distributed with one MPI rank; start it with '
               'mpiexec -n N to split the work')
     search.share_cores(comm.intra_size)   # ranks on this machine share it
-    _COMM[:] = [comm]
-    if comm.size > 1:
-        _watch_signals()
     if comm.rank != 0:   # one screen: rank 0 prints, progress bars too
         from tqdm import tqdm
         tqdm.__init__ = functools.partialmethod(tqdm.__init__, disable=True)
