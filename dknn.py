@@ -192,6 +192,11 @@ def resolve_layers(names, layers):
         raise DkNNError('unknown layer {}; this model has {} (or use "last" '
                         'or "all")'.format(', '.join(unknown) or '(none)',
                                            ', '.join(names)))
+    twice = [x for i, x in enumerate(layers) if x in layers[:i]]
+    if twice:
+        once = list(dict.fromkeys(layers))
+        raise DkNNError('layer {} is named twice; name each layer once: '
+                        '--layers {}'.format(twice[0], ','.join(once)))
     return list(layers)
 
 

@@ -366,6 +366,11 @@ def explain_run(explainer, methods, indices, neighbours=0, figure=5,
     titles = {m: INTERPRETERS[m].title for m in methods}
     base = 'interpretations_' + '+'.join(methods)
     with run.writing(explainer.comm) as out:
+        out.expect(base + '.html', base + '.json', *(
+            [base + '.png'] * bool(figure) +
+            [base + '_faithfulness.md'] * with_faithfulness +
+            ['artifacts_{}.{}'.format(methods[0], ext)
+             for ext in ('md', 'png')] * with_artifacts))
         records = interpret(explainer, methods, indices, neighbours)
         payload = payload_of(records, methods, field if run.pair else None,
                              run.label_names)
@@ -414,6 +419,8 @@ def reduce_command(explainer, indices, method, beam, flags=None):
     ``reduction.json``; print the summary."""
     run = explainer.run
     with run.writing(explainer.comm) as out:
+        out.expect(*(runs.ARTIFACTS[role] for role in (
+            'reduction_figure', 'reduction_page', 'reduction')))
         payload = reduction.reduce_run(run, explainer, indices, method, beam)
         payload['settings'] = dict(flags or {},
                                    dknn=explainer.settings.public())

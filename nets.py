@@ -301,6 +301,53 @@ class SNLIClassifier(Classifier):
 
 # ----------------------------------------------------------- saved models
 
+# The largest value of each size a run's settings hold (the training flags,
+# ``args.json``): a file from a stranger cannot make the tool allocate more.
+MAX_SIZES = {'unit': 1 << 14, 'layer': 16, 'n_class': 1 << 14,
+             'n_embed': nlp_utils.MAX_EMBED, 'n_vocab': nlp_utils.MAX_VOCAB,
+             'widths': 16, 'width': 64}
+
+
+def _mlp_size(n_layers, n_in, n_units):
+    return sum((n_in if i == 0 else n_units) * n_units + n_units
+               for i in range(n_layers))
+
+
+def _lstm_size(n_layers, n_in, n_units, n_dir):
+    """Parameters of Chainer's NStepLSTM (n_dir 1) or NStepBiLSTM (2)."""
+    return sum(n_dir * (4 * (n_in if i == 0 else n_dir * n_units) * n_units +
+                        4 * n_units * n_units + 8 * n_units)
+               for i in range(n_layers))
+
+
+def _encoder_size(s):
+    """(parameters of the encoder of settings ``s``, its output width)."""
+    E, U, n = s['n_embed'], s['unit'], s['layer']
+    size = s['n_vocab'] * E
+    if s['model'] == 'cnn':
+        widths = s.get('widths') or (3, 4, 5)
+        nf = U // len(widths)
+        size += sum(nf * E * w for w in widths)
+        return size + _mlp_size(n, len(widths) * nf, U), \
+            U if n else len(widths) * nf
+    if s['model'] == 'bow':
+        return size + _mlp_size(n, E, U), U if n else E
+    n_dir = 2 if s['model'] == 'bilstm' else 1
+    return size + _lstm_size(n, E, U, n_dir), n_dir * U
+
+
+def n_parameters(setup):
+    """How many numbers :func:`build_model` would allocate for ``setup``,
+    computed without allocating (checked against the built models by
+    tests/test_nets.py), so a run's settings are bounded before any
+    model is built."""
+    size, out = _encoder_size(setup)
+    if setup.get('pair'):
+        size += _mlp_size(setup['layer'], 4 * out, setup['unit'])
+        out = setup['unit'] if setup['layer'] else 4 * out
+    return size + out * setup['n_class'] + setup['n_class']
+
+
 def build_model(setup, initialW=None):
     """A fresh classifier from a run's settings (``args.json`` contents)."""
     extra = {'widths': tuple(setup['widths'])} \

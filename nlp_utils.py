@@ -12,9 +12,11 @@ Interpretations edit inputs token by token: :func:`slots` numbers the
 explained tokens (a sentence's, or one side of a pair; ``<eos>`` never),
 :func:`remove` and :func:`keep_only` copy an input without / with only some.
 """
+import codecs
 import collections
+import contextlib
 import gzip
-import io
+import itertools
 import os
 import zlib
 from dataclasses import dataclass
@@ -22,10 +24,46 @@ from dataclasses import dataclass
 import numpy
 import chainer
 
+import errors
 from errors import UserError
 
 EOS = '<eos>'
 UNK = '<unk>'
+MAX_TOKENS = 512          # tokens of one input, by default (see max_tokens)
+MAX_TOKENS_ENV = 'DKNN_MAX_TOKENS'
+MAX_TOKENS_LIMIT = 1 << 16   # the most --max-tokens / $DKNN_MAX_TOKENS allow
+MAX_VOCAB = 1 << 22       # words in a vocabulary
+MAX_EMBED = 1 << 12       # the dimension of word vectors and embeddings
+MAX_NORM = 1e3            # of a word vector; GloVe's largest is about 10
+
+
+def max_tokens(value=None):
+    """The most tokens one input may hold: ``value`` (a flag), else
+    ``$DKNN_MAX_TOKENS``, else :data:`MAX_TOKENS`; at most
+    :data:`MAX_TOKENS_LIMIT`."""
+    if value is None:
+        text = os.environ.get(MAX_TOKENS_ENV, '').strip()
+        if not text:
+            return MAX_TOKENS
+        if not text.isdigit() or not 1 <= int(text) <= MAX_TOKENS_LIMIT:
+            raise UserError('{}={!r} is not a number of tokens in 1..{}; set '
+                            'it to such as {}'.format(
+                                MAX_TOKENS_ENV, text[:20], MAX_TOKENS_LIMIT,
+                                MAX_TOKENS))
+        value = int(text)
+    return value
+
+
+def check_length(fields, limit, where):
+    """Refuse an input whose field holds more than ``limit`` tokens: the
+    work on an input (a forward pass, leave-one-out over every token,
+    reduction) grows with it. ``where`` names the file and line."""
+    for tokens in fields:
+        if len(tokens) > limit:
+            raise UserError(
+                '{}: {} tokens, more than the limit of {} per input; raise '
+                'it with --max-tokens when training, or set {}'.format(
+                    where, len(tokens), limit, MAX_TOKENS_ENV))
 
 
 def normalize_text(text):
@@ -198,11 +236,46 @@ class WordVectors:
     duplicates: list
 
 
-def _open_text(path):
-    if str(path).endswith('.gz'):
-        return io.TextIOWrapper(gzip.open(path, 'rb'), encoding='utf-8',
-                                errors='ignore')
-    return io.open(path, encoding='utf-8', errors='ignore')
+MAX_LINE = 1 << 20   # bytes of one line of a vectors file
+
+
+@contextlib.contextmanager
+def _open_vectors(path):
+    """A vectors file, plain or ``.gz``, opened through
+    :func:`errors.open_regular` (special files refused, size capped)."""
+    with errors.open_regular(path, 'vectors', _VECTORS_FIX,
+                             VectorsFormatError) as f:
+        if str(path).endswith('.gz'):
+            with gzip.GzipFile(fileobj=f) as g:
+                yield g
+        else:
+            yield f
+
+
+def _lines(f, path):
+    """Yield ``(line number, fields)`` of a vectors file: lines of at most
+    :data:`MAX_LINE` bytes, never more than the cap on a vectors file in
+    all (a ``.gz`` file inflated), a byte-order mark dropped, undecodable
+    bytes ignored."""
+    cap = errors.max_bytes('vectors', VectorsFormatError)
+    total = 0
+    for lineno in itertools.count(1):
+        raw = f.readline(MAX_LINE + 1)
+        if not raw:
+            return
+        total += len(raw)
+        if total > cap:
+            raise errors.size_error(path + ' (inflated)', 'vectors', cap,
+                                    VectorsFormatError)
+        if len(raw) > MAX_LINE:
+            raise VectorsFormatError('{}:{}: a line longer than {} bytes; '
+                                     'is it a word-vector file?'.format(
+                                         path, lineno, MAX_LINE))
+        if lineno == 1 and raw.startswith(codecs.BOM_UTF8):
+            raw = raw[len(codecs.BOM_UTF8):]
+        fields = raw.decode('utf-8', 'ignore').rstrip().split(' ')
+        if fields != ['']:
+            yield lineno, fields
 
 
 def _is_header(fields):
@@ -210,42 +283,65 @@ def _is_header(fields):
                                     for f in fields)
 
 
+def _dimension(head, path):
+    """(D, the line D was read from) for the first lines of a vectors
+    file: a word2vec header ``N D``, else the value count most of the
+    first three lines agree on, so a short first line is blamed itself."""
+    if head and head[0][0] == 1 and _is_header(head[0][1]):
+        dim, at = int(head[0][1][1]), 1
+    else:
+        counts = [len(fields) - 1 for _, fields in head]
+        dim = max(counts, key=lambda c: (counts.count(c), -counts.index(c)))
+        at = head[counts.index(dim)][0]
+    if not 1 <= dim <= MAX_EMBED:
+        raise VectorsFormatError(
+            '{}:{}: {} values a word; expected "word v1 ... vD" with D from 1 '
+            'to {}'.format(path, at, dim, MAX_EMBED))
+    return dim, at
+
+
 def _parse_row(fields, path, lineno):
-    """The values of one line as float32, checked to be finite."""
+    """The values of one line as float32, checked to be finite and of a
+    sane size (norm at most :data:`MAX_NORM`)."""
     try:
         row = numpy.array(fields[1:], numpy.float32)
     except ValueError:
         raise VectorsFormatError('{}:{}: a value is not a number'.format(
             path, lineno)) from None
     if not numpy.isfinite(row).all():
-        raise VectorsFormatError('{}:{}: the vector of {!r} holds nan or inf; '
+        raise VectorsFormatError('{}:{}: the vector of {} holds nan or inf; '
                                  'fix or drop that line'.format(
-                                     path, lineno, fields[0][:40]))
+                                     path, lineno, errors.clip(fields[0], 40)))
+    norm = float(numpy.linalg.norm(row.astype(numpy.float64)))
+    if norm > MAX_NORM:
+        raise VectorsFormatError(
+            '{}:{}: the vector of {} has norm {:.3g}, more than {:g}: not '
+            'word vectors? fix or drop that line'.format(
+                path, lineno, errors.clip(fields[0], 40), norm, MAX_NORM))
     return row
 
 
-def _read_vectors(f, path, vocab, rng, scale):
-    matrix = covered = dim = None
+def _read_vectors(lines, path, vocab, rng, scale):
+    head = list(itertools.islice(lines, 3))
+    if not head or head[0][0] == 1 and _is_header(head[0][1]) and \
+            len(head) == 1:
+        raise VectorsFormatError('{}: no vectors in file'.format(path))
+    dim, at = _dimension(head, path)
+    matrix = rng.uniform(-scale, scale, (len(vocab), dim)).astype(
+        numpy.float32)
+    covered = numpy.zeros(len(vocab), bool)
     first_line, duplicates = {}, []
-    for lineno, line in enumerate(f, 1):
-        fields = line.rstrip().split(' ')
-        if (lineno == 1 and _is_header(fields)) or fields == ['']:
+    for lineno, fields in itertools.chain(head, lines):
+        if lineno == 1 and _is_header(fields):
             continue
-        if dim is None:
-            dim = len(fields) - 1
-            if dim < 1:
-                raise VectorsFormatError(
-                    '{}:{}: expected "word v1 ... vD", got {!r}'.format(
-                        path, lineno, line[:60]))
-            matrix = rng.uniform(-scale, scale, (len(vocab), dim)).astype(
-                numpy.float32)
-            covered = numpy.zeros(len(vocab), bool)
-        if len(fields) > dim + 1:
+        if len(fields) > dim + 1 and len(fields) > 2:
             continue   # a word with spaces (glove.840B has a few): no token
         if len(fields) != dim + 1:
             raise VectorsFormatError(
-                '{}:{}: expected {} values after the word, found {}'.format(
-                    path, lineno, dim, len(fields) - 1))
+                '{}:{}: expected {} values after the word (as {} line {}), '
+                'found {}'.format(path, lineno, dim, 'the header on' if
+                                  at == 1 and _is_header(head[0][1]) else
+                                  'on', at, len(fields) - 1))
         index = vocab.get(fields[0])
         if index is None:
             continue
@@ -254,9 +350,11 @@ def _read_vectors(f, path, vocab, rng, scale):
             continue
         matrix[index] = _parse_row(fields, path, lineno)
         covered[index], first_line[index] = True, lineno
-    if matrix is None:
-        raise VectorsFormatError('{}: no vectors in file'.format(path))
     return WordVectors(matrix, covered, duplicates)
+
+
+_VECTORS_FIX = 'pass a GloVe, word2vec or fastText text file to ' \
+    '--word_vectors'
 
 
 def load_word_vectors(path, vocab, rng=None, scale=0.25):
@@ -282,14 +380,9 @@ def load_word_vectors(path, vocab, rng=None, scale=0.25):
         VectorsFormatError: naming the file, and the line where there is one.
     """
     rng = rng if rng is not None else numpy.random.RandomState(0)
-    if os.path.isdir(path) or not os.path.exists(path):
-        raise VectorsFormatError('{}: {}; pass a GloVe, word2vec or fastText '
-                                 'text file to --word_vectors'.format(
-                                     path, 'is a folder' if os.path.isdir(
-                                         path) else 'no such file'))
     try:
-        with _open_text(path) as f:
-            return _read_vectors(f, path, vocab, rng, scale)
+        with _open_vectors(path) as f:
+            return _read_vectors(_lines(f, path), path, vocab, rng, scale)
     except (OSError, EOFError, zlib.error) as e:
         raise VectorsFormatError('{}: unreadable ({}); is it a complete '
                                  'download?'.format(path, e)) from None

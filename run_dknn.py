@@ -252,6 +252,15 @@ def report_uncertainty(results):
                              t['aurc'], '%.4f' % t['risk_at']['0.8'], ''))
 
 
+def outputs_of(uses):
+    """The roles of the files :func:`evaluate_run` writes."""
+    asked = [] if uses is None else [
+        role for role, flag in (('conformal_figure', uses.conformal_sets),
+                                ('ood_figure', uses.ood),
+                                ('selective_figure', uses.selective)) if flag]
+    return ['credibility', 'dknn_results'] + asked
+
+
 def evaluate_run(run, settings=dknn.Settings(), scorings=dknn.SCORINGS,
                  comm=None, uses=None, flags=None):
     """:func:`evaluate`, writing the forward passes, then
@@ -269,6 +278,7 @@ def evaluate_run(run, settings=dknn.Settings(), scorings=dknn.SCORINGS,
                              uses.selective):
         dknn.require_calibration(len(run.examples('calib')))
     with run.writing(comm) as out:
+        out.expect(*(runs.ARTIFACTS[role] for role in outputs_of(uses)))
         results, outs, head = evaluate(run, settings, scorings, comm, out)
         figures = uncertainty_reports(run, head, results, uses) \
             if uses is not None else {}

@@ -120,6 +120,8 @@ def calibrate_run(run, settings=dknn.Settings(), n_bins=N_BINS,
     ``temperature.json`` (last: it records completion) into the run
     folder. Returns the results dict."""
     with run.writing() as out:
+        out.expect(runs.ARTIFACTS['reliability'],
+                   runs.ARTIFACTS['temperature'])
         results, fig = calibrate(run, settings, n_bins, dknn_panel_too)
         out.write(runs.ARTIFACTS['reliability'], render.png_writer(fig))
         results['settings'] = dict(flags or {}, dknn=settings.public())

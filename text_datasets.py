@@ -37,6 +37,7 @@ line ends in one :class:`DataError` ``PATH:LINE: what is wrong; the fix``.
 """
 import codecs
 import collections
+import contextlib
 import csv
 import glob
 import io
@@ -51,6 +52,7 @@ from dataclasses import dataclass, field
 import numpy
 import chainer
 
+import errors
 import nlp_utils
 
 from errors import UserError
@@ -78,6 +80,7 @@ class RawData:
     skipped: int = 0
     label_names: tuple = None
     pair: bool = None
+    sources: dict = None   # 'train', 'test', 'dev' -> the file read
 
 
 @dataclass
@@ -95,6 +98,7 @@ class Splits:
     skipped: int = 0
     raw: dict = field(default_factory=dict, repr=False)
     pair: bool = False
+    sources: dict = field(default_factory=dict)   # split -> its data file
 
 
 # ------------------------------------------------------------- finding files
@@ -123,6 +127,8 @@ def locate(names, url, data_dir=None):
         data_dir (str): folder searched, and its sub-folders one level down.
     """
     data_dir = data_dir_from(data_dir)
+    if data_dir:
+        data_dir = errors.check_path(data_dir, DataError)
     if data_dir and not os.path.isdir(data_dir):
         raise DataError('data folder {} is {}; pass --data-dir DIR or set {} '
                         'to the folder holding the data files'.format(
@@ -153,6 +159,33 @@ def locate(names, url, data_dir=None):
 
 # ----------------------------------------------------------------- readers
 
+def text_file(path):
+    """A data file opened as text through :func:`errors.open_regular`
+    (special files refused before opening, size capped); undecodable bytes
+    are ignored, as the original project read them."""
+    return io.TextIOWrapper(errors.open_regular(path, 'data',
+                                                error=DataError),
+                            encoding='utf-8', errors='ignore')
+
+
+@contextlib.contextmanager
+def open_tar(path):
+    """A tar archive read through :func:`errors.open_regular`."""
+    with errors.open_regular(path, 'data', error=DataError) as f, \
+            tarfile.open(fileobj=f) as tf:
+        yield tf
+
+
+def read_member(tf, member, path):
+    """The bytes of a tar member, refused if it says it is larger than the
+    cap on a data file."""
+    cap = max_data_bytes()
+    if member.size > cap:
+        raise errors.size_error('{}: {}'.format(path, member.name), 'data',
+                                cap, DataError)
+    return tf.extractfile(member).read()
+
+
 def read_labelled(path, char_based=False, n_labels=None):
     """Read a ``LABEL text`` file as the original did.
 
@@ -169,7 +202,7 @@ def read_labelled(path, char_based=False, n_labels=None):
         DataError: naming the file and line of a malformed line or label.
     """
     data, skipped = [], 0
-    with io.open(path, encoding='utf-8', errors='ignore') as f:
+    with text_file(path) as f:
         for lineno, line in enumerate(f, 1):
             line = line.strip()
             if len(line) < 3:
@@ -213,18 +246,17 @@ def _imdb_members(path, split):
         root = os.path.dirname(os.path.abspath(path))
         for sub in ('neg', 'pos'):
             for p in sorted(glob.glob(os.path.join(path, split, sub, '*.txt'))):
-                with io.open(p, encoding='utf-8', errors='ignore') as f:
+                with text_file(p) as f:
                     yield os.path.relpath(p, root).replace(os.sep, '/'), \
                         f.read()
         return
-    with tarfile.open(path) as tf:
+    with open_tar(path) as tf:
         for m in tf:
             name = m.name.lstrip('./')
             parts = name.split('/')
             if (m.isfile() and name.startswith(pattern) and len(parts) == 4
                     and parts[2] in ('pos', 'neg') and name.endswith('.txt')):
-                text = tf.extractfile(m).read().decode('utf-8', 'ignore')
-                yield name, text
+                yield name, read_member(tf, m, path).decode('utf-8', 'ignore')
 
 
 def read_imdb(path, split, fine_grained=False, char_based=False):
@@ -238,15 +270,15 @@ def read_imdb(path, split, fine_grained=False, char_based=False):
 
 def read_dbpedia(path, split, char_based=False):
     """``dbpedia_csv/{split}.csv`` rows ``label,title,text``; label from 1."""
-    with tarfile.open(path) as tf:
+    with open_tar(path) as tf:
         try:
-            member = tf.extractfile('dbpedia_csv/{}.csv'.format(split))
+            member = tf.getmember('dbpedia_csv/{}.csv'.format(split))
         except KeyError:
             member = None
-        if member is None:
+        if member is None or not member.isfile():
             raise DataError('{}: no file dbpedia_csv/{}.csv inside'.format(
                 path, split))
-        raw = member.read()
+        raw = read_member(tf, member, path)
     data = []
     rows = csv.reader(io.StringIO(raw.decode('utf-8', 'ignore')))
     for rowno, row in enumerate(rows, 1):
@@ -306,17 +338,24 @@ def parse_snli_lines(lines, char_based=False):
 def read_snli(path, split, char_based=False):
     """Read ``snli_1.0_{split}.jsonl`` from a folder, a zip or the file."""
     name = 'snli_1.0_{}.jsonl'.format(split)
-    if path.endswith('.zip') and not zipfile.is_zipfile(path):
-        raise DataError('{}: not a valid zip archive (truncated download?); '
-                        'download it again'.format(path))
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as zf:
-            raw = zf.read('snli_1.0/' + name).decode('utf-8', 'ignore')
-        return parse_snli_lines(raw.splitlines(), char_based)
     if os.path.isdir(path):
-        path = os.path.join(path, name)
-    with io.open(path, encoding='utf-8', errors='ignore') as f:
-        return parse_snli_lines(f, char_based)
+        with text_file(os.path.join(path, name)) as f:
+            return parse_snli_lines(f, char_based)
+    with errors.open_regular(path, 'data', error=DataError) as f:
+        if not zipfile.is_zipfile(f):
+            if path.endswith('.zip'):
+                raise DataError('{}: not a valid zip archive (truncated '
+                                'download?); download it again'.format(path))
+            f.seek(0)
+            return parse_snli_lines(io.TextIOWrapper(
+                f, encoding='utf-8', errors='ignore'), char_based)
+        with zipfile.ZipFile(f) as zf:
+            info = zf.getinfo('snli_1.0/' + name)
+            if info.file_size > max_data_bytes():
+                raise errors.size_error('{}: {}'.format(path, info.filename),
+                                        'data', max_data_bytes(), DataError)
+            raw = zf.read(info).decode('utf-8', 'ignore')
+        return parse_snli_lines(raw.splitlines(), char_based)
 
 
 # ------------------------------------------------------------ the datasets
@@ -340,7 +379,7 @@ def _load_sent(name, data_dir, char_based):
              'stsa.fine': ('stsa.fine.train', 'stsa.fine.test',
                            'stsa.fine.dev')}.get(name, (name + '.all',))
     n_labels = len(DATASETS[name].label_names)
-    parts, skipped = [], 0
+    parts, skipped, paths = [], 0, []
     for fname in files:
         path = locate([fname], URL_SENT + fname, data_dir)
         data, n = read_labelled(path, char_based, n_labels)
@@ -348,11 +387,13 @@ def _load_sent(name, data_dir, char_based):
             raise DataError('{}: no examples (expected "LABEL text" lines)'
                             .format(path))
         parts.append(data)
+        paths.append(path)
         skipped += n
     if len(parts) == 1:
-        parts = list(split_all(parts[0]))
+        parts, paths = list(split_all(parts[0])), paths * 2
     return RawData(parts[0], parts[1], parts[2] if len(parts) > 2 else None,
-                   skipped)
+                   skipped, sources=dict(zip(('train', 'test', 'dev'),
+                                             paths)))
 
 
 def _load_imdb(fine_grained):
@@ -361,7 +402,8 @@ def _load_imdb(fine_grained):
                        'aclImdb_v1_train_test.tar.gz'], URL_IMDB, data_dir)
         try:
             return RawData(*(read_imdb(path, s, fine_grained, char_based)
-                             for s in ('train', 'test')))
+                             for s in ('train', 'test')),
+                           sources=dict.fromkeys(('train', 'test'), path))
         except (tarfile.TarError, EOFError, OSError) as e:
             raise DataError('{}: cannot read the IMDB archive ({}). '
                             'Delete it and download it again.'.format(path, e))
@@ -372,7 +414,8 @@ def _load_dbpedia(name, data_dir, char_based):
     path = locate(['dbpedia_csv.tar.gz'], URL_DBPEDIA, data_dir)
     try:
         return RawData(*(read_dbpedia(path, s, char_based)
-                         for s in ('train', 'test')))
+                         for s in ('train', 'test')),
+                       sources=dict.fromkeys(('train', 'test'), path))
     except (tarfile.TarError, EOFError, OSError, ValueError) as e:
         raise DataError('{}: cannot read the DBpedia archive ({}).'.format(
             path, e))
@@ -414,7 +457,8 @@ def _load_snli(name, data_dir, char_based):
             raise DataError('{}: cannot read snli_1.0_{}.jsonl ({}).'.format(
                 path, split, e))
         skipped += n
-    return RawData(out['train'], out['test'], out['dev'], skipped)
+    return RawData(out['train'], out['test'], out['dev'], skipped,
+                   sources=dict.fromkeys(out, path))
 
 
 def _load_snli_hypothesis(name, data_dir, char_based):
@@ -423,7 +467,19 @@ def _load_snli_hypothesis(name, data_dir, char_based):
     raw = _load_snli(name, data_dir, char_based)
     only = lambda data: [((fields[1],), y) for fields, y in data]  # NOQA
     return RawData(only(raw.train), only(raw.test), only(raw.dev),
-                   raw.skipped)
+                   raw.skipped, sources=raw.sources)
+
+
+def _refuse_non_regular(paths):
+    """Refuse to write where a folder, link or special file stands:
+    nothing of someone else's is replaced."""
+    for path in paths:
+        mode = os.lstat(path).st_mode if os.path.lexists(path) else None
+        if mode is not None and not stat.S_ISREG(mode):
+            raise DataError('{}: {} stands where the stand-in goes; move it '
+                            'away (nothing was changed)'.format(
+                                path, 'a link' if stat.S_ISLNK(mode) else
+                                errors.file_kind(mode)))
 
 
 def write_snli_standin(src_dir, out_dir, val_ratio=0.1, seed=0):
@@ -449,7 +505,7 @@ def write_snli_standin(src_dir, out_dir, val_ratio=0.1, seed=0):
             if not os.path.isfile(path):
                 raise DataError('{}: missing; point at the e-SNLI folder '
                                 '(../shared/data/snli/e-snli)'.format(path))
-            with io.open(path, encoding='utf-8', errors='ignore') as f:
+            with text_file(path) as f:
                 cols.append([line.strip() for line in f])
         return [json.dumps({'sentence1': p, 'sentence2': h,
                             'gold_label': y, 'annotator_labels': [y]})
@@ -462,8 +518,11 @@ def write_snli_standin(src_dir, out_dir, val_ratio=0.1, seed=0):
               'test': pairs('test')}
     folder = os.path.join(out_dir, 'snli_1.0')
     os.makedirs(folder, exist_ok=True)
+    paths = {split: os.path.join(folder, 'snli_1.0_{}.jsonl'.format(split))
+             for split in splits}
+    _refuse_non_regular(paths.values())
     for split, lines in splits.items():
-        path = os.path.join(folder, 'snli_1.0_{}.jsonl'.format(split))
+        path = paths[split]
         with open(path + '.part', 'w', encoding='utf-8') as f:
             f.write('\n'.join(lines) + '\n')
         os.replace(path + '.part', path)   # whole, or not at all
@@ -503,9 +562,9 @@ USER_FORMATS = {'.csv': 'csv', '.tsv': 'tsv', '.jsonl': 'jsonl'}
 USER_SPLITS = ('train', 'dev', 'test')
 SINGLE_COLUMNS = ('text', 'label')
 PAIR_COLUMNS = ('premise', 'hypothesis', 'label')
-MAX_BYTES_ENV = 'DKNN_MAX_DATA_BYTES'
-MAX_BYTES = 2 * 1024 ** 3       # default cap on one data file
-SHOWN = 50                      # characters of a file a message may show
+MAX_BYTES_ENV = errors.LIMITS['data'][1]   # DKNN_MAX_DATA_BYTES
+MAX_BYTES = errors.LIMITS['data'][2]       # default cap on one data file
+SHOWN = errors.SHOWN            # characters of a file a message may show
 _COLUMNS_HELP = ('text,label (single sentences) or premise,hypothesis,label '
                  '(pairs)')
 _FORMS_HELP = ('a CSV, TSV or JSONL file, or a folder holding train.EXT and '
@@ -532,71 +591,41 @@ def _unknown(name, choices, what='dataset'):
             what, name, ', '.join(choices), _FORMS_HELP))
 
 
-def _clip(text):
-    """``text`` quoted and cut to :data:`SHOWN` characters, for messages."""
-    text = str(text)
-    return repr(text[:SHOWN] + ('...' if len(text) > SHOWN else ''))
+_clip = errors.clip   # ``text`` quoted and cut to SHOWN characters
 
 
 def max_data_bytes():
-    """The size cap on one data file: ``$DKNN_MAX_DATA_BYTES``, else 2 GiB.
-    """
-    value = os.environ.get(MAX_BYTES_ENV)
-    if not value:
-        return MAX_BYTES
-    if not re.fullmatch('[0-9]+', value.strip()) or int(value) < 1:
-        raise DataError('{}={} is not a number of bytes; set it to a positive '
-                        'integer such as {}'.format(MAX_BYTES_ENV,
-                                                    _clip(value), MAX_BYTES))
-    return int(value)
-
-
-_KINDS = ((stat.S_ISDIR, 'a folder'), (stat.S_ISFIFO, 'a named pipe (FIFO)'),
-          (stat.S_ISCHR, 'a character device'),
-          (stat.S_ISBLK, 'a block device'), (stat.S_ISSOCK, 'a socket'))
+    """The size cap on one data file: ``$DKNN_MAX_DATA_BYTES``, else 2 GiB
+    (:data:`errors.LIMITS`)."""
+    return errors.max_bytes('data', DataError)
 
 
 def _check_regular(mode, path):
     if not stat.S_ISREG(mode):
-        kind = next((k for test, k in _KINDS if test(mode)), 'a special file')
         raise DataError('{}: is {}, not a regular file; pass a CSV, TSV or '
-                        'JSONL file'.format(path, kind))
+                        'JSONL file'.format(path, errors.file_kind(mode)))
 
 
 def _check_size(size, path, cap):
     if size > cap:
-        raise DataError('{}: larger than the {}-byte cap on a data file; to '
-                        'read it, set {} to a larger number of bytes'.format(
-                            path, cap, MAX_BYTES_ENV))
+        raise errors.size_error(path, 'data', cap, DataError)
 
 
 def read_lines(path):
     """Yield ``(line number, text)`` of a user's data file, bounded.
 
-    A path that is not a regular file (a folder, FIFO, device) is refused
-    before it is opened, and so is a file over :func:`max_data_bytes`. Each
-    line is decoded as strict UTF-8 (a leading byte-order mark is dropped);
-    NUL bytes are refused.
+    The file is opened through :func:`errors.open_regular`: a path that is
+    not a regular file (a folder, FIFO, device) is refused before it is
+    opened, and so is a file over :func:`max_data_bytes`. Each line is
+    decoded as strict UTF-8 (a leading byte-order mark is dropped); NUL
+    bytes are refused.
 
     Raises:
         DataError: ``PATH: ...`` or ``PATH:LINE: ...``, saying how to fix it.
     """
     cap = max_data_bytes()
-    try:
-        st = os.stat(path)
-    except (OSError, ValueError) as e:
-        raise DataError('{}: cannot read it ({})'.format(
-            path, getattr(e, 'strerror', None) or e)) from None
-    _check_regular(st.st_mode, path)
-    _check_size(st.st_size, path, cap)
-    try:
-        # O_NONBLOCK: a file swapped for a FIFO since the stat cannot hang
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
-    except OSError as e:
-        raise DataError('{}: cannot read it ({})'.format(
-            path, e.strerror)) from None
-    with os.fdopen(fd, 'rb') as f:
-        _check_regular(os.fstat(fd).st_mode, path)
+    with errors.open_regular(path, 'data', 'pass a CSV, TSV or JSONL file',
+                             DataError) as f:
         total, lineno = 0, 0
         while True:
             raw = f.readline(cap - total + 1)   # never more than the cap
@@ -855,6 +884,7 @@ def user_files(path):
         tuple: (fmt, files): ``files`` maps ``'all'`` (a single file) or
         ``'train'`` and optionally ``'dev'``, ``'test'`` to paths.
     """
+    path = errors.check_path(path, DataError)
     try:
         st = os.stat(path)
     except (OSError, ValueError):
@@ -955,8 +985,9 @@ def _load_user(path, data_dir=None, char_based=False):
             parts[split] = examples(split_rows, files[split])
     if 'test' not in parts:
         parts['train'], parts['test'] = split_all(parts['train'])
+    sources = {split: files.get(split, train_file) for split in parts}
     return RawData(parts['train'], parts['test'], parts.get('dev'), 0,
-                   tuple(names), pair)
+                   tuple(names), pair, sources)
 
 
 def _user_path(name, choices, what='dataset'):
@@ -1021,14 +1052,29 @@ def _split_off(examples, n, rng):
     return rest, [examples[i] for i in taken], taken.tolist()
 
 
+def check_tokens(raw, limit, name):
+    """Refuse a data set holding an input of more than ``limit`` tokens
+    (:func:`nlp_utils.max_tokens`), naming its file and its start."""
+    for split in ('train', 'dev', 'test'):
+        for fields, _ in getattr(raw, split) or ():
+            if max(len(f) for f in fields) > limit:
+                where = '{} ({} split, the input starting {})'.format(
+                    (raw.sources or {}).get(split, name), split,
+                    _clip(' '.join(max(fields, key=len)[:8])))
+                nlp_utils.check_length(fields, limit, where)
+
+
 def get_dataset(name, data_dir=None, char_based=False, seed=0, n_calib=1000,
-                val_ratio=0.1, vocab=None, max_vocab_size=20000):
+                val_ratio=0.1, vocab=None, max_vocab_size=20000,
+                max_tokens=None):
     """Load a dataset and make every split (see the module docstring).
 
     Args:
         name (str): a built-in name, or a path to a user's data
             (:func:`load_raw`).
         vocab (dict): reuse a saved vocabulary; None builds one from train.
+        max_tokens (int): the most tokens of one input (None:
+            :func:`nlp_utils.max_tokens`); a longer one is refused.
 
     Returns:
         Splits: array examples; ``calib_indices`` index the training pool
@@ -1036,6 +1082,7 @@ def get_dataset(name, data_dir=None, char_based=False, seed=0, n_calib=1000,
         and ``pair`` describe the data set (a user's own label names).
     """
     raw = load_raw(name, data_dir, char_based)
+    check_tokens(raw, nlp_utils.max_tokens(max_tokens), name)
     rng = numpy.random.RandomState(seed)
     pool, dev = raw.train, raw.dev
     if dev is None:
@@ -1053,11 +1100,16 @@ def get_dataset(name, data_dir=None, char_based=False, seed=0, n_calib=1000,
             max_vocab_size)
     to_arr = nlp_utils.transform_to_array
     names = list(raw.label_names)
+    src = raw.sources or {}
     return Splits(to_arr(train, vocab), to_arr(dev, vocab),
                   to_arr(raw.test, vocab), to_arr(calib, vocab), vocab,
                   calib_indices, len(names), names, len(pool), raw.skipped,
                   raw={'train': train, 'val': dev, 'test': raw.test,
-                       'calib': calib}, pair=bool(raw.pair))
+                       'calib': calib}, pair=bool(raw.pair),
+                  sources={'train': src.get('train'),
+                           'calib': src.get('train'),
+                           'val': src.get('dev', src.get('train')),
+                           'test': src.get('test')})
 
 
 # ------------------------------------------- inputs from another data set
@@ -1085,7 +1137,7 @@ def imdb_sentences(data_dir=None, char_based=False, min_words=4):
 
 
 def ood_inputs(name, data_dir=None, char_based=False, pair=False,
-               limit=2000, seed=0):
+               limit=2000, seed=0, max_tokens=None):
     """The test inputs of data set ``name``, labels dropped, to feed a model
     trained on another task as out-of-distribution inputs. A sentence model
     gets a pair data set's hypotheses; a pair model accepts pairs only.
@@ -1095,6 +1147,8 @@ def ood_inputs(name, data_dir=None, char_based=False, pair=False,
             user's data (its test split: the test file, or the held-out
             tenth).
         limit (int): at most this many, drawn with ``seed`` (0: all).
+        max_tokens (int): the most tokens of one input (see
+            :func:`get_dataset`).
 
     Returns:
         list of token-field tuples: ``(tokens,)`` or ``(premise,
@@ -1114,8 +1168,11 @@ def ood_inputs(name, data_dir=None, char_based=False, pair=False,
                         '(snli)'.format(name))
     if name == 'imdb-sentences':
         inputs = imdb_sentences(data_dir, char_based)
+        check_tokens(RawData([], [(x, 0) for x in inputs]),
+                     nlp_utils.max_tokens(max_tokens), name)
     else:
         raw = raw or load_raw(name, data_dir, char_based)
+        check_tokens(raw, nlp_utils.max_tokens(max_tokens), name)
         inputs = [fields for fields, _ in raw.test]
         if source_pair and not pair:
             inputs = [fields[1:] for fields in inputs]   # the hypothesis

@@ -35,6 +35,8 @@ from toolkit import cli
 from toolkit import runs
 from toolkit import safeio
 
+MAX = nets.MAX_SIZES
+MAX_EPOCHS = 1000000
 # Settings that define a run: a folder holding another value is another run.
 RUN_KEYS = ('dataset', 'model', 'batchsize', 'epoch', 'patience', 'unit',
             'layer', 'dropout', 'widths', 'embed', 'char_based',
@@ -50,28 +52,36 @@ def build_parser():
                             ', '.join(text_datasets.DATASETS)))
     p.add_argument('--model', '-model', default='cnn',
                    choices=list(nets.ENCODERS), help='encoder')
-    p.add_argument('--batchsize', '-b', type=cli.int_at_least(1), default=128,
-                   help='examples per training step (with --communicator: '
-                        'per process)')
-    p.add_argument('--epoch', '-e', type=cli.int_at_least(1), default=10,
-                   help='epochs (at most, with --patience)')
-    p.add_argument('--patience', type=cli.int_at_least(0), default=0,
+    p.add_argument('--batchsize', '-b', type=cli.int_in(1, cli.MAX_BATCH),
+                   default=128, help='examples per training step (with '
+                                     '--communicator: per process)')
+    p.add_argument('--epoch', '-e', type=cli.int_in(1, MAX_EPOCHS),
+                   default=10, help='epochs (at most, with --patience)')
+    p.add_argument('--patience', type=cli.int_in(0, MAX_EPOCHS), default=0,
                    help='stop after this many epochs without a better '
                         'validation accuracy (0: train every epoch)')
-    p.add_argument('--unit', '-u', type=cli.int_at_least(1), default=300,
+    p.add_argument('--unit', '-u', type=cli.int_in(1, MAX['unit']),
+                   default=300,
                    help='hidden units (and embedding size without vectors)')
-    p.add_argument('--layer', '-l', type=cli.int_at_least(0), default=3,
+    p.add_argument('--layer', '-l', type=cli.int_in(0, MAX['layer']),
+                   default=3,
                    help='LSTM layers (at least 1), or MLP layers after the '
                         'CNN/BoW/pair encoder')
     p.add_argument('--dropout', '-d', type=cli.float_in(0, 1, high_open=True),
                    default=0.4, help='dropout ratio in the encoder and MLP')
-    p.add_argument('--widths', type=cli.int_in(1, 64), nargs='+',
+    p.add_argument('--widths', type=cli.int_in(1, MAX['width']), nargs='+',
                    default=[3, 4, 5],
                    help='cnn: filter widths, in tokens (characters with '
-                        '--char-based)')
-    p.add_argument('--embed', type=cli.int_at_least(1), default=None,
+                        '--char-based); at most {}'.format(MAX['widths']))
+    p.add_argument('--embed', type=cli.int_in(1, MAX['n_embed']),
+                   default=None,
                    help='embedding size without word vectors (default: '
                         '--unit)')
+    p.add_argument('--max-tokens', type=cli.int_in(
+        1, nlp_utils.MAX_TOKENS_LIMIT), default=None,
+                   help='the most tokens of one input; a longer one is an '
+                        'error (default: ${} or {})'.format(
+                            nlp_utils.MAX_TOKENS_ENV, nlp_utils.MAX_TOKENS))
     p.add_argument('--char-based', action='store_true',
                    help='character tokens instead of words')
     p.add_argument('--word-vectors', '--word_vectors', default=None,
@@ -95,13 +105,15 @@ def add_run_flags(p):
                    help='data folder (default: $%s, else data/ in the '
                         'clone, else ../shared/data beside it)'
                         % text_datasets.DATA_ENV)
-    p.add_argument('--n-calib', type=cli.int_at_least(0), default=1000,
+    p.add_argument('--n-calib', type=cli.int_in(0, runs.MAX_EXAMPLES),
+                   default=1000,
                    help='training examples set aside for calibration')
     p.add_argument('--val-ratio', type=cli.float_in(0, 1, True, True),
                    default=0.1,
                    help='share of train used for validation where the '
                         'dataset has no dev file')
-    p.add_argument('--max-vocab', type=cli.int_at_least(3), default=20000,
+    p.add_argument('--max-vocab', type=cli.int_in(3, MAX['n_vocab']),
+                   default=20000,
                    help='vocabulary size, <eos> and <unk> included')
     p.add_argument('--force', action='store_true',
                    help='replace a result folder that holds another run')
@@ -144,13 +156,18 @@ def run_state(path, setup):
 
 
 def clear_run(path):
-    """``--force``: say what is removed, then empty the run folder."""
+    """``--force`` (or an unfinished run): say what is removed, then empty
+    the run folder. Only what this tool writes is removed: anything else
+    there (a file of another name, a link, a FIFO, a folder) is an error,
+    found before anything is removed."""
     names = sorted(n for n in os.listdir(path) if n != runs.LOCK_FILE)
+    for name in names:
+        runs.check_tool_entry(path, name)
     print('--force: removing {} entries of {}: {}'.format(
         len(names), path, ', '.join(names)))
     for name in names:
         full = os.path.join(path, name)
-        if os.path.isdir(full) and not os.path.islink(full):
+        if name == runs.ARTIFACTS['activations']:
             shutil.rmtree(full)
         else:
             os.unlink(full)
@@ -226,19 +243,72 @@ def make_trainer(model, splits, args, device, out, comm=None):
     if comm is not None:
         evaluator = chainermn.create_multi_node_evaluator(evaluator, comm)
     trainer.extend(evaluator)
+    # Stop at the first loss or weight that is nan or inf
+    trainer.extend(check_finite(model))
     if comm is None or comm.rank == 0:
         add_reports(trainer, model)
     return trainer
 
 
+class NonFinite(UserError):
+    """Training stopped: the loss or a weight became nan or inf."""
+
+
+def check_finite(model):
+    """A Trainer extension, run after every update: stop at the first loss
+    or weight that is not finite (the best model saved so far stays)."""
+    @training.make_extension(trigger=(1, 'iteration'), priority=-100)
+    def check(trainer):
+        loss = trainer.observation.get('main/loss')
+        bad = 'the loss' if loss is not None and not numpy.isfinite(
+            float(getattr(loss, 'array', loss))) else next((
+                'the weight {}'.format(name.lstrip('/')) for name, p in
+                model.namedparams() if not bool(p.xp.isfinite(
+                    p.array).all())), None)
+        if bad:
+            raise NonFinite('training stopped at epoch {}, iteration {}: {} '
+                            'became nan or inf'.format(
+                                trainer.updater.epoch + 1,
+                                trainer.updater.iteration, bad))
+    return check
+
+
+def save_best(model, path):
+    """A Trainer extension that writes ``model`` to ``path`` atomically
+    (Chainer's own snapshot moves a temporary folder into place, which
+    would move it into a folder standing there)."""
+    def save(trainer):
+        safeio.save_atomic(path, lambda f: chainer.serializers.save_npz(
+            f, model))
+    return save
+
+
+class AtomicLog(extensions.LogReport):
+    """Chainer's LogReport, its file written atomically (replacing only a
+    regular file) each time an entry is added."""
+
+    def __init__(self, path):
+        super().__init__(log_name=None)
+        self.path = path
+
+    def __call__(self, trainer):
+        before = len(self.log)
+        super().__call__(trainer)
+        if len(self.log) > before:
+            safeio.save_json(self.path, self.log)
+
+
 def add_reports(trainer, model):
     """The best model's snapshot, the log, and what is printed."""
     # Keep the model with the best validation accuracy
-    trainer.extend(extensions.snapshot_object(model, runs.ARTIFACTS['model']),
-                   trigger=training.triggers.MaxValueTrigger(
+    trainer.extend(save_best(model, os.path.join(trainer.out,
+                                                 runs.ARTIFACTS['model'])),
+                   name='save_best', trigger=training.triggers.MaxValueTrigger(
                        'validation/main/accuracy', (1, 'epoch')))
     # Log and print each epoch's statistics, with a progress bar
-    trainer.extend(extensions.LogReport())
+    trainer.extend(AtomicLog(os.path.join(trainer.out,
+                                          runs.ARTIFACTS['log'])),
+                   name='LogReport')
     trainer.extend(extensions.PrintReport(
         ['epoch', 'main/loss', 'validation/main/loss', 'main/accuracy',
          'validation/main/accuracy', 'elapsed_time'], out=sys.stdout))
@@ -268,7 +338,10 @@ def run_setup(args, splits, n_embed, device):
                  calib_path=runs.ARTIFACTS['calib'], device=str(device),
                  gpu=None, data_sha256={
                      split: runs.examples_sha256(getattr(splits, split))
-                     for split in runs.SPLITS})
+                     for split in runs.SPLITS},
+                 vocab_sha256=runs.vocab_sha256(splits.vocab),
+                 max_tokens=nlp_utils.max_tokens(args.max_tokens))
+    runs.check_model_size(setup, 'the settings')
     return setup
 
 
@@ -286,7 +359,8 @@ def prepare(args, device):
     here, before any file is touched)."""
     splits = text_datasets.get_dataset(
         args.dataset, args.data_dir, args.char_based, args.seed,
-        args.n_calib, args.val_ratio, max_vocab_size=args.max_vocab)
+        args.n_calib, args.val_ratio, max_vocab_size=args.max_vocab,
+        max_tokens=args.max_tokens)
     print('# train {}  validation {}  calibration {}  test {}  vocab {}  '
           'class {}  (skipped {} lines with no text)'.format(
               len(splits.train), len(splits.val), len(splits.calib),
@@ -318,7 +392,7 @@ def fit(args, device, prepared, folder, comm=None):
         out.write_json(runs.ARTIFACTS[role], content)
     start = time.time()
     trainer = make_trainer(model, splits, args, device, folder, comm)
-    trainer.run()
+    trainer.run(show_loop_exception_msg=False)   # one error line, no trace
     seconds = time.time() - start
     if comm is not None and comm.rank != 0:
         return None
@@ -388,6 +462,9 @@ def check_settings(args):
     if args.model in ('rnn', 'bilstm') and args.layer < 1:
         raise UserError('--layer must be at least 1 for --model {}'.format(
             args.model))
+    if len(args.widths) > MAX['widths']:
+        raise UserError('--widths: at most {} widths, got {}'.format(
+            MAX['widths'], len(args.widths)))
     if args.model == 'cnn' and args.unit < len(args.widths):
         raise UserError('--unit must be at least {} for --model cnn with '
                         '--widths {} (unit / number of widths filters of '
@@ -421,10 +498,25 @@ def train_run(args, device=None):
         made.append(os.path.abspath(final_dir))
     try:
         return final_dir, train_locked(args, device, final_dir, comm)
+    except NonFinite as e:
+        model = os.path.join(final_dir, runs.ARTIFACTS['model'])
+        if os.path.isfile(model):   # the last good model stays
+            raise NonFinite('{}; the best model so far is kept in {} (the '
+                            'run is unfinished: no {}); lower --dropout or '
+                            '--batchsize, or check the word vectors'.format(
+                                e, model, runs.ARTIFACTS['train_results']))
+        remove_made(made)
+        raise NonFinite('{}, before any model was saved; nothing was kept'
+                        .format(e)) from None
     except BaseException:
-        for folder in reversed(made):   # leave the disk as it was
-            shutil.rmtree(folder, ignore_errors=True)
+        remove_made(made)
         raise
+
+
+def remove_made(made):
+    """Remove the folders this command created: the disk as it was."""
+    for folder in reversed(made):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def choose_folder(args):

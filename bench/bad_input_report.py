@@ -16,9 +16,8 @@ import subprocess
 import sys
 import tempfile
 
-from report import RESULTS, ROOT, write_section
-
-
+from report import RESULTS, ROOT, write_section  # NOQA (first: sets sys.path)
+from toolkit import cli  # NOQA
 def run_battery():
     """Outcome dicts of every case, and pytest's exit status."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -51,7 +50,8 @@ def table(outcomes):
     return '\n'.join(lines)
 
 
-def main():
+@cli.script
+def main(argv=None):
     outcomes, status = run_battery()
     body = '\n'.join([
         '## Bad input (`bench/bad_input_report.py`)', '',

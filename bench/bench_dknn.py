@@ -22,6 +22,7 @@ import tracemalloc
 import numpy
 
 from report import write_section  # NOQA (first: sets sys.path)
+from toolkit import cli  # NOQA
 import dknn  # NOQA
 import nets  # NOQA
 from toolkit import runs  # NOQA
@@ -84,12 +85,13 @@ def peak_mib(fn):
     return peak / 2 ** 20
 
 
+@cli.script
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[1])
     p.add_argument('--model-setup', default='result/stsa.binary_cnn/args.json')
-    p.add_argument('--k', type=int, default=75)
+    p.add_argument('--k', type=cli.int_in(1, 10 ** 6), default=75)
     p.add_argument('--layers', default='last')
-    p.add_argument('--repeat', type=int, default=5)
+    p.add_argument('--repeat', type=cli.int_in(1, 1000), default=5)
     p.add_argument('--no-write', action='store_true')
     args = p.parse_args(argv)
 

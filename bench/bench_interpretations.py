@@ -15,14 +15,17 @@ import time
 import numpy
 
 from report import write_section  # NOQA (first: sets sys.path)
+from toolkit import cli  # NOQA
 import interpretations as interp  # NOQA
 from toolkit import runs  # NOQA
 
 
+@cli.script
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[1])
     p.add_argument('--model-setup', default='result/stsa.binary_cnn/args.json')
-    p.add_argument('--reference-sentences', type=int, default=0,
+    p.add_argument('--reference-sentences', type=cli.int_in(0, 10 ** 7),
+                   default=0,
                    help='time the reference on the first N only (0: all)')
     args = p.parse_args(argv)
     run = runs.load(args.model_setup)

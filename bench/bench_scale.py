@@ -26,8 +26,10 @@ import time
 
 import numpy
 
-from report import BENCHMARKS, ROOT, write_section  # NOQA (first)
+from report import BENCHMARKS, ROOT, write_section, read_json  # NOQA (first)
+from toolkit import cli  # NOQA
 import search  # NOQA
+from toolkit import safeio  # NOQA
 
 SIZES = ('5920x300', '100000x300', '300000x300', '550000x300',
          '550000x1200')
@@ -124,7 +126,7 @@ def measure(folder, backend, k, sharded=False):
                or 'mpiexec', '--allow-run-as-root', '--oversubscribe', '-n',
                '2'] + cmd
     subprocess.run(cmd, check=True, cwd=ROOT)
-    r = json.load(open(out))
+    r = read_json(out)
     r['indices'] = numpy.load(out + '.npy')
     return r
 
@@ -161,9 +163,8 @@ def save(size, rows):
     kept = {(r[1], r[2]): r for r in saved_rows([size])}
     kept.update({(r[1], r[2]): r for r in rows})
     order = {b: i for i, b in enumerate(BACKENDS)}
-    with open(path, 'w') as f:
-        json.dump(sorted(kept.values(), key=lambda r: (
-            r[2], order.get(r[1], len(order)))), f)
+    safeio.save_json(path, sorted(kept.values(), key=lambda r: (
+        r[2], order.get(r[1], len(order)))))
 
 
 def saved_rows(sizes):
@@ -173,7 +174,7 @@ def saved_rows(sizes):
             int(x) for x in s.split('x')))):
         path = os.path.join(SAVED, size + '.json')
         if os.path.exists(path):
-            rows += [tuple(r) for r in json.load(open(path))]
+            rows += [tuple(r) for r in read_json(path)]
     return rows
 
 
@@ -229,12 +230,13 @@ def summary(rows):
             lambda s: (s, d, 2), lambda s: (s, d, 1)))]
 
 
+@cli.script
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--sizes', nargs='+', default=list(SIZES))
     p.add_argument('--backends', nargs='+', default=list(BACKENDS))
-    p.add_argument('--queries', type=int, default=1000)
-    p.add_argument('--k', type=int, default=75)
+    p.add_argument('--queries', type=cli.int_in(1, 10 ** 7), default=1000)
+    p.add_argument('--k', type=cli.int_in(1, 10 ** 6), default=75)
     p.add_argument('--no-mpi', action='store_true')
     p.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
     p.add_argument('--sharded', action='store_true', help=argparse.SUPPRESS)

@@ -19,6 +19,7 @@ import argparse
 import numpy
 
 from report import RESULTS, write_section  # NOQA (first: sets sys.path)
+from toolkit import cli  # NOQA
 from toolkit import faithfulness  # NOQA
 import interpretations as interp  # NOQA
 import run_dknn  # NOQA
@@ -53,6 +54,7 @@ def explain_all(setup_path, methods):
     return run, {m: interp.explain(ex, xs, m, desc=m) for m in methods}
 
 
+@cli.script
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--model-setup', required=True)

@@ -12,6 +12,7 @@ import argparse
 import os
 
 from report import RESULTS, write_section  # NOQA (first: sets sys.path)
+from toolkit import cli  # NOQA
 import dknn  # NOQA
 from toolkit import metrics  # NOQA
 from toolkit import runs  # NOQA
@@ -43,6 +44,7 @@ def sweep(run):
     return setup, sm, rows
 
 
+@cli.script
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[1])
     p.add_argument('--runs', nargs='+', required=True)

@@ -18,6 +18,7 @@ import time
 import numpy
 
 from report import write_section  # NOQA (first: sets sys.path)
+from toolkit import cli  # NOQA
 import dknn  # NOQA
 import run_dknn  # NOQA
 from toolkit import runs  # NOQA
@@ -53,6 +54,7 @@ def row(a, b):
     return '| ' + ' | '.join(cells) + ' |'
 
 
+@cli.script
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--model-setup', nargs='+', required=True)

@@ -15,7 +15,6 @@ dknn, softmax, calibrated and grad side by side.
 """
 import argparse
 import contextlib
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -23,7 +22,8 @@ from dataclasses import dataclass
 import numpy
 from tqdm import tqdm
 
-from report import RESULTS, write_section  # NOQA (first: sets sys.path)
+from report import RESULTS, write_section, read_json  # NOQA (first)
+from toolkit import cli  # NOQA
 import dknn  # NOQA
 import interpretations  # NOQA
 import run_dknn  # NOQA
@@ -136,11 +136,12 @@ def run_cell(cell, args, vectors):
     summary_path = os.path.join(args.out, 's{}'.format(cell.seed),
                                 cell.name, 'grid_cell.json')
     if os.path.exists(summary_path):
-        return json.load(open(summary_path))
+        return read_json(summary_path)
     times, start = {}, time.time()
     folder, recipe = train_cell(cell, args, vectors)
     times['train'] = time.time() - start
-    run = runs.load(os.path.join(folder, 'args.json'))
+    run = runs.load(os.path.join(folder, 'args.json'),
+                    data_dir=args.data_dir)
     start = time.time()
     dk = run_dknn.evaluate_run(run, dknn.Settings(k=args.k))
     run_dknn.report(dk, dknn.SCORINGS)
@@ -148,7 +149,7 @@ def run_cell(cell, args, vectors):
     start = time.time()
     ts = scale(run, args)
     times['scaling'] = time.time() - start
-    train = json.load(open(run.path('train_results')))
+    train = read_json(run.path('train_results'))
     summary = {
         'cell': cell.name, 'dataset': cell.dataset, 'model': cell.model,
         'char_based': cell.char_based, 'seed': cell.seed, 'recipe': recipe,
@@ -218,7 +219,7 @@ def supplementary_page(args):
     """The SST-2 page comparing the four methods on the same examples."""
     setup = os.path.join(args.out, 's0', 'stsa.binary_cnn', 'args.json')
     if os.path.exists(setup):
-        run = runs.load(setup)
+        run = runs.load(setup, data_dir=args.data_dir)
         scaled = os.path.exists(run.path('temperature'))
         methods = list(interpretations.INTERPRETERS) if scaled else \
             ['dknn', 'softmax', 'grad']
@@ -237,19 +238,22 @@ def build_parser():
                    help='default: result/grid (result/grid-quick)')
     p.add_argument('--datasets', nargs='+', default=list(DATASETS),
                    help='only the cells of these datasets')
-    p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2],
+    p.add_argument('--seeds', type=cli.int_in(0, 2 ** 32 - 1), nargs='+',
+                   default=[0, 1, 2],
                    help='seeds of the CNN cells')
-    p.add_argument('--bilstm-seeds', type=int, nargs='+', default=[0],
+    p.add_argument('--bilstm-seeds', type=cli.int_in(0, 2 ** 32 - 1),
+                   nargs='+', default=[0],
                    help='seeds of the BiLSTM and char-CNN cells (slow)')
     p.add_argument('--data-dir', default=None)
     p.add_argument('--word-vectors', default=None,
                    help='default: DATA/glove/glove.6B.50d.txt.gz')
-    p.add_argument('--k', type=int, default=75)
-    p.add_argument('--n-calib', type=int, default=1000)
-    p.add_argument('--page-examples', type=int, default=50)
+    p.add_argument('--k', type=cli.int_in(1, 10 ** 6), default=75)
+    p.add_argument('--n-calib', type=cli.int_in(0, 10 ** 9), default=1000)
+    p.add_argument('--page-examples', type=cli.int_in(0, 10 ** 6), default=50)
     return p
 
 
+@cli.script
 def main(argv=None):
     args = build_parser().parse_args(argv)
     args.out = args.out or ('result/grid-quick' if args.quick
@@ -276,8 +280,8 @@ def main(argv=None):
                            r['dknn_accuracy'], sum(r['seconds'].values()),
                            log))
     md = table(rows)
-    with open(os.path.join(args.out, 'grid.md'), 'w') as f:
-        f.write(md + '\n')
+    safeio.save_atomic(os.path.join(args.out, 'grid.md'),
+                       lambda f: f.write(md + '\n'), 'w')
     print(md)
     if args.quick:
         print('smoke test: 1 epoch, 24 units, one seed. It shows that every '

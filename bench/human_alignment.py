@@ -28,6 +28,7 @@ import numpy
 from scipy.stats import spearmanr
 
 from report import RESULTS, write_section  # NOQA (first: sets sys.path)
+from toolkit import cli  # NOQA
 import interpretations as interp  # NOQA
 from toolkit import runs  # NOQA
 from errors import UserError  # NOQA
@@ -101,6 +102,7 @@ def section(rows, base, n, setup_path):
         'predicted polarity.'.format(setup_path, n), ''] + lines)
 
 
+@cli.script
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--model-setup', default='result/stsa.binary_cnn/args.json')

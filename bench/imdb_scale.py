@@ -18,13 +18,17 @@ import time
 
 import numpy
 
-from report import write_section  # NOQA (first: sets sys.path)
+from report import write_section, read_json  # NOQA (first: sets sys.path)
+from toolkit import cli  # NOQA
 import dknn  # NOQA
 import interpretations  # NOQA
 import run_dknn  # NOQA
 from toolkit import runs  # NOQA
 import text_datasets  # NOQA
 import train_text_classifier  # NOQA
+
+
+IMDB_TOKENS = 4096   # the longest review has about 2,500 words
 
 
 def train(args):
@@ -34,10 +38,10 @@ def train(args):
         train_text_classifier.train_run(train_text_classifier.settings(
             dataset='imdb.binary', model='cnn', epoch=args.epoch, patience=1,
             batchsize=32, dropout=0.2, out=args.out, data_dir=shared,
+            max_tokens=IMDB_TOKENS,
             word_vectors=os.path.join(shared, 'glove',
                                       'glove.6B.50d.txt.gz')))
-    return folder, json.load(open(os.path.join(folder,
-                                               'train_results.json')))
+    return folder, read_json(os.path.join(folder, 'train_results.json'))
 
 
 def timed(f, *a, **k):
@@ -46,10 +50,11 @@ def timed(f, *a, **k):
     return out, time.time() - start
 
 
+@cli.script
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--epoch', type=int, default=3)
-    p.add_argument('--reviews', type=int, default=100)
+    p.add_argument('--epoch', type=cli.int_in(1, 10 ** 4), default=3)
+    p.add_argument('--reviews', type=cli.int_in(1, 10 ** 6), default=100)
     p.add_argument('--out', default='result/imdb')
     args = p.parse_args(argv)
     folder, trained = train(args)

@@ -14,12 +14,12 @@ the timing. Writes the ``reduction`` section of RESULTS.md and of
 BENCHMARKS.md.
 """
 import argparse
-import json
 import os
 
 import numpy
 
-from report import BENCHMARKS, RESULTS, write_section  # NOQA (first)
+from report import BENCHMARKS, RESULTS, read_json, write_section  # NOQA
+from toolkit import cli  # NOQA
 import interpretations  # NOQA
 from toolkit import reduction  # NOQA
 from toolkit import render  # NOQA
@@ -118,11 +118,12 @@ def bench_section(grad, loo):
 def saved(folder):
     """The payload a run's ``reduction.json`` holds."""
     run = runs.load(os.path.join(folder, 'args.json'))
-    payload = json.load(open(run.path('reduction')))
+    payload = read_json(run.path('reduction'))
     payload['name'] = '{} {}'.format(run.setup['dataset'], run.setup['model'])
     return payload
 
 
+@cli.script
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--runs', nargs='+', required=True)

@@ -10,6 +10,9 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+import errors  # NOQA (after sys.path)
+from toolkit import safeio  # NOQA
+
 BENCHMARKS = os.path.join(ROOT, 'BENCHMARKS.md')
 RESULTS = os.path.join(ROOT, 'RESULTS.md')
 HEADERS = {
@@ -38,10 +41,20 @@ ORDER = ['grid', 'grid-analysis', 'claims',
 BLOCK = re.compile(r'<!-- ([\w-]+) -->\n.*?\n<!-- /\1 -->', re.S)
 
 
+def read_json(path):
+    """A JSON file a bench script reads, through the one reader
+    (:func:`errors.load_json`): one ``error:`` line for a missing,
+    truncated, special or repetitive file."""
+    return errors.load_json(path, 'run the command that writes it again')
+
+
 def write_section(name, body, path=BENCHMARKS):
     """Replace or add the section between ``<!-- name -->`` markers,
-    keeping the sections in :data:`ORDER`."""
-    text = open(path).read() if os.path.exists(path) else HEADERS[path]
+    keeping the sections in :data:`ORDER`. The file is written atomically
+    (a temporary file renamed into place), so a full disk never leaves it
+    half-written."""
+    text = errors.read_text(path, 'data') if os.path.exists(path) \
+        else HEADERS[path]
     blocks = {m.group(1): m.group(0) for m in BLOCK.finditer(text)}
     blocks[name] = '<!-- {0} -->\n{1}\n<!-- /{0} -->'.format(
         name, body.strip())
@@ -49,7 +62,6 @@ def write_section(name, body, path=BENCHMARKS):
     rank = lambda n: ORDER.index(n) if n in ORDER else len(ORDER)  # NOQA
     text = head.rstrip('\n') + '\n\n' + '\n\n'.join(
         blocks[n] for n in sorted(blocks, key=rank)) + '\n'
-    with open(path, 'w') as f:
-        f.write(text)
+    safeio.save_atomic(path, lambda f: f.write(text), 'w')
     print(body.strip())
     print('wrote section {!r} of {}'.format(name, path))

@@ -18,6 +18,7 @@ import argparse
 import functools
 
 from report import RESULTS, write_section  # NOQA (first: sets sys.path)
+from toolkit import cli  # NOQA
 import dknn  # NOQA
 from toolkit import faithfulness  # NOQA
 import interpretations as interp  # NOQA
@@ -128,6 +129,7 @@ def sweep_section(rows):
         '`--pool total` splits k over the layers).', ''] + lines)
 
 
+@cli.script
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--model-setup', default='result/stsa.binary_cnn/args.json')

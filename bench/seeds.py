@@ -10,12 +10,12 @@ the spread the README's expected numbers come from. Finished seeds are
 reused.
 """
 import argparse
-import json
 import os
 
 import numpy
 
-from report import RESULTS, write_section  # NOQA (first: sets sys.path)
+from report import RESULTS, write_section, read_json  # NOQA (first)
+from toolkit import cli  # NOQA
 import run_dknn  # NOQA
 from toolkit import runs  # NOQA
 import scaling  # NOQA
@@ -34,7 +34,7 @@ def one_seed(seed, out, glove):
             seed=seed, word_vectors=glove,
             out=os.path.dirname(folder), **MAKE_TRAIN))
     run = runs.load(os.path.join(folder, 'args.json'))
-    train = json.load(open(run.path('train_results')))
+    train = read_json(run.path('train_results'))
     dk = run_dknn.evaluate_run(run)
     ts = scaling.calibrate_run(run)
     return {'seed': seed, 'val': train['val_accuracy'],
@@ -80,9 +80,11 @@ def section(rows):
         ''] + lines)
 
 
+@cli.script
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2, 3, 4])
+    p.add_argument('--seeds', type=cli.int_in(0, 2 ** 32 - 1), nargs='+',
+                   default=[0, 1, 2, 3, 4])
     p.add_argument('--out', default='result/seeds')
     args = p.parse_args(argv)
     glove = os.path.join(text_datasets.data_dir_from(None), 'glove',

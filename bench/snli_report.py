@@ -15,10 +15,10 @@ Writes the ``snli`` section of RESULTS.md. Finished steps are reused.
 """
 import argparse
 import collections
-import json
 import os
 
-from report import RESULTS, write_section  # NOQA (first: sets sys.path)
+from report import RESULTS, write_section, read_json  # NOQA (first)
+from toolkit import cli  # NOQA
 from toolkit import artifacts  # NOQA
 import interpretations  # NOQA
 import run_dknn  # NOQA
@@ -34,14 +34,15 @@ def train(dataset, args, data, glove):
             dataset=dataset, model=args.model, epoch=args.epoch,
             batchsize=32, dropout=0.2, data_dir=data, out=args.out,
             word_vectors=glove))
-    return run, json.load(open(os.path.join(run, 'train_results.json')))
+    return run, read_json(os.path.join(run, 'train_results.json'))
 
 
+@cli.script
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[1])
     p.add_argument('--model', default='bow',
                    help='bow learns fastest from the small stand-in')
-    p.add_argument('--epoch', type=int, default=15)
+    p.add_argument('--epoch', type=cli.int_in(1, 10 ** 4), default=15)
     p.add_argument('--out', default='result/snli')
     args = p.parse_args(argv)
     shared = text_datasets.data_dir_from(None)
@@ -52,7 +53,7 @@ def main(argv=None):
     glove = os.path.join(shared, 'glove', 'glove.6B.50d.txt.gz')
 
     run, pair = train('snli', args, data, glove)
-    snli = runs.load(os.path.join(run, 'args.json'))
+    snli = runs.load(os.path.join(run, 'args.json'), data_dir=data)
     dk = run_dknn.evaluate_run(snli)
     interp, _, _ = interpretations.explain_run(
         interpretations.Explainer(snli.model, snli), ['dknn'],

@@ -8,22 +8,23 @@ and temperature scaling on the run, and writes the ``sst2-dknn`` section of
 RESULTS.md.
 """
 import argparse
-import json
 
-from report import RESULTS, write_section  # NOQA (first: sets sys.path)
+from report import RESULTS, write_section, read_json  # NOQA (first)
+from toolkit import cli  # NOQA
 import dknn  # NOQA
 import run_dknn  # NOQA
 from toolkit import runs  # NOQA
 import scaling  # NOQA
 
 
+@cli.script
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[1])
     p.add_argument('--model-setup', default='result/stsa.binary_cnn/args.json')
     args = p.parse_args(argv)
     run = runs.load(args.model_setup)
     setup = run.setup
-    train = json.load(open(run.path('train_results')))
+    train = read_json(run.path('train_results'))
     rows = []
     for layers in ('last', 'all'):
         r = run_dknn.evaluate_run(run, dknn.Settings(layers=layers))

@@ -9,10 +9,10 @@ with the recipes of bench/grid.py, into result/sst2_grid/, and writes the
 seconds per epoch). Finished runs are kept and not retrained.
 """
 import argparse
-import json
 import os
 
-from report import RESULTS, write_section  # NOQA (first: sets sys.path)
+from report import RESULTS, write_section, read_json  # NOQA (first)
+from toolkit import cli  # NOQA
 import text_datasets  # NOQA
 import train_text_classifier  # NOQA
 import grid  # NOQA
@@ -22,6 +22,7 @@ RUNS = [('cnn', False), ('cnn', True), ('bilstm', False), ('bilstm', True),
         ('bow', False), ('bow', True)]
 
 
+@cli.script
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[1])
     p.add_argument('--out', default='result/sst2_grid')
@@ -37,7 +38,7 @@ def main(argv=None):
             train_text_classifier.train_run(train_text_classifier.settings(
                 dataset='stsa.binary', model=model, out=out,
                 word_vectors=glove if vectors else None, **RECIPES[model]))
-        r = json.load(open(done))
+        r = read_json(done)
         flags = grid.flags(RECIPES[model])
         rows.append('| {} | `{}` | {} | {:.2%} | {:.2%} | {:.1f} |'.format(
             model, flags, 'GloVe 6B 50d' if vectors else

@@ -26,6 +26,7 @@ import time
 import numpy
 
 from report import BENCHMARKS, RESULTS, ROOT, write_section  # NOQA (first)
+from toolkit import cli  # NOQA
 import dknn  # NOQA
 from toolkit import render  # NOQA
 from toolkit import runs  # NOQA
@@ -200,10 +201,11 @@ def write_tables(sets, selective, ood, limit):
         '|---|' + '---|' * len(titles)] + selective), RESULTS)
 
 
+@cli.script
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--grid', default='result/grid/s0')
-    p.add_argument('--limit', type=int, default=2000)
+    p.add_argument('--limit', type=cli.int_in(0, 10 ** 7), default=2000)
     args = p.parse_args(argv)
     args.data = data_folder(text_datasets.data_dir_from(None))
     sets, selective, ood = [], [], []

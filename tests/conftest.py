@@ -46,16 +46,35 @@ def tiny_data(tmp_path):
 
 TINY_TRAIN = ['--dataset', 'stsa.binary', '--unit', '9', '--layer', '1',
               '--epoch', '1', '--batchsize', '8', '--n-calib', '10']
+# $DKNN_DATA_DIR as the tests found it: the real data, if set
+REAL_DATA_ENV = os.environ.get('DKNN_DATA_DIR')
 
 
 @pytest.fixture(scope='session')
-def tiny_run(tmp_path_factory):
+def tiny_data_dir(tmp_path_factory):
+    """One tiny data folder for the session (write_tiny_sst is seeded, so
+    every tiny folder holds the same files)."""
+    return write_tiny_sst(tmp_path_factory.mktemp('tinydata'))
+
+
+@pytest.fixture(scope='session', autouse=True)
+def data_dir_env(tiny_data_dir):
+    """``$DKNN_DATA_DIR`` is the tiny data, as a user sets it: a run folder
+    never says where its data is (docs/robustness.md), so the tiny runs
+    read theirs from here unless a test passes --data-dir."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv('DKNN_DATA_DIR', tiny_data_dir)
+        yield tiny_data_dir
+
+
+@pytest.fixture(scope='session')
+def tiny_run(tmp_path_factory, tiny_data_dir):
     """Train a tiny CNN once; return the path of its args.json."""
     import train_text_classifier
     base = tmp_path_factory.mktemp('run')
-    data = write_tiny_sst(base / 'data')
     train_text_classifier.main(TINY_TRAIN + ['--model', 'cnn', '--data-dir',
-                                             data, '--out', str(base / 'r')])
+                                             tiny_data_dir, '--out',
+                                             str(base / 'r')])
     return str(base / 'r' / 'stsa.binary_cnn' / 'args.json')
 
 
@@ -82,7 +101,7 @@ def run_copy(tiny_run, tmp_path):
 
 
 def real_data_dir():
-    env = os.environ.get('DKNN_DATA_DIR')
+    env = REAL_DATA_ENV
     if env and os.path.isdir(env):
         return env
     path = os.path.join(ROOT, '..', 'shared', 'data')

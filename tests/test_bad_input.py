@@ -11,6 +11,7 @@ subprocess to check what a user sees on the terminal.
 import errno
 import gzip
 import hashlib
+import importlib
 import json
 import os
 import pickle
@@ -18,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections import namedtuple
 
 import numpy
@@ -32,8 +34,25 @@ from conftest import ROOT, TINY_TRAIN, copy_run, write_tiny_sst
 
 SCRIPTS = {'train': train_text_classifier.main, 'dknn': run_dknn.main,
            'scaling': scaling.main, 'interp': interpretations.main}
+sys.path.insert(0, os.path.join(ROOT, 'bench'))
+
+
+def script_main(name):
+    """The ``main`` of a script: ``dknn`` ..., or ``bench:NAME`` for
+    ``bench/NAME.py``, whose sections are never written by a case."""
+    if not name.startswith('bench:'):
+        return SCRIPTS[name]
+    module = importlib.import_module(name[len('bench:'):])
+    if hasattr(module, 'write_section'):
+        module.write_section = refuse_to_write
+    return module.main
+
+
+def refuse_to_write(*args, **kwargs):
+    raise AssertionError('a failing bench case wrote a section')
 
 Case = namedtuple('Case', 'kind name script argv setup names')
+MAX_SECONDS = 20   # a case that takes longer hangs somewhere
 # argv: ws -> list; setup: ws -> None (breaks something); names: regex the
 # error line must match (the file or flag it names)
 
@@ -72,6 +91,15 @@ class Workspace:
         setup.update(changes)
         with open(self.args, 'w') as f:
             json.dump(setup, f)
+
+    def setenv(self, name, value):
+        """Set (None: unset) an environment variable for this case only.
+        """
+        Workspace.env.append((name, os.environ.get(name)))
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def write(path, content, mode='w'):
@@ -144,11 +172,11 @@ def relabel(ws, split):
     write(path, '\n'.join(str(1 - int(l[0])) + l[1:] for l in lines) + '\n')
 
 
-def flag(script, *argv, names=None):
+def flag(script, *argv, names=None, kind='flags'):
     """A case of a bad flag value; the error must name the flag."""
     def make(ws):
         return ws.train(*argv) if script == 'train' else ws.model(*argv)
-    return Case('flags', '{} {}'.format(script, ' '.join(argv)), script,
+    return Case(kind, '{} {}'.format(script, ' '.join(argv))[:80], script,
                 make, nothing, names or re.escape(argv[0]))
 
 
@@ -180,6 +208,531 @@ def full_disk(ws):
     safeio._fallocate = no_space
 
 
+# ------------------------------------------------ hostile files (issue 20)
+
+def fifo(path):
+    """A named pipe where a file was: opening it to read would block."""
+    if os.path.lexists(path):
+        os.remove(path)
+    os.mkfifo(path)
+
+
+def device_link(path):
+    """A link to /dev/zero where a file was: an endless read."""
+    if os.path.lexists(path):
+        os.remove(path)
+    os.symlink('/dev/zero', path)
+
+
+def twice(path, key):
+    """The JSON object of ``path`` with ``key`` written a second time."""
+    text = open(path).read().strip()
+    obj = json.loads(text)
+    write(path, '{' + json.dumps(key) + ': ' + json.dumps(obj[key]) + ', ' +
+          text[1:])
+
+
+def deep(path, depth=100000):
+    write(path, '[' * depth + ']' * depth)
+
+
+def rewrite_json(path, change):
+    """Apply ``change(obj)`` to the JSON of ``path`` and write it back."""
+    obj = json.load(open(path))
+    change(obj)
+    write(path, json.dumps(obj))
+
+
+def drop_args(*keys):
+    return lambda ws: rewrite_json(ws.args, lambda o: [o.pop(k) for k in
+                                                       keys])
+
+
+def model_arrays(ws, change):
+    """Rewrite best_model.npz with ``change(arrays)`` applied."""
+    path = ws.file('best_model.npz')
+    with numpy.load(path) as f:
+        arrays = {k: f[k] for k in f.files}
+    change(arrays)
+    numpy.savez(path, **arrays)
+
+
+def poison(value):
+    def change(arrays):
+        arrays['encoder/embed/W'][0, 0] = value
+    return change
+
+
+def npy_bomb(ws):
+    """The embedding member's header promises 2**31 floats (8 GB) in a
+    file of a few kB: refused before anything is inflated."""
+    import io
+    import zipfile
+    path = ws.file('best_model.npz')
+    with numpy.load(path) as f:
+        arrays = {k: f[k] for k in f.files}
+    header = io.BytesIO()
+    numpy.lib.format.write_array_header_1_0(header, {
+        'descr': '<f4', 'fortran_order': False, 'shape': (2 ** 31,)})
+    with zipfile.ZipFile(path, 'w', zipfile.ZIP_DEFLATED) as z:
+        for name, a in arrays.items():
+            buf = io.BytesIO()
+            numpy.save(buf, a)
+            z.writestr(name + '.npy', header.getvalue() + b'\0' * 1024
+                       if name == 'encoder/embed/W' else buf.getvalue())
+
+
+def add_member(path, name):
+    """Append a member ``name`` to a zip archive, even a second one."""
+    import warnings
+    import zipfile
+    with warnings.catch_warnings(), zipfile.ZipFile(path, 'a') as z:
+        warnings.simplefilter('ignore')
+        z.writestr(name, 'x')
+
+
+def vocab_swap(ws):
+    """vocab.json with two words' ids swapped: same shape, other model."""
+    def change(v):
+        a, b = [w for w in v if v[w] > 1][:2]
+        v[a], v[b] = v[b], v[a]
+    rewrite_json(ws.file('vocab.json'), change)
+
+
+def long_line(ws, split='train', n=600):
+    data_file(ws, split, '1 ' + ' '.join(['good'] * n) + '\n', 'a')
+
+
+def unfinished_run_with(entry_maker):
+    """A run folder with these settings, unfinished (no train_results),
+    holding something the tool did not write: training must not remove
+    it."""
+    def setup(ws):
+        folder = os.path.join(ws.out, 'stsa.binary_cnn')
+        os.rename(ws.run, folder)
+        os.remove(os.path.join(folder, 'best_model.npz'))
+        entry_maker(folder)
+    return setup
+
+
+def trained_args(ws):
+    """The tiny run's args.json as training --out OUT writes it (so the
+    folder holds this run, unfinished)."""
+    return ws.train()
+
+
+def sized(*argv, **kw):
+    return flag(*argv, kind='sizes', **kw)
+
+
+def bounded(*argv, **kw):
+    return flag(*argv, kind='bounded work', **kw)
+
+
+def repeated(*argv, **kw):
+    return flag(*argv, kind='repeats and mismatches', **kw)
+
+
+def bench(name, argv, setup, names, kind='bench scripts'):
+    return Case(kind, 'bench {}: {}'.format(name, setup.__name__ if
+                                            hasattr(setup, '__name__') and
+                                            setup.__name__ != '<lambda>'
+                                            else ' '.join(argv)[:40]),
+                'bench:' + name, lambda ws: [a.format(ws=ws) for a in argv],
+                setup, names)
+
+
+def truncated(path_of):
+    return lambda ws: truncate(path_of(ws), 20)
+
+
+def user_csv(ws, name, rows):
+    path = os.path.join(ws.data, name)
+    write(path, 'text,label\n' + ''.join('{},{}\n'.format(t, y)
+                                         for t, y in rows))
+    return path
+
+
+def env(name, value):
+    return lambda ws: ws.setenv(name, value)
+
+
+ONE_READER = [
+    Case('one reader', 'args.json is a FIFO', 'dknn', Workspace.model,
+         lambda ws: fifo(ws.args), r'args\.json: is a named pipe'),
+    Case('one reader', 'vocab.json is a FIFO', 'interp', Workspace.model,
+         lambda ws: fifo(ws.file('vocab.json')), r'vocab\.json: is a named'),
+    Case('one reader', 'calib.json is a FIFO', 'scaling', Workspace.model,
+         lambda ws: fifo(ws.file('calib.json')), r'calib\.json: is a named'),
+    Case('one reader', 'temperature.json is a FIFO', 'interp',
+         lambda ws: ws.model('--interp_method', 'calibrated'),
+         lambda ws: fifo(ws.file('temperature.json')),
+         r'temperature\.json: is a named pipe'),
+    Case('one reader', 'best_model.npz is a FIFO', 'dknn', Workspace.model,
+         lambda ws: fifo(ws.file('best_model.npz')),
+         r'best_model\.npz: is a named pipe'),
+    Case('one reader', 'cache stamp is a FIFO', 'dknn',
+         lambda ws: ws.model('--k', '5'),
+         lambda ws: fifo(ws.cache('train.json')),
+         r'activations/train\.json: is a named pipe'),
+    Case('one reader', 'cached array is a FIFO', 'scaling',
+         lambda ws: ws.model('--k', '5'),
+         lambda ws: fifo(ws.cache('test.logits.npy')),
+         r'activations/test\.logits\.npy: is a named pipe'),
+    Case('one reader', 'data file is a FIFO', 'dknn',
+         lambda ws: ws.model('--data-dir', ws.data),
+         lambda ws: fifo(os.path.join(ws.data, 'stsa.binary.test')),
+         r'stsa\.binary\.test: is a named pipe'),
+    Case('one reader', 'data file links to /dev/zero', 'train',
+         Workspace.train,
+         lambda ws: device_link(os.path.join(ws.data, 'stsa.binary.train')),
+         r'stsa\.binary\.train: is a character device'),
+    Case('one reader', 'word vectors a FIFO', 'train',
+         lambda ws: ws.train('--word_vectors', os.path.join(ws.root, 'v')),
+         lambda ws: fifo(os.path.join(ws.root, 'v')),
+         r'/v: is a named pipe'),
+    Case('one reader', 'word vectors link to /dev/zero', 'train',
+         lambda ws: ws.train('--word_vectors', os.path.join(ws.root, 'v')),
+         lambda ws: device_link(os.path.join(ws.root, 'v')),
+         r'/v: is a character device'),
+    Case('one reader', 'args.json repeats a key', 'dknn', Workspace.model,
+         lambda ws: twice(ws.args, 'unit'),
+         r"args\.json: key 'unit' appears twice"),
+    Case('one reader', 'vocab.json repeats a word', 'interp',
+         Workspace.model, lambda ws: twice(ws.file('vocab.json'), 'good'),
+         r"vocab\.json: key 'good' appears twice"),
+    Case('one reader', 'temperature.json repeats a key', 'interp',
+         lambda ws: ws.model('--interp_method', 'calibrated'),
+         lambda ws: write(ws.file('temperature.json'),
+                          '{"temperature": 1.5, "temperature": 1e-9}'),
+         r"temperature\.json: key 'temperature' appears twice"),
+    Case('one reader', 'cache stamp repeats a key', 'scaling',
+         lambda ws: ws.model('--k', '5'),
+         lambda ws: twice(ws.cache('calib.json'), 'n'),
+         r"activations/calib\.json: key 'n' appears twice"),
+    Case('one reader', 'args.json nested 100000 deep', 'dknn',
+         Workspace.model, lambda ws: deep(ws.args),
+         r'args\.json: JSON nested more than 32 levels'),
+    Case('one reader', 'vocab.json nested 100000 deep', 'interp',
+         Workspace.model, lambda ws: deep(ws.file('vocab.json')),
+         r'vocab\.json: JSON nested more than 32'),
+    Case('one reader', 'calib.json nested 40 deep', 'scaling',
+         Workspace.model, lambda ws: deep(ws.file('calib.json'), 40),
+         r'calib\.json: JSON nested more than 32'),
+    Case('one reader', 'args.json over DKNN_MAX_JSON_BYTES', 'dknn',
+         Workspace.model, env('DKNN_MAX_JSON_BYTES', '100'),
+         r'args\.json: larger than the 100-byte cap on a JSON file; .*set '
+         r'DKNN_MAX_JSON_BYTES'),
+    Case('one reader', 'model over DKNN_MAX_MODEL_BYTES', 'scaling',
+         Workspace.model, env('DKNN_MAX_MODEL_BYTES', '1000'),
+         r'DKNN_MAX_MODEL_BYTES'),
+    Case('one reader', 'vectors over DKNN_MAX_VECTORS_BYTES', 'train',
+         lambda ws: ws.train('--word_vectors', os.path.join(ws.root,
+                                                            'vec.txt')),
+         lambda ws: (vectors(ws, 'good 1 2\n' * 50),
+                     ws.setenv('DKNN_MAX_VECTORS_BYTES', '64')),
+         r'vec\.txt: larger than the 64-byte cap on a word-vector file'),
+    Case('one reader', 'gz vectors inflate past the cap', 'train',
+         lambda ws: ws.train('--word_vectors', os.path.join(ws.root,
+                                                            'v.txt.gz')),
+         lambda ws: (vectors(ws, 'good 1 2\n' * 5000, 'v.txt.gz', gz=True),
+                     ws.setenv('DKNN_MAX_VECTORS_BYTES', '4000')),
+         r'v\.txt\.gz \(inflated\): larger than the 4000-byte cap'),
+    Case('one reader', 'data file over DKNN_MAX_DATA_BYTES', 'train',
+         Workspace.train, env('DKNN_MAX_DATA_BYTES', '50'),
+         r'stsa\.binary\.\w+: larger than the 50-byte cap on a data file'),
+    Case('one reader', 'a cap that is not a number', 'dknn',
+         Workspace.model, env('DKNN_MAX_JSON_BYTES', 'lots'),
+         r"DKNN_MAX_JSON_BYTES='lots' is not a number of bytes"),
+    Case('one reader', '--model-setup with an escape character', 'dknn',
+         lambda ws: ['--model-setup', ws.args + '\x1b[2J'], nothing,
+         r'a path may not hold control characters'),
+    Case('one reader', '--word_vectors with a NUL', 'train',
+         lambda ws: ws.train('--word_vectors', 'v\x00.txt'), nothing,
+         r'a path may not hold control characters'),
+    Case('one reader', 'args.json not UTF-8', 'scaling', Workspace.model,
+         lambda ws: write(ws.args, b'{"a": "\xff"}', 'wb'),
+         r'args\.json: not valid UTF-8'),
+    Case('one reader', 'model archive repeats a member', 'dknn',
+         Workspace.model,
+         lambda ws: add_member(ws.file('best_model.npz'), 'output/b.npy'),
+         r"best_model\.npz: member 'output/b\.npy' appears twice"),
+]
+
+SIZES = [
+    Case('sizes', 'args.json unit of 10**9', 'dknn', Workspace.model,
+         lambda ws: ws.edit_args(unit=10 ** 9),
+         r'args\.json: "unit" must be an integer in \[1, 16384\]'),
+    Case('sizes', 'args.json n_vocab of 10**12', 'interp', Workspace.model,
+         lambda ws: ws.edit_args(n_vocab=10 ** 12), r'"n_vocab" must be'),
+    Case('sizes', 'args.json n_embed of 10**6', 'scaling', Workspace.model,
+         lambda ws: ws.edit_args(n_embed=10 ** 6), r'"n_embed" must be'),
+    Case('sizes', 'args.json 100 layers', 'dknn', Workspace.model,
+         lambda ws: ws.edit_args(layer=100), r'"layer" must be an integer '
+                                             r'in \[0, 16\]'),
+    Case('sizes', 'args.json n_class of 10**6', 'dknn', Workspace.model,
+         lambda ws: ws.edit_args(n_class=10 ** 6), r'"n_class" must be'),
+    Case('sizes', 'args.json 100 widths', 'interp', Workspace.model,
+         lambda ws: ws.edit_args(widths=[3] * 100),
+         r'"widths" must be a list of 1 to 16 integers'),
+    Case('sizes', 'args.json n_calib of 10**12', 'scaling', Workspace.model,
+         lambda ws: ws.edit_args(n_calib=10 ** 12), r'"n_calib" must be'),
+    Case('sizes', 'args.json max_tokens of 10**9', 'dknn', Workspace.model,
+         lambda ws: ws.edit_args(max_tokens=10 ** 9),
+         r'"max_tokens" must be'),
+    Case('sizes', 'args.json batchsize of 10**12', 'dknn', Workspace.model,
+         lambda ws: ws.edit_args(batchsize=10 ** 12),
+         r'"batchsize" must be'),
+    Case('sizes', 'sizes that make a 10 TB model', 'dknn', Workspace.model,
+         lambda ws: ws.edit_args(unit=16384, layer=16, n_embed=4096,
+                                 n_vocab=2 ** 22),
+         r'make a model of \d+ bytes, more than the \d+-byte cap on a '
+         r'model; set DKNN_MAX_MODEL_BYTES'),
+    Case('sizes', 'model member promising 8 GB', 'scaling', Workspace.model,
+         npy_bomb, r"best_model\.npz does not hold the model .*array "
+                   r"'encoder/embed/W' is float32 \(2147483648,\)"),
+    Case('sizes', 'model member of another shape', 'interp',
+         Workspace.model,
+         lambda ws: model_arrays(ws, lambda a: a.update(
+             {'output/W': numpy.zeros((2, 90), 'f')})),
+         r"array 'output/W' is float32 \(2, 90\), where floats \(2, 9\)"),
+    Case('sizes', 'cached array header promising 10**12 rows', 'dknn',
+         lambda ws: ws.model('--k', '5'),
+         lambda ws: write(ws.cache('train.logits.npy'),
+                          open(ws.cache('train.logits.npy'), 'rb').read()
+                          .replace(b"'shape': (50, 2)",
+                                   b"'shape': (10**12, 2)"), 'wb'),
+         r'activations/train\.logits\.npy: (unexpected|unreadable)'),
+    sized('dknn', '--ef-search', str(2 ** 31), names='--ef-search'),
+    sized('dknn', '--nlist', str(2 ** 21), names='--nlist'),
+    sized('dknn', '--batchsize', str(2 ** 17), names='--batchsize'),
+    sized('scaling', '--batchsize', str(2 ** 40), names='--batchsize'),
+    sized('train', '--unit', str(10 ** 6)),
+    sized('train', '--layer', '17'),
+    sized('train', '--embed', str(10 ** 5)),
+    sized('train', '--max-vocab', str(10 ** 8)),
+    sized('train', '--batchsize', str(10 ** 6)),
+    sized('train', '--widths', *['3'] * 17, names='--widths: at most 16'),
+]
+
+BOUNDED = [
+    Case('bounded work', 'a 600-token line', 'train', Workspace.train,
+         lambda ws: long_line(ws),
+         r'stsa\.binary\.train \(train split, the input starting '
+         r"'good good.*: 600 tokens, more than the limit of 512"),
+    Case('bounded work', 'a 600-token test line', 'dknn',
+         lambda ws: ws.model('--data-dir', ws.data),
+         lambda ws: long_line(ws, 'test'),
+         r'stsa\.binary\.test .*600 tokens, more than the limit of 512 '
+         r'per input; raise it with --max-tokens'),
+    bounded('train', '--max-tokens', '3', names='tokens, more than the limit '
+                                              'of 3'),
+    bounded('train', '--max-tokens', '0'),
+    Case('bounded work', 'DKNN_MAX_TOKENS not a number', 'train',
+         Workspace.train, env('DKNN_MAX_TOKENS', 'many'),
+         r"DKNN_MAX_TOKENS='many' is not a number of tokens"),
+    Case('bounded work', 'out-of-distribution input too long', 'dknn',
+         lambda ws: ws.model('--k', '5', '--ood', os.path.join(ws.data,
+                                                               'o.csv')),
+         lambda ws: user_csv(ws, 'o.csv', [('good', 'a'), ('bad', 'b')] * 9 +
+                             [(' '.join(['x'] * 700), 'a')]),
+         r'o\.csv .*700 tokens, more than the limit of 512'),
+    bounded('interp', '--reduce', '--beam', '1000', names='--beam'),
+    bounded('interp', '--neighbours', '5000', names='--neighbours'),
+]
+
+DATA_LOCATION = [
+    Case('data location', 'no data folder named by the user', 'dknn',
+         Workspace.model, env('DKNN_DATA_DIR', None),
+         r'args\.json: was trained on data in .*; say where that data is '
+         r'with --data-dir or \$DKNN_DATA_DIR'),
+    Case('data location', 'args.json points at planted data', 'scaling',
+         Workspace.model,
+         lambda ws: (ws.setenv('DKNN_DATA_DIR', None),
+                     ws.edit_args(data_dir=ws.data), relabel(ws, 'train')),
+         r'was trained on data in .*; say where that data is'),
+    Case('data location', 'args.json names a stranger\'s own data', 'dknn',
+         Workspace.model,
+         lambda ws: (ws.setenv('DKNN_DATA_DIR', None), ws.edit_args(
+             dataset=user_csv(ws, 'victim.csv', [('x', 'negative'),
+                                                 ('y', 'positive')]))),
+         r'was trained on data from .*victim\.csv.*; say where'),
+    Case('data location', 'own data looked up where the user says', 'interp',
+         Workspace.model,
+         lambda ws: ws.edit_args(dataset=user_csv(
+             ws, 'victim.csv', [('x', 'negative'), ('y', 'positive')])),
+         r'tinydata\d*: no train file'),
+    Case('data location', 'data_dir with a line break', 'dknn',
+         Workspace.model, lambda ws: ws.edit_args(data_dir='/a\nb'),
+         r'"data_dir" must be a folder or null'),
+    Case('data location', 'dataset path with an escape', 'dknn',
+         Workspace.model, lambda ws: ws.edit_args(dataset='/x\x1b.csv'),
+         r'"dataset" must be'),
+]
+
+STAMPS = [
+    Case('stamps', 'no data stamp', 'dknn', Workspace.model,
+         drop_args('data_sha256'),
+         r'args\.json: has no data_sha256 stamp.*--trust-unstamped'),
+    Case('stamps', 'no vocabulary stamp', 'interp', Workspace.model,
+         drop_args('vocab_sha256'), r'has no vocab_sha256 stamp'),
+    Case('stamps', 'a data stamp for one split only', 'scaling',
+         Workspace.model,
+         lambda ws: ws.edit_args(data_sha256={'train': 'a' * 64}),
+         r'has no data_sha256 stamp'),
+    Case('stamps', 'a data stamp that is not a sha256', 'dknn',
+         Workspace.model,
+         lambda ws: ws.edit_args(data_sha256=dict.fromkeys(
+             ('train', 'val', 'calib', 'test'), 'x')),
+         r'"data_sha256" must map splits to sha256'),
+    Case('stamps', 'a vocabulary stamp that is not a sha256', 'dknn',
+         Workspace.model, lambda ws: ws.edit_args(vocab_sha256=7),
+         r'"vocab_sha256" must be a sha256'),
+    Case('stamps', 'vocabulary changed since training', 'dknn',
+         Workspace.model, vocab_swap,
+         r'vocab\.json: the vocabulary changed since training'),
+    Case('stamps', 'dev file changed since training', 'interp',
+         lambda ws: ws.model('--data-dir', ws.data),
+         lambda ws: relabel(ws, 'dev'),
+         r'stsa\.binary\.dev changed since training: its val examples'),
+]
+
+OUTPUTS = [
+    Case('outputs', 'a folder where training writes best_model.npz',
+         'train', trained_args, unfinished_run_with(
+             lambda f: os.mkdir(os.path.join(f, 'best_model.npz'))),
+         r'best_model\.npz: a folder, which this tool does not write'),
+    Case('outputs', '--force over a stranger\'s file', 'train',
+         lambda ws: ws.train('--force'), unfinished_run_with(
+             lambda f: write(os.path.join(f, 'notes.txt'), 'mine')),
+         r'notes\.txt: a file, which this tool does not write'),
+    Case('outputs', '--force over a link named log', 'train',
+         lambda ws: ws.train('--force'), unfinished_run_with(
+             lambda f: os.symlink('/etc/hostname', os.path.join(f, 'log'))),
+         r'/log: a link, which this tool does not write'),
+    Case('outputs', '--force over a stranger\'s file in the cache',
+         'train', lambda ws: ws.train('--force'), unfinished_run_with(
+             lambda f: write(os.path.join(f, 'activations', 'mine.txt'),
+                             'mine')),
+         r"activations: 'mine\.txt' is not a file of the forward-pass"),
+    Case('outputs', 'a FIFO where training writes log', 'train',
+         trained_args, unfinished_run_with(
+             lambda f: fifo(os.path.join(f, 'log'))),
+         r'/log: a named pipe \(FIFO\), which this tool does not write'),
+    Case('outputs', 'a folder where the page goes', 'interp',
+         lambda ws: ws.model('--k', '5'),
+         lambda ws: os.mkdir(ws.file('interpretations_dknn.html')),
+         r'interpretations_dknn\.html: a folder stands where'),
+    Case('outputs', 'a FIFO where temperature.json goes', 'scaling',
+         lambda ws: ws.model('--k', '5'),
+         lambda ws: fifo(ws.file('temperature.json')),
+         r'temperature\.json: a special file stands where'),
+    Case('outputs', 'a link where reduction.json goes', 'interp',
+         lambda ws: ws.model('--k', '5', '--reduce', '--first', '2'),
+         lambda ws: os.symlink(outside_victim(ws),
+                               ws.file('reduction.json')),
+         r'reduction\.json: a link stands where'),
+    Case('outputs', 'a folder where a cached array goes', 'dknn',
+         lambda ws: ws.model('--k', '5', '--rebuild'),
+         lambda ws: (os.remove(ws.cache('train.logits.npy')),
+                     os.mkdir(ws.cache('train.logits.npy'))),
+         r'train\.logits\.npy: a folder stands where'),
+]
+
+NUMBERS = [
+    Case('numbers', 'a nan weight', 'dknn', Workspace.model,
+         lambda ws: model_arrays(ws, poison(numpy.nan)),
+         r"best_model\.npz: array 'encoder/embed/W' holds nan or inf"),
+    Case('numbers', 'an inf weight', 'scaling', Workspace.model,
+         lambda ws: model_arrays(ws, poison(numpy.inf)),
+         r"best_model\.npz: array 'encoder/embed/W' holds nan or inf"),
+    Case('numbers', 'a word vector of absurd norm', 'train',
+         lambda ws: ws.train('--word_vectors', os.path.join(ws.root,
+                                                            'vec.txt')),
+         lambda ws: vectors(ws, 'good 1 2\nbad 1e30 3\n'),
+         r"vec\.txt:2: the vector of 'bad' has norm 1e\+30"),
+    Case('numbers', 'a short first line of vectors', 'train',
+         lambda ws: ws.train('--word_vectors', os.path.join(ws.root,
+                                                            'vec.txt')),
+         lambda ws: vectors(ws, 'good 1\nbad 1 2 3\nfun 1 2 3\n'),
+         r'vec\.txt:1: expected 3 values after the word \(as on line 2\)'),
+    Case('numbers', 'a header of 99999 dimensions', 'train',
+         lambda ws: ws.train('--word_vectors', os.path.join(ws.root,
+                                                            'vec.txt')),
+         lambda ws: vectors(ws, '1 99999\ngood 1 2\n'),
+         r'vec\.txt:1: 99999 values a word'),
+    Case('numbers', 'a temperature of NaN', 'interp',
+         lambda ws: ws.model('--interp_method', 'calibrated'),
+         lambda ws: write(ws.file('temperature.json'),
+                          '{"temperature": NaN}'),
+         r'temperature\.json: "temperature" must be a number in'),
+    Case('numbers', 'a dropout of NaN', 'dknn', Workspace.model,
+         lambda ws: write(ws.args, open(ws.args).read().replace(
+             '"dropout": 0.4', '"dropout": NaN')),
+         r'args\.json: "dropout" must be a number in \[0, 1\)'),
+]
+
+REPEATS = [
+    repeated('dknn', '--layers', 'mlp1,mlp1',
+         names='layer mlp1 is named twice; name each layer once: --layers '
+               'mlp1'),
+    repeated('interp', '--layers', 'cnn,mlp1,cnn',
+         names='layer cnn is named twice; .*--layers cnn,mlp1'),
+    repeated('interp', '--interp_method', 'dknn,dknn', names='names a method '
+                                                         'twice'),
+    repeated('dknn', '--ood', 'TREC,TREC', names='a data set is named twice'),
+    repeated('scaling', '--pool', 'total', '--layers', 'all', '--k', '1',
+         names='pool "total" shares k=1 neighbours over 2 layers'),
+]
+
+BENCH = [
+    bench('compare_runs', ['{ws.root}/nowhere', '{ws.run}'], nothing,
+          r'nowhere: no such folder'),
+    bench('compare_runs', ['{ws.run}', '{ws.root}/gone'], nothing,
+          r'gone: no such folder'),
+    bench('compare_runs', ['{ws.run}', '{ws.run}'],
+          truncated(lambda ws: ws.file('dknn_results.json')),
+          r'dknn_results\.json: not valid JSON'),
+    bench('compare_runs', ['{ws.data}', '{ws.run}'], nothing,
+          r'holds no JSON output to compare'),
+    bench('bench_dknn', ['--model-setup', '{ws.args}', '--k', '0'],
+          nothing, r'--k'),
+    bench('bench_dknn', ['--model-setup', '{ws.root}/none/args.json'],
+          nothing, r'none/args\.json: no such file'),
+    bench('sst2_dknn', ['--model-setup', '{ws.args}'],
+          lambda ws: write(ws.file('best_model.npz'),
+                           pickle.dumps(Payload()), 'wb'),
+          r'best_model\.npz: not a valid \.npz'),
+    bench('sst2_dknn', ['--model-setup', '{ws.args}'],
+          lambda ws: write(ws.file('train_results.json'), '{"val_acc'),
+          r'train_results\.json: not valid JSON'),
+    bench('dknn_sweep', ['--runs', '{ws.root}/gone'], nothing,
+          r'gone/args\.json: no such file'),
+    bench('float16', ['--model-setup', '{ws.args}'],
+          lambda ws: fifo(ws.args), r'args\.json: is a named pipe'),
+    bench('bench_interpretations', ['--model-setup', '{ws.args}',
+                                    '--reference-sentences', '-1'],
+          nothing, r'--reference-sentences'),
+    bench('saturation', ['--model-setup', '{ws.args}'],
+          lambda ws: model_arrays(ws, poison(numpy.nan)),
+          r'best_model\.npz: array .* holds nan or inf'),
+    bench('char_report', ['--model-setup', '{ws.root}/no/args.json'],
+          nothing, r'no/args\.json: no such file'),
+    bench('reduction_report', ['--runs', '{ws.run}', '--from-saved'],
+          lambda ws: write(ws.file('reduction.json'), '{"examples": ['),
+          r'reduction\.json: not valid JSON'),
+    bench('uncertainty_report', ['--limit', '-1'], nothing, r'--limit'),
+    bench('grid', ['--k', '0'], nothing, r'--k'),
+    bench('imdb_scale', ['--reviews', '0'], nothing, r'--reviews'),
+    bench('bench_scale', ['--queries', '0'], nothing, r'--queries'),
+    bench('seeds', ['--seeds', '-1'], nothing, r'--seeds'),
+    bench('snli_report', ['--epoch', '0'], nothing, r'--epoch'),
+]
+
+TRUST_CASES = ONE_READER + SIZES + BOUNDED + DATA_LOCATION + STAMPS + \
+    OUTPUTS + NUMBERS + REPEATS + BENCH
+
+
 CASES = [
     Case('data files', 'empty train file', 'train', Workspace.train,
          lambda ws: data_file(ws, 'train', ''), r'stsa\.binary\.train'),
@@ -206,7 +759,7 @@ CASES = [
          r'stsa\.binary\.train:61'),
     Case('data files', 'data folder path with a line break', 'train',
          lambda ws: ws.train('--data-dir', os.path.join(ws.root, 'a\nb')),
-         nothing, r'data folder .*a b'),
+         nothing, r"a\\nb': a path may not hold control characters"),
     Case('data files', 'IMDB file that is not a review', 'train',
          lambda ws: ws.train('--dataset', 'imdb.fine'),
          lambda ws: imdb_tree(ws, 'readme.txt'), r'readme\.txt is not an '
@@ -403,15 +956,17 @@ CASES = [
          lambda ws: ws.model('--k', '5'),
          lambda ws: numpy.save(ws.cache('train.labels.npy'), 1 - numpy.load(
              ws.cache('train.labels.npy'))),
-         r'activations/train\.labels\.npy: not the labels'),
+         r'activations/train\.labels\.npy: not the (labels|array its '
+         r'stamp records)'),
     Case('result folders', 'training labels changed since training', 'dknn',
          lambda ws: ws.model('--data-dir', ws.data),
          lambda ws: relabel(ws, 'train'),
-         r'the train examples differ .*data_sha256'),
+         r'stsa\.binary\.train changed since training: its train examples '
+         r'differ .*data_sha256'),
     Case('result folders', 'test file replaced since training', 'scaling',
          lambda ws: ws.model('--data-dir', ws.data),
          lambda ws: data_file(ws, 'test', '1 good good good\n' * 16),
-         r'the test examples differ'),
+         r'stsa\.binary\.test changed since training'),
     Case('result folders', 'temperature too small to use', 'interp',
          lambda ws: ws.model('--interp_method', 'calibrated'),
          lambda ws: write(ws.file('temperature.json'),
@@ -488,8 +1043,9 @@ CASES = [
          lambda ws: Workspace.hold.append(safeio.FolderLock(
              ws.file('.lock'), ws.run).__enter__()),
          r'run is being written by another command'),
-]
+] + TRUST_CASES
 Workspace.hold = []
+Workspace.env = []
 
 
 def snapshot(folder):
@@ -539,13 +1095,20 @@ def outcome(case, indexed_run, folder, capture):
     argv = case.argv(ws)
     before = snapshot(ws.out), snapshot(ws.data)
     capture()
-    code, crash = 0, None
+    code, crash, start = 0, None, time.time()
     try:
-        SCRIPTS[case.script](argv)
+        script_main(case.script)(argv)
     except SystemExit as e:
         code = e.code
     except Exception as e:  # what a user would see as a traceback
         crash = e
+    finally:
+        seconds = time.time() - start
+        for name, value in reversed(Workspace.env):
+            os.environ.pop(name, None)
+            if value is not None:
+                os.environ[name] = value
+        Workspace.env.clear()
     after = snapshot(ws.out), snapshot(ws.data)
     for lock in Workspace.hold:
         lock.__exit__()
@@ -557,7 +1120,7 @@ def outcome(case, indexed_run, folder, capture):
     if isinstance(code, str):
         lines.append(code)
     return {'code': code, 'lines': lines, 'traceback': crash,
-            'changed': after != before}
+            'changed': after != before, 'seconds': seconds}
 
 
 def record(case, r):
@@ -581,12 +1144,14 @@ def test_bad_input(case, indexed_run, tmp_path, capsys, monkeypatch):
     record(case, r)
     if r['traceback'] is not None:
         raise r['traceback']
-    assert r['code'] not in (0, None)
     assert len(r['lines']) == 1, r['lines']
     line = r['lines'][0]
-    assert line.startswith('error:') or ': error: ' in line
+    # exit status 1 with the line, or 2 from the argument parser
+    assert r['code'] == 2 and ': error: ' in line or \
+        isinstance(r['code'], str) and line.startswith('error:'), r['code']
     assert re.search(case.names, line), line
     assert not r['changed']
+    assert r['seconds'] < MAX_SECONDS
     assert not os.path.exists('/tmp/dknn-battery-pwned')
 
 
@@ -622,11 +1187,14 @@ def test_out_holding_another_run_trains_beside_it(indexed_run, tmp_path,
 
 
 def test_battery_covers_every_class():
-    assert len(CASES) >= 40
-    assert {c.script for c in CASES} == set(SCRIPTS)
+    assert len(CASES) >= 40 and len(TRUST_CASES) >= 60
+    assert {c.script for c in CASES if ':' not in c.script} == set(SCRIPTS)
+    assert len({c.script for c in CASES if ':' in c.script}) >= 12
     assert {c.kind for c in CASES} == {
         'data files', 'word vectors', 'flags', 'result folders',
-        'untrusted files', 'disk and concurrency'}
+        'untrusted files', 'disk and concurrency', 'one reader', 'sizes',
+        'bounded work', 'data location', 'stamps', 'outputs', 'numbers',
+        'repeats and mismatches', 'bench scripts'}
 
 
 @pytest.mark.parametrize('script,argv', [

@@ -238,7 +238,7 @@ def test_tokens_that_break_renderers(tmp_path):
     run = str(tmp_path / 'stsa.binary_bow' / 'args.json')
     payload = interp.main(['--model-setup', run, '--interp_method', 'softmax',
                            '--all', '--figure', '20', '--artifacts',
-                           '--quiet'])
+                           '--quiet', '--data-dir', data])
     folder = os.path.dirname(run)
     assert any('$x^$' in ex['tokens'] for ex in payload['examples'])
     for name in ('interpretations_softmax.png', 'artifacts_softmax.png'):

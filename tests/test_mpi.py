@@ -4,8 +4,10 @@ without the MPI extra (make install-mpi)."""
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import numpy
 import pytest
@@ -81,11 +83,15 @@ def test_run_dknn_distributed_writes_what_one_process_does(tiny_run,
         assert a[key] == b[key]
 
 
-def test_one_failing_rank_stops_the_job(tmp_path):
+@pytest.mark.parametrize('how,line', [
+    ('error', 'error: rank 1 cannot go on'),
+    ('exit', 'error: rank 1 exited (status 3) before the others')])
+def test_one_failing_rank_stops_the_job(tmp_path, how, line):
     r = mpirun(2, os.path.join(ROOT, 'tests', 'mpi', 'one_rank_fails.py'),
-               timeout=120)
+               how, timeout=120)
     assert r.returncode != 0
-    assert 'error: rank 1 cannot go on' in r.stderr
+    lines = [x for x in r.stderr.splitlines() if 'error:' in x]
+    assert len(lines) == 1 and lines[0].endswith(line), r.stderr[-2000:]
 
 
 def test_data_parallel_training_writes_one_run(tiny_data, tmp_path):
@@ -122,3 +128,57 @@ def test_leave_one_out_distributed_equals_one_process(tiny_run, tmp_path):
     for payload in (a, b):   # the settings name the folder and the flags
         del payload['settings'], payload['files']
     assert a == b
+
+
+def _wait_for(paths, proc, seconds=120):
+    deadline = time.time() + seconds
+    while time.time() < deadline and proc.poll() is None:
+        if all(os.path.exists(p) for p in paths):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.parametrize('signum,rank', [
+    (signal.SIGTERM, 1),    # blocked inside an MPI collective
+    (signal.SIGKILL, 0),    # no chance to say anything itself
+])
+def test_a_rank_stopped_mid_job_ends_the_job(tiny_run, tmp_path, signum,
+                                             rank, capsys):
+    """One rank of ``mpiexec -n 2 run_dknn.py --distributed`` stopped by a
+    signal: the other ends within seconds, the job shows one ``error:``
+    line and no traceback, and the next run clears what the job left (its
+    lock, temporary files) and says so."""
+    setup = copy_run(tiny_run, tmp_path / 'run')
+    held = tmp_path / 'held'
+    held.mkdir()
+    proc = subprocess.Popen(
+        [MPIEXEC, '--allow-run-as-root', '--oversubscribe', '-n', '2',
+         sys.executable, os.path.join(ROOT, 'tests', 'mpi', 'held_dknn.py'),
+         '--model-setup', setup, '--k', '5', '--distributed'],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=dict(os.environ, DKNN_HELD=str(held)))
+    try:
+        assert _wait_for([held / '0.pid', held / '1.pid'], proc), \
+            proc.communicate()[1][-2000:]
+        time.sleep(0.5)   # rank 1 enters the collective
+        os.kill(int((held / '{}.pid'.format(rank)).read_text()), signum)
+        start = time.time()
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert time.time() - start < 15
+    assert proc.returncode != 0
+    assert 'Traceback' not in err
+    lines = [line for line in err.splitlines() if 'error:' in line]
+    assert len(lines) == 1 and 'signal' in lines[0], err[-2000:]
+    import run_dknn
+    run_dknn.main(['--model-setup', setup, '--k', '5'])
+    folder = os.path.dirname(setup)
+    left = [n for n in os.listdir(folder) + os.listdir(
+        os.path.join(folder, 'activations')) if '.tmp-' in n]
+    assert left == [] and not os.path.exists(os.path.join(folder, '.lock'))
+    notes = [line for line in capsys.readouterr().out.splitlines()
+             if line.startswith('note:')]
+    assert len(notes) == 1 and 'lock' in notes[0] and 'killed' in notes[0]

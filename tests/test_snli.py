@@ -69,14 +69,16 @@ def test_snli_pair_model_dknn_and_interpretations(snli_dir, tmp_path):
          '--data-dir', snli_dir, '--out', str(out)])
     assert results['n_train'] == 100 and results['n_test'] == 30
     setup_path = str(out / 'snli_bow' / 'args.json')
-    run = runs.load(setup_path)
+    run = runs.load(setup_path, data_dir=snli_dir)
     assert run.pair and run.model.layer_names == ['features', 'mlp1']
+    # the data is where the user says (a run folder never says it)
     r = run_dknn.main(['--model-setup', setup_path, '--k', '5', '--layers',
-                       'all'])
+                       'all', '--data-dir', snli_dir])
     assert r['layers'] == ['features', 'mlp1'] and r['n_test'] == 30
     payload = interpretations.main(
         ['--model-setup', setup_path, '--interp_method', 'dknn,grad',
-         '--all', '--k', '5', '--artifacts', '--quiet'])
+         '--all', '--k', '5', '--artifacts', '--quiet', '--data-dir',
+         snli_dir])
     run_dir = str(out / 'snli_bow')
     page = open(os.path.join(run_dir, 'interpretations_dknn+grad.html')).read()
     assert 'entailment' in page or 'neutral' in page

@@ -36,9 +36,12 @@ def test_own_data_end_to_end(source, run_name, labels, tmp_path, capsys,
         assert setup['label_names'] == labels
     names = setup['label_names']
     monkeypatch.chdir(str(tmp_path))   # a relative path was made absolute
+    # the user says where the data is: the file or folder itself, or the
+    # folder holding it (a run folder never chooses what is read)
     results = run_dknn.main(['--model-setup', setup_path, '--k', '3',
-                             '--conformal-sets'])
+                             '--conformal-sets', '--data-dir', data])
     assert results['label_names'] == names
+    monkeypatch.setenv('DKNN_DATA_DIR', str(tmp_path))
     scaling.main(['--model-setup', setup_path, '--k', '3', '--no-dknn'])
     payload = interpretations.main(['--model-setup', setup_path, '--k', '3',
                                     '--interp_method', 'all', '--all'])

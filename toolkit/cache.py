@@ -19,8 +19,8 @@ import os
 
 import numpy
 
+import errors
 import nets
-
 from errors import UserError
 
 from toolkit import safeio
@@ -32,52 +32,82 @@ def _array_name(split, key):
     return '{}.{}.npy'.format(split, key)
 
 
-def _load(folder, split, key, shape_check):
+def _load(folder, split, key, shape, dtype_ok, sha256):
+    """A cached array, memory-mapped after its sha256 was checked against
+    the one its stamp records, and its ``.npy`` header against ``shape``
+    (the stamp's sizes) and ``dtype_ok(dtype)``; the file is opened through
+    :func:`errors.open_regular`, so a FIFO or device is never opened."""
     path = safeio.inside(folder, _array_name(split, key), 'activations')
-    try:
-        a = numpy.load(path, allow_pickle=False, mmap_mode='r')
-    except (ValueError, OSError) as e:
-        raise UserError('{}: unreadable ({}); {}'.format(
-            path, str(e).split('\n')[0][:100], FIX)) from None
-    if not isinstance(a, numpy.ndarray) or not shape_check(a):
-        raise UserError('{}: unexpected dtype or shape {}; {}'.format(
-            path, getattr(a, 'shape', '?'), FIX))
-    return a
+    with errors.open_regular(path, 'array', FIX) as f:
+        try:
+            found, fortran, dtype = safeio.npy_header(f)
+        except (ValueError, OSError, EOFError) as e:
+            raise UserError('{}: unreadable ({}); {}'.format(
+                path, safeio.one_line(e)[:100], FIX)) from None
+        if tuple(found) != tuple(shape) or fortran or dtype.hasobject or \
+                not dtype_ok(dtype):
+            raise UserError('{}: unexpected dtype or shape {} {}; {}'.format(
+                path, dtype, tuple(found), FIX))
+        offset = f.tell()
+        f.seek(0)
+        if safeio.stream_sha256(f) != sha256:
+            raise UserError('{}: not the array its stamp records (sha256 in '
+                            '{}.json); {}'.format(path, split, FIX))
+        try:
+            return numpy.memmap(f, dtype=dtype, mode='r', offset=offset,
+                                shape=tuple(shape))
+        except (ValueError, OSError) as e:   # shorter than its header says
+            raise UserError('{}: unreadable ({}); {}'.format(
+                path, safeio.one_line(e)[:100], FIX)) from None
 
 
-def read(folder, split, stamp, labels, n_class):
-    """The cached activations of ``split`` if their stamp equals ``stamp``
-    (model sha256, data sha256, n, layer widths; float16 or float32
-    layers are both taken), else None. Arrays that disagree with the stamp
-    or with the examples' ``labels`` are refused.
+def _keys(stamp):
+    """The arrays of a stamp: logits, labels and one per layer."""
+    return ['logits', 'labels'] + ['layer.' + n for n in stamp['layers']]
 
-    Returns:
-        nets.Activations or None: memory-mapped arrays.
-    """
+
+def _saved_stamp(folder, split, stamp):
+    """The stamp ``split.json`` holds if it is this model's and these
+    examples' with a sha256 for every array, else None."""
     path = safeio.inside(folder, split + '.json', 'activations')
     if not os.path.lexists(path):
         return None
     saved = safeio.read_json(path, FIX)
     if not isinstance(saved, dict) or saved.get('dtype') not in (
             'float16', 'float32') or \
-            {k: v for k, v in saved.items() if k != 'dtype'} != \
-            {k: v for k, v in stamp.items() if k != 'dtype'}:
+            {k: v for k, v in saved.items() if k not in ('dtype', 'arrays')} \
+            != {k: v for k, v in stamp.items() if k != 'dtype'}:
         return None   # another model, other data: compute again
-    stamp = saved     # the cache's own dtype, whichever was asked for
-    n = stamp['n']
+    hashes = saved.get('arrays')
+    if not isinstance(hashes, dict) or set(hashes) != set(_keys(stamp)):
+        return None   # written before arrays were hashed: compute again
+    return saved
 
-    def rows(dims, kind):
-        return lambda a: a.shape[:1] == (n,) and a.ndim == dims and \
-            a.dtype.kind in kind
-    logits = _load(folder, split, 'logits', lambda a: rows(2, 'f')(a) and
-                   a.shape[1] == n_class)
-    cached = _load(folder, split, 'labels', rows(1, 'iu'))
+
+def read(folder, split, stamp, labels, n_class):
+    """The cached activations of ``split`` if their stamp equals ``stamp``
+    (model sha256, data sha256, n, layer widths; float16 or float32
+    layers are both taken), else None. Arrays that disagree with the stamp
+    (their sha256, shape, dtype) or with the examples' ``labels`` are
+    refused.
+
+    Returns:
+        nets.Activations or None: memory-mapped arrays.
+    """
+    saved = _saved_stamp(folder, split, stamp)
+    if saved is None:
+        return None
+    n, sha = stamp['n'], saved['arrays']   # the run's own sizes
+    logits = _load(folder, split, 'logits', (n, n_class),
+                   lambda d: d.kind == 'f', sha['logits'])
+    cached = _load(folder, split, 'labels', (n,), lambda d: d.kind in 'iu',
+                   sha['labels'])
     if not numpy.array_equal(cached, labels):
         raise UserError('{}: not the labels of the {} examples; {}'.format(
             os.path.join(folder, _array_name(split, 'labels')), split, FIX))
-    layers = {name: _load(folder, split, 'layer.' + name,
-                          lambda a, d=width: rows(2, 'f')(a) and
-                          a.shape[1] == d and a.dtype == stamp['dtype'])
+    layers = {name: _load(folder, split, 'layer.' + name, (n, width),
+                          lambda d: d.name == saved['dtype'],
+                          sha['layer.' + name])
               for name, width in stamp['layers'].items()}
     return nets.Activations(logits, layers, numpy.asarray(cached))
 
@@ -135,6 +165,9 @@ def compute(out, subfolder, split, model, examples, device, batchsize,
             safeio.remove_quietly(tmp)
     out.write(os.path.join(subfolder, _array_name(split, 'labels')),
               lambda f: numpy.save(f, acts.labels, allow_pickle=False))
+    hashes = {key: safeio.file_sha256(os.path.join(
+        folder, _array_name(split, key))) for key in _keys(stamp)}
     out.write(os.path.join(subfolder, split + '.json'),
-              lambda f: json.dump(stamp, f, indent=1), 'w')
+              lambda f: json.dump(dict(stamp, arrays=hashes), f, indent=1),
+              'w')
     return acts   # the maps follow their files through the rename

@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import zipfile
 import zlib
 
@@ -27,6 +28,8 @@ import dknn
 import search
 
 from errors import UserError
+
+MAX_BATCH = 1 << 16   # inputs in one forward pass (--batchsize)
 
 
 # What to do about an OS error, by errno.
@@ -75,6 +78,8 @@ def _sigterm_as_exit():
         return
 
     def stop(signum, frame):
+        if _mpi_job() and _told():   # mpiexec ends the job another began
+            os._exit(1)
         raise SystemExit('error: stopped by signal {}; nothing was '
                          'changed'.format(signum))
     old = signal.signal(signal.SIGTERM, stop)
@@ -107,35 +112,118 @@ def is_rank0():
 
 
 def _abort_others(line):
-    """Under MPI, one rank's error must stop every rank (the others would
-    wait for it forever): print it, then abort the MPI job."""
+    """Under MPI, one rank's end must stop every rank (the others would
+    wait for it forever): print its line, then abort the MPI job. Only
+    the first caller on a rank prints and aborts."""
     import sys
     import traceback
+    if not _ABORTING.acquire(blocking=False):
+        return
     if line is None:
         traceback.print_exc()
     else:
         print('error: ' + one_line(line), file=sys.stderr)
     sys.stderr.flush()
+    _tell_others()
     _COMM[0].mpi_comm.Abort(1)
+
+
+_NOTICE = 30907   # the tag of "I abort the job": the others end quietly
+
+
+def _tell_others():
+    """Tell the other ranks this one aborts the job, so that the signal
+    the MPI launcher then sends them ends them without a line of their
+    own: the job shows one ``error:`` line, the cause."""
+    from mpi4py import MPI
+    comm = _COMM[0].mpi_comm
+    requests = [comm.Isend([bytearray(1), MPI.BYTE], dest=r, tag=_NOTICE)
+                for r in range(comm.size) if r != comm.rank]
+    deadline = time.time() + 0.5
+    while not MPI.Request.Testall(requests) and time.time() < deadline:
+        time.sleep(0.01)
+
+
+def _told(wait=0.2):
+    """True when another rank said it aborts the job (see
+    :func:`_tell_others`), waiting up to ``wait`` seconds."""
+    from mpi4py import MPI
+    deadline = time.time() + wait
+    while time.time() < deadline:
+        if _COMM[0].mpi_comm.Iprobe(source=MPI.ANY_SOURCE, tag=_NOTICE):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+_ABORTING = threading.Lock()   # held by the one thread that aborts
+
+
+def _exit_line(exc):
+    """The line of a ``SystemExit`` that ends one MPI rank."""
+    if isinstance(exc.code, str):
+        return exc.code[len('error: '):] if exc.code.startswith('error: ') \
+            else exc.code
+    return 'rank {} exited (status {}) before the others'.format(
+        _COMM[0].rank, exc.code)
+
+
+def _mpi_job():
+    return bool(_COMM) and _COMM[0].size > 1
 
 
 def script(main):
     """Decorate a script's ``main(argv=None)``: user errors become one
-    ``error: ...`` line (``SystemExit`` with a message, exit status 1)."""
+    ``error: ...`` line (``SystemExit`` with a message, exit status 1).
+    Under MPI any rank that stops (an error, an exit, a signal) aborts the
+    whole job, so no other rank waits for it forever."""
     @functools.wraps(main)
     def wrapped(argv=None):
         with _sigterm_as_exit():
             try:
                 return main(argv)
+            except SystemExit as e:
+                if _mpi_job():   # main returns; an exit inside is early
+                    _abort_others(_exit_line(e))
+                raise
             except (Exception, KeyboardInterrupt) as e:
                 line = describe(e)
-                if _COMM and _COMM[0].size > 1:
+                if _mpi_job():
                     _abort_others(line)
                 if line is None:
                     raise
                 _close_progress_bars()
                 raise SystemExit('error: ' + one_line(line)) from None
     return wrapped
+
+
+def _watch_signals():
+    """Under MPI: a rank blocked inside an MPI call never runs a Python
+    signal handler, so the handler's C part wakes a thread (through
+    ``signal.set_wakeup_fd``) that prints the error line and aborts the
+    job at once."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    signal.set_wakeup_fd(write)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, lambda *_: None)   # the thread acts
+
+    def watch():
+        while True:
+            got = os.read(read, 64)
+            hit = [n for n in got if n in STOP_SIGNALS]
+            if hit and _told():   # the launcher ends the job: be quiet
+                os._exit(1)
+            if hit:
+                _abort_others('rank {} stopped by signal {} (sent to it, or '
+                              'by mpiexec when another rank died); the MPI '
+                              'job is aborted'.format(_COMM[0].rank, hit[0]))
+    threading.Thread(target=watch, daemon=True, name='mpi-signals').start()
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 # ------------------------------------------------------------- flag types
@@ -248,9 +336,15 @@ def add_run_flags(p):
     p.add_argument('--model-setup', required=True, metavar='ARGS_JSON',
                    help="the trained run's args.json")
     p.add_argument('--data-dir', default=None,
-                   help="data folder (default: $DKNN_DATA_DIR, else the "
-                        "folder the run was trained from, else data/ in the "
-                        "clone, else ../shared/data beside it)")
+                   help="where the run's data is (default: $DKNN_DATA_DIR, else "
+                        "data/ in the clone, else ../shared/data beside it; "
+                        "never the folder args.json names): the data folder "
+                        "of a built-in data set, or your own data file or "
+                        "folder, or the folder holding it")
+    p.add_argument('--trust-unstamped', action='store_true',
+                   help='open a run whose args.json lacks its data and '
+                        'vocabulary stamps, trusting the data and vocab.json '
+                        'as they are now, and stamp it with them')
 
 
 # ------------------------------------------------------------ DkNN settings
@@ -277,7 +371,7 @@ def add_dknn_flags(p, scoring_both=False):
                                             else ()),
                    help='conformity shares (Wallace et al.) or conformal '
                         'p-values (Papernot and McDaniel)')
-    g.add_argument('--batchsize', type=int_in(1, 1 << 20),
+    g.add_argument('--batchsize', type=int_in(1, MAX_BATCH),
                    default=d.batchsize, help='inputs per forward pass')
     g.add_argument('--nlist', type=int_in(1, 1 << 20), default=d.nlist,
                    help='faiss-ivf, faiss-ivfpq: k-means cells')
@@ -354,11 +448,13 @@ def communicator(name='naive'):
         raise UserError('--distributed needs MPI: make install-mpi (pip '
                         'install -r requirements-mpi.txt), then run with '
                         'mpiexec -n N') from None
-    if comm.size == 1:
+    _COMM[:] = [comm]
+    if comm.size > 1:   # at once: a rank may be told to stop any time now
+        _watch_signals()
+    else:
         print('note: --distributed with one MPI rank; start it with '
               'mpiexec -n N to split the work')
     search.share_cores(comm.intra_size)   # ranks on this machine share it
-    _COMM[:] = [comm]
     if comm.rank != 0:   # one screen: rank 0 prints; errors still show
         from tqdm import tqdm
         tqdm.__init__ = functools.partialmethod(tqdm.__init__, disable=True)

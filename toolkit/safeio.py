@@ -25,12 +25,14 @@ import os
 import re
 import stat
 import tempfile
+import tokenize
 import zipfile
 import zlib
 
 import numpy
 
-from errors import UserError
+import errors
+from errors import UserError, clip, max_bytes
 
 TMP_TAG = '.tmp-'
 # ".NAME.tmp-XXXXXXXX": a temporary file or folder of this module
@@ -116,13 +118,19 @@ def npz_writer(arrays):
     return lambda f: f.write(buf.getvalue())
 
 
-def file_sha256(path):
-    """sha256 of a file, read in blocks."""
+def stream_sha256(f):
+    """sha256 of an open binary file from where it stands, read in blocks.
+    """
     h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            h.update(block)
+    for block in iter(lambda: f.read(1 << 20), b''):
+        h.update(block)
     return h.hexdigest()
+
+
+def file_sha256(path, kind='array'):
+    """sha256 of a regular file (:func:`errors.open_regular`)."""
+    with errors.open_regular(path, kind) as f:
+        return stream_sha256(f)
 
 
 class Outputs:
@@ -146,6 +154,13 @@ class Outputs:
 
     def path(self, name):
         return os.path.join(self.folder, name)
+
+    def expect(self, *names):
+        """Check, before anything is written, that nothing but a regular
+        file stands where each of ``names`` goes (:func:`check_target`):
+        a command that would fail at its last file changes nothing."""
+        for name in names:
+            check_target(self.path(name))
 
     def write(self, name, write, mode='wb'):
         """Write ``name`` (a file name, or ``sub/name``) through
@@ -181,11 +196,19 @@ class Discard(Outputs):
     def finish(self, name, record):
         return None
 
+    def expect(self, *names):
+        return None
+
+
+def is_leftover(name):
+    """True for the name of a temporary file of this module."""
+    return _LEFTOVER.match(name) is not None
+
 
 def clean_leftovers(folder):
     """Remove the temporary files (``.NAME.tmp-XXXXXXXX``) a killed run left
-    in ``folder``; call it holding the folder's lock. Returns their names.
-    """
+    in ``folder``; call it holding the folder's lock. Returns their names
+    (:func:`writing` says what was removed, in one line)."""
     try:
         entries = os.listdir(folder)
     except FileNotFoundError:
@@ -197,10 +220,28 @@ def clean_leftovers(folder):
                                        os.path.isfile(path)):
             os.unlink(path)
             removed.append(entry)
-    if removed:
-        print('note: removed {} temporary file(s) a killed run left in {}'
-              .format(len(removed), folder))
     return removed
+
+
+def say_cleared(removed, lock):
+    """One line for what a killed run left and this command cleared:
+    ``removed`` maps folders to the temporary files removed there, ``lock``
+    is the :class:`FolderLock` (its ``stale`` names the dead holder)."""
+    counts = [(len(names), folder) for folder, names in removed.items()
+              if names]
+    if counts:
+        line = 'note: removed {} temporary file(s) a killed run left in ' \
+            '{}'.format(*counts[0])
+        if counts[1:]:
+            line += ', and ' + ' and '.join('{} in {}'.format(*c)
+                                           for c in counts[1:])
+        if lock.stale:
+            line += '; took over the lock it left (process {})'.format(
+                lock.stale)
+        print(line)
+    elif lock.stale:
+        print('note: took over the lock a killed run left in {} (process {})'
+              .format(os.path.dirname(lock.path), lock.stale))
 
 
 def writable(folder):
@@ -233,6 +274,7 @@ class FolderLock:
 
     def __init__(self, path, what):
         self.path, self.what, self.fd = path, what, None
+        self.stale = None   # the process a killed command's lock names
 
     def __enter__(self):
         while True:
@@ -257,14 +299,23 @@ class FolderLock:
                 raise UserError(
                     '{} is being written by another command (process {}); '
                     'wait for it to finish, or write elsewhere'.format(
-                        self.what, holder or '?')) from None
+                        self.what, holder if holder.isdigit() else '?')
+                ) from None
             if self._still_there(fd):   # not removed by the holder before
                 break
             os.close(fd)
+        self._note_stale(fd)
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self.fd = fd
         return self
+
+    def _note_stale(self, fd):
+        """A lock file that names a process, yet is not locked, was left by
+        a command that was killed: ``stale`` names it (see
+        :func:`say_cleared`)."""
+        old = os.read(fd, 64).decode('ascii', 'replace').strip()
+        self.stale = (old if old.isdigit() else '?') if old else None
 
     def _still_there(self, fd):
         try:
@@ -290,9 +341,9 @@ def writing(folder, lock_name='.lock', comm=None, also=()):
         yield Discard()
         return
     require_writable(folder)
-    with FolderLock(os.path.join(folder, lock_name), folder):
-        for sub in [folder] + list(also):
-            clean_leftovers(sub)
+    with FolderLock(os.path.join(folder, lock_name), folder) as lock:
+        say_cleared({sub: clean_leftovers(sub)
+                     for sub in [folder] + list(also)}, lock)
         yield Outputs(folder)
 
 
@@ -315,58 +366,188 @@ def inside(folder, relpath, what):
 
 
 _NUMERIC_KINDS = 'biufU'  # bool, ints, floats, unicode stamps
+_CHUNK = 16 << 20          # bytes of an array member inflated at a time
+_ZIP_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error,
+               KeyError, NotImplementedError, RuntimeError)
 
 
-def load_npz(path, fix):
-    """Every array of an ``.npz``, read with ``allow_pickle=False``.
+def npy_header(stream):
+    """(shape, fortran order, dtype) of an ``.npy`` stream, its position
+    left at the data; the header itself is bounded (numpy's 10 kB). Any
+    header numpy cannot parse is a ``ValueError``."""
+    version = numpy.lib.format.read_magic(stream)
+    read = {(1, 0): numpy.lib.format.read_array_header_1_0,
+            (2, 0): numpy.lib.format.read_array_header_2_0}.get(version)
+    if read is None:
+        raise ValueError('unsupported .npy version {}'.format(version))
+    try:
+        shape, fortran, dtype = read(stream)
+    except (SyntaxError, tokenize.TokenError, TypeError, KeyError,
+            UnicodeDecodeError, RecursionError, MemoryError) as e:
+        raise ValueError('cannot parse the .npy header ({})'.format(
+            type(e).__name__)) from None
+    if not isinstance(shape, tuple) or not all(
+            isinstance(d, int) and d >= 0 for d in shape):
+        raise ValueError('the .npy header holds no valid shape')
+    return shape, fortran, dtype
+
+
+def _read_data(stream, shape, fortran, dtype):
+    """The array an ``.npy`` header announced, inflated into one buffer a
+    chunk at a time (never more than the header said)."""
+    count = int(numpy.prod(shape, dtype=numpy.int64))
+    out = numpy.empty(count, dtype)
+    raw = out.view(numpy.uint8).reshape(-1)
+    done = 0
+    while done < raw.size:
+        chunk = stream.read(min(_CHUNK, raw.size - done))
+        if not chunk:
+            raise EOFError('the data ends after {} of {} bytes'.format(
+                done, raw.size))
+        raw[done:done + len(chunk)] = numpy.frombuffer(chunk, numpy.uint8)
+        done += len(chunk)
+    return out.reshape(shape, order='F' if fortran else 'C')
+
+
+def _members(archive, path, fix):
+    """Array name -> ZipInfo of an archive's ``.npy`` members; a repeated
+    name or a member that is not ``.npy`` is refused."""
+    members = {}
+    for info in archive.infolist():
+        name = info.filename[:-4] if info.filename.endswith('.npy') else None
+        if name is None:
+            raise UserError('{}: member {} is not an array; {}'.format(
+                path, clip(info.filename), fix))
+        if name in members:
+            raise UserError('{}: member {} appears twice; {}'.format(
+                path, clip(info.filename), fix))
+        members[name] = info
+    return members
+
+
+def iter_npz(f, path, fix, expected=None, cap=None,
+             what='the arrays expected'):
+    """Yield ``(name, array)`` of an ``.npz`` archive's members, each one's
+    header checked before its data is inflated.
 
     Args:
-        path (str): the archive.
+        f: the archive, a binary file object (:func:`errors.open_regular`).
+        expected (dict): name -> (shape, dtype kinds) every member must
+            have, no member missing or extra; None: any names.
+        what (str): what the archive should hold, for messages.
+        cap (int): without ``expected``, the most bytes one array may hold.
+
+    Raises:
+        UserError: naming the file and the member: a member whose header
+            promises other shapes or more bytes than allowed is refused
+            before it is inflated (``ZipInfo.file_size`` is checked first).
+    """
+    try:
+        with zipfile.ZipFile(f) as archive:
+            members = _members(archive, path, fix)
+            for name, info in members.items():   # no pickle, whatever else
+                with archive.open(info) as stream:
+                    _check_numbers(npy_header(stream)[2], path, name, fix)
+            _check_names(members, expected, path, fix, what)
+            for name, info in members.items():
+                want = expected[name] if expected else None
+                limit = _member_bytes(want, cap)
+                if info.file_size > limit + (64 << 10):
+                    raise UserError('{}: member {} inflates to {} bytes, more '
+                                    'than its array can hold; {}'.format(
+                                        path, clip(name), info.file_size,
+                                        fix))
+                with archive.open(info) as stream:
+                    header = npy_header(stream)
+                    _check_header(header, want, limit, path, name,
+                                  fix, what)
+                    array = _read_data(stream, *header)
+                    if stream.read(1):   # and the end checks the CRC
+                        raise ValueError('member {} holds more than its '
+                                         'header says'.format(clip(name)))
+                yield name, array
+    except _ZIP_ERRORS as e:
+        raise UserError('{}: not a valid .npz archive ({}); {}'.format(
+            path, one_line(e)[:120], fix)) from None
+
+
+def one_line(exc):
+    return ' '.join(str(exc).split())
+
+
+def _member_bytes(want, cap):
+    """The most bytes a member's array may hold."""
+    if want is None:
+        return cap if cap is not None else max_bytes('array')
+    return int(numpy.prod(want[0], dtype=numpy.int64)) * 8
+
+
+def _check_names(members, expected, path, fix, what):
+    if expected is None:
+        return
+    missing = sorted(set(expected) - set(members))
+    extra = sorted(set(members) - set(expected))
+    if missing or extra:
+        raise UserError('{} does not hold {}: {} {}; {}'.format(
+            path, what, 'no array' if missing else 'an extra array',
+            clip(missing[0] if missing else extra[0]), fix))
+
+
+def _check_numbers(dtype, path, name, fix):
+    if dtype.hasobject:
+        raise UserError('{}: not a valid .npz archive (array {} holds '
+                        'pickled objects, which are never loaded); {}'.format(
+                            path, clip(name), fix))
+    if dtype.kind not in _NUMERIC_KINDS or dtype.fields is not None:
+        raise UserError('{}: array {} has dtype {}, not numbers; {}'.format(
+            path, clip(name), dtype, fix))
+
+
+def _check_header(header, want, limit, path, name, fix, what):
+    shape, _, dtype = header
+    _check_numbers(dtype, path, name, fix)
+    if want is not None and (tuple(shape) != tuple(want[0]) or
+                             dtype.kind not in want[1]):
+        raise UserError('{} does not hold {}: array {} is {} {}, where {} {} '
+                        'was expected; {}'.format(
+                            path, what, clip(name), dtype.name, tuple(shape),
+                            _KIND_NAMES.get(want[1], want[1]),
+                            tuple(want[0]), fix))
+    size = int(numpy.prod(shape, dtype=numpy.float64)) * dtype.itemsize
+    if size > limit:
+        raise UserError('{}: array {} would take {} bytes, more than the {} '
+                        'allowed; {}'.format(path, clip(name), size, limit,
+                                             fix))
+
+
+_KIND_NAMES = {'f': 'floats', 'iu': 'integers', 'b': 'booleans'}
+
+
+def load_npz(path, fix, expected=None, kind='array'):
+    """Every array of an ``.npz``, never unpickling, never inflating more
+    than the headers (checked against ``expected``) allow.
+
+    Args:
+        path (str): the archive, read through :func:`errors.open_regular`.
         fix (str): what the user should do if it is unreadable.
+        expected (dict): name -> (shape, dtype kinds); see :func:`iter_npz`.
+        kind (str): the kind of file whose size cap applies
+            (:data:`errors.LIMITS`).
 
     Returns:
         dict: name -> array (only bool, int, float or unicode arrays).
 
     Raises:
-        UserError: naming the file, for a missing file, a file that is not a
-            zip archive, a truncated one, a pickle or an object array.
+        UserError: naming the file, for a missing or special file, a file
+            that is not a zip archive, a truncated one, a pickle, an object
+            array, or an array of another shape than expected.
     """
-    if not os.path.isfile(path):
-        raise UserError('{}: {}; {}'.format(
-            path, 'is a folder' if os.path.isdir(path) else 'missing', fix))
-    try:
-        archive = numpy.load(path, allow_pickle=False)
-        if not isinstance(archive, numpy.lib.npyio.NpzFile):
-            raise UserError('{}: a single .npy array, not an .npz archive; {}'
-                            .format(path, fix))
-        with archive:
-            arrays = {name: archive[name] for name in archive.files}
-        odd = [n for n, a in arrays.items()
-               if not isinstance(a, numpy.ndarray)]
-        if odd:   # a member that is not .npy comes back as bytes
-            raise UserError('{}: member {!r} is not an array; {}'.format(
-                path, odd[0], fix))
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error,
-            KeyError) as e:
-        raise UserError('{}: not a valid .npz archive ({}); {}'.format(
-            path, str(e).split('\n')[0][:120], fix)) from None
-    bad = [n for n, a in arrays.items() if a.dtype.kind not in _NUMERIC_KINDS]
-    if bad:
-        raise UserError('{}: array {!r} has dtype {}, not numbers; {}'.format(
-            path, bad[0], arrays[bad[0]].dtype, fix))
-    return arrays
+    with errors.open_regular(path, kind, fix, missing='missing') as f:
+        return dict(iter_npz(f, path, fix, expected, max_bytes(kind)))
 
 
 def read_json(path, fix):
-    """A JSON file's content; a missing, unreadable or invalid file gets one
-    :class:`UserError` naming it and ``fix``."""
-    if not os.path.isfile(path):
-        raise UserError('{}: {}; {}'.format(
-            path, 'is a folder' if os.path.isdir(path) else 'no such file',
-            fix))
-    try:
-        with open(path, encoding='utf-8') as f:
-            return json.load(f)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise UserError('{}: not valid JSON ({}); {}'.format(
-            path, str(e)[:120], fix)) from None
+    """A JSON file's content through :func:`errors.load_json`: a missing,
+    special, oversized, invalid, repetitive or too deeply nested file gets
+    one :class:`UserError` naming it and ``fix``."""
+    return errors.load_json(path, fix)

@@ -127,8 +127,9 @@ def ood_activations(run, name, limit, batchsize=256):
     """The forward pass of up to ``limit`` test inputs of data set
     ``name``, read with the run's vocabulary (labels unused)."""
     s = run.setup
-    inputs = text_datasets.ood_inputs(name, run.data_folder, s['char_based'],
-                                      run.pair, limit, s['seed'])
+    inputs = text_datasets.ood_inputs(
+        name, text_datasets.data_dir_from(run.data_dir), s['char_based'],
+        run.pair, limit, s['seed'], run.max_tokens)
     if not inputs:
         raise UserError('{}: no inputs to score'.format(name))
     examples = [nlp_utils.to_example(fields, 0, run.vocab)

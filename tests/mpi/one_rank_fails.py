@@ -1,5 +1,6 @@
 """Run under mpiexec by tests/test_mpi.py: rank 1 fails with a user error
-while rank 0 waits in a collective; the job must end, not hang."""
+(or, with the argument ``exit``, exits early) while rank 0 waits in a
+collective; the job must end, not hang."""
 import os
 import sys
 
@@ -13,6 +14,8 @@ from errors import UserError  # NOQA
 def main(argv):
     comm = cli.communicator()
     if comm.rank == 1:
+        if argv[:1] == ['exit']:
+            sys.exit(3)
         raise UserError('rank 1 cannot go on')
     comm.mpi_comm.barrier()   # rank 0 would wait here forever
 
