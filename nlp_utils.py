@@ -321,6 +321,14 @@ def _parse_row(fields, path, lineno):
     return row
 
 
+def _is_number(text):
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _read_vectors(lines, path, vocab, rng, scale):
     head = list(itertools.islice(lines, 3))
     if not head or head[0][0] == 1 and _is_header(head[0][1]) and \
@@ -334,7 +342,7 @@ def _read_vectors(lines, path, vocab, rng, scale):
     for lineno, fields in itertools.chain(head, lines):
         if lineno == 1 and _is_header(fields):
             continue
-        if len(fields) > dim + 1 and len(fields) > 2:
+        if len(fields) > dim + 1 and not _is_number(fields[1]):
             continue   # a word with spaces (glove.840B has a few): no token
         if len(fields) != dim + 1:
             raise VectorsFormatError(

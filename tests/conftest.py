@@ -115,3 +115,11 @@ def real_data():
     if path is None:
         pytest.skip('real data not found: set DKNN_DATA_DIR')
     return path
+
+
+@pytest.fixture(autouse=True)
+def no_default_data_folder(monkeypatch):
+    """Tests name their data; the default folders (data/ in the clone,
+    ../shared/data beside it) would make them depend on this machine."""
+    import text_datasets
+    monkeypatch.setattr(text_datasets, 'DEFAULT_DATA_DIRS', ())

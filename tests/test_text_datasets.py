@@ -231,3 +231,14 @@ def test_data_folder_names_with_glob_characters(tiny_data, tmp_path):
         os.rename(os.path.join(tiny_data, name), str(odd / name))
     raw = text_datasets.load_raw('stsa.binary', str(tmp_path / 'runs [1]*'))
     assert len(raw.train) == 60
+
+
+def test_the_default_data_folder_is_used_when_none_is_named(tiny_data,
+                                                             monkeypatch):
+    monkeypatch.delenv('DKNN_DATA_DIR', raising=False)
+    monkeypatch.setattr(text_datasets, 'DEFAULT_DATA_DIRS',
+                        ('/nonexistent/data', tiny_data))
+    assert text_datasets.data_dir_from(None) == tiny_data
+    assert len(text_datasets.get_dataset('stsa.binary', n_calib=10).test) \
+        == 16
+    assert text_datasets.data_dir_from('/else') == '/else'
