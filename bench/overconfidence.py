@@ -206,6 +206,7 @@ def measure(folder, lex, n_explain, n_reduce):
     run = runs.load(os.path.join(folder, 'args.json'))
     ex = interp.Explainer(run.model, run, settings=dknn.Settings(k=K))
     row, times = calibration(run, ex), {}
+    row['n_test'] = len(run.splits.test)
     xs = first([x for x, _ in run.splits.test], n_explain)
     tokens = first([f[0] for f, _ in run.splits.raw['test']], n_explain)
     start = time.time()
@@ -468,39 +469,42 @@ def plot(rows, path):
                    key=lambda rs: numpy.mean([r['ece'] for r in rs]))
     x = [numpy.mean([r['ece'] for r in rs]) for rs in cells]
     titles = {m: interp.INTERPRETERS[m].title for m in LOO}
+    colour = {'dknn': 'tab:green', 'softmax': 'tab:blue',
+              'calibrated': 'tab:orange'}
     panels = [
         ('robustness: mean on reduced − on original inputs', [
-            ('softmax confidence', lambda r: _shift(r, 'softmax')),
-            ('temperature-scaled confidence',
+            ('softmax confidence', 'softmax', lambda r: _shift(r, 'softmax')),
+            ('temperature-scaled confidence', 'calibrated',
              lambda r: _shift(r, 'calibrated')),
-            ('DkNN conformity credibility',
+            ('DkNN conformity credibility', 'dknn',
              lambda r: _shift(r, 'conformity'))]),
         ('saturation: share of importances below 0.01', [
-            (titles[m], lambda r, m=m: r['methods'][m]['small'])
+            (titles[m], m, lambda r, m=m: r['methods'][m]['small'])
             for m in LOO]),
         ('human alignment: VADER sign agreement (nonzero)', [
-            (titles[m], lambda r, m=m: r['methods'][m]['sign'])
+            (titles[m], m, lambda r, m=m: r['methods'][m]['sign'])
             for m in LOO]),
         ('faithfulness: AOPC on the softmax', [
-            (titles[m], lambda r, m=m: r['methods'][m]['aopc_softmax'])
+            (titles[m], m, lambda r, m=m: r['methods'][m]['aopc_softmax'])
             for m in LOO])]
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
     for ax, (title, lines) in zip(axes.ravel(), panels):
-        for label, get in lines:
+        for label, key, get in lines:
             ys = [[get(r) for r in rs] for rs in cells]
             ax.errorbar(x, [numpy.mean(y) for y in ys],
                         yerr=[numpy.std(y, ddof=1) if len(y) > 1 else 0
                               for y in ys], marker='o', capsize=3,
-                        label=label)
-        ax.set_title(title, fontsize=10)
+                        label=label, color=colour[key])
+        for rs, xi in zip(cells, x):   # name each cell once, at the top
+            ax.annotate('{} {}'.format(rs[0]['model'], rs[0]['recipe']),
+                        (xi, 1), xycoords=('data', 'axes fraction'),
+                        xytext=(0, -10), textcoords='offset points',
+                        ha='center', fontsize=7, alpha=0.7)
+        ax.set_title(title, fontsize=10, pad=14)
         ax.set_xlabel('softmax ECE on test (cell mean)')
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     axes[0, 0].axhline(0, color='grey', lw=0.8)
-    for rs, xi in zip(cells, x):
-        axes[0, 1].annotate('{} {}'.format(rs[0]['model'], rs[0]['recipe']),
-                            (xi, rs[0]['methods']['softmax']['small']),
-                            fontsize=7, alpha=0.7)
     fig.suptitle('SST-2: the paper\'s claims against overconfidence '
                  '(bench/overconfidence.py)')
     fig.tight_layout()
@@ -524,24 +528,26 @@ def section(rows, args):
     recipes = '; '.join('{}: {}'.format(k, v['title'])
                         for k, v in RECIPES.items())
     ran = '; '.join('{} {}: `{}`'.format(m, r, train_text_classifier_flags(
-        r, m, extra)) for r, m, extra in CELLS if 'train' in RECIPES[r])
+        r, m, extra)) for r, m, extra in CELLS
+        if 'train' in RECIPES[r] and m in args.models)
     lines = [
         '## Overconfidence: the claims across a sweep of ECE '
         '(`bench/overconfidence.py`)', '',
-        'Command: `python bench/overconfidence.py` (needs `pip install -r '
+        'Command: `{}` (needs `pip install -r '
         'requirements-bench.txt`). SST-2, one data split and one calibration '
         'set for every model (`--seed {}`); model seeds are `--init-seed` '
         '{}. Recipes: {}. Training flags as run: {}. Recipe d is b\'s '
         'weights with the output layer divided by T = 0.5: the same '
         'hidden layers, DkNN and rankings, a sharper softmax. DkNN: k = {}, '
-        'last layer. Calibration (accuracy, confidence, ECE) on all 1821 '
+        'last layer. Calibration (accuracy, confidence, ECE) on all {} '
         'test sentences; importances on the first {}; input reduction '
         '(gradient, beam 5) on the first {}. In a cell of three methods: '
         'conformity / confidence / calibrated (temperature-scaled) '
         'confidence leave-one-out. Figure: '
         '`docs/figures/overconfidence.png`. Each model\'s files: `{}/RECIPE/'
         'sSEED/`; its numbers: `{}/cells/`.'.format(
-            DATA_SEED, args.seeds, recipes, ran, K, n_exp, n_red, args.out,
+            command(args), DATA_SEED, args.seeds, recipes, ran, K,
+            max(r.get('n_test', 0) for r in rows), n_exp, n_red, args.out,
             args.out), '',
         '### Per cell (mean ± std over seeds; claims: seeds on which it '
         'holds)', '', cell_table(rows), '',
@@ -557,6 +563,17 @@ def section(rows, args):
               .format(f, v['graded'], v['human']) for f, v in fill.items()]
     lines += ['', filler_table(rows)]
     return '\n'.join(lines), answers, fill
+
+
+def command(args):
+    """The command line that reproduces the section."""
+    defaults, words = build_parser().parse_args([]), []
+    for flag in ('models', 'seeds', 'n_explain', 'n_reduce', 'out'):
+        value = getattr(args, flag)
+        if value != getattr(defaults, flag):
+            words.append('--{} {}'.format(flag.replace('_', '-'), ' '.join(
+                map(str, value)) if isinstance(value, list) else value))
+    return ' '.join(['python bench/overconfidence.py'] + words)
 
 
 def train_text_classifier_flags(recipe, model, extra):
