@@ -91,7 +91,10 @@ FILLERS = ('<unk>', 'the')
 def training_settings(recipe, model, extra):
     """A cell's training settings: the encoder's, the recipe's, then the
     cell's own (a later one wins)."""
-    return dict(MODELS[model], **RECIPES[recipe]['train'], **extra)
+    out = dict(MODELS[model])
+    out.update(RECIPES[recipe]['train'])
+    out.update(extra)
+    return out
 
 
 def folder_of(out, recipe, model, seed):

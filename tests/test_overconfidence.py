@@ -91,6 +91,20 @@ def test_sweep_table_has_every_column_and_a_rerun_skips_finished_cells(
     assert os.path.getmtime(str(model)) == before
 
 
+def test_every_real_cell_has_valid_training_settings():
+    for recipe, model, extra in overconfidence.CELLS:
+        spec = overconfidence.RECIPES[recipe]
+        source = spec.get('from', recipe)
+        got = overconfidence.training_settings(source, model, extra)
+        args = train_text_classifier.settings(
+            dataset='stsa.binary', model=model, init_seed=1, **got)
+        assert args.init_seed == 1 and args.seed == 0
+        for key, value in extra.items():   # the cell's own settings win
+            assert getattr(args, key) == value
+        if source == 'b':
+            assert args.dropout == 0.0 and args.keep == 'last'
+
+
 def test_regime_names_the_ece_threshold():
     def cell(ece, holds):
         return {'recipe': 'r', 'model': 'cnn', 'seeds': [0, 1], 'ece': ece,
