@@ -280,7 +280,9 @@ def claims(row):
       softmax confidence above 0.9 (bench/reduction_report.py);
     * ``graded``: conformity leave-one-out gives fewer importances below
       0.01 than confidence leave-one-out (the blog's "small for many
-      words");
+      words"; for conformity, below 0.01 is less than one vote of 75);
+    * ``zeros``: the same for importances of exactly 0 (at most 1e-7: no
+      vote moves, or a softmax so close to 1 that it does not move);
     * ``human``: conformity leave-one-out agrees with VADER more than
       confidence leave-one-out, in sign (nonzero importances) and in
       Spearman rank.
@@ -294,13 +296,16 @@ def replacement_claims(m):
     """The two interpretation claims on one set of method rows."""
     c, s = m['dknn'], m['softmax']
     return {'graded': bool(c['small'] < s['small']),
+            'zeros': bool(c['zero'] < s['zero']),
             'human': bool(c['sign'] > s['sign'] and
                           c['spearman'] > s['spearman'])}
 
 
 CLAIMS = {'robust': '"a more robust uncertainty metric" on reduced inputs',
           'graded': 'conformity leave-one-out saturates less than '
-                    'confidence leave-one-out',
+                    'confidence leave-one-out (fewer importances below '
+                    '0.01)',
+          'zeros': 'the same, counting importances of exactly 0',
           'human': 'conformity leave-one-out aligns better with human '
                    'word polarities (VADER)'}
 
@@ -411,7 +416,8 @@ def cell_table(rows):
     """Markdown: one row per cell, mean ± std over seeds, and on how many
     seeds each claim holds."""
     lines = ['| recipe | model | seeds | ECE | mean confidence | accuracy | '
-             'DkNN ECE | robust | graded | human |', '|' + '---|' * 10]
+             'DkNN ECE | ' + ' | '.join(CLAIMS) + ' |',
+             '|' + '---|' * (7 + len(CLAIMS))]
     verdicts = {(c['recipe'], c['model']): c for c in cell_verdicts(rows)}
     for key, rs in groups(rows).items():
         get = lambda f: [r[f] for r in rs]  # NOQA
@@ -429,8 +435,8 @@ def filler_table(rows):
     """Deletion against replacement: per model, the interpretation
     measures and verdicts under each way of leaving a token out."""
     lines = ['| recipe | model | seed | left out by | exactly 0 | below 0.01 '
-             '| VADER sign, nonzero | VADER Spearman | graded | human |',
-             '|' + '---|' * 10]
+             '| VADER sign, nonzero | VADER Spearman | graded | zeros | '
+             'human |', '|' + '---|' * 11]
     for r in rows:
         ways = [('deletion', r['methods'])] + [
             ('`{}`'.format(f), r['replaced'][f]) for f in FILLERS]
@@ -438,13 +444,12 @@ def filler_table(rows):
             c = replacement_claims(m)
             three = lambda k, fmt='{:.1%}': ' / '.join(  # NOQA
                 fmt.format(m[x][k]) for x in LOO)
-            lines.append('| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} '
-                         '|'.format(r['recipe'], r['model'], r['seed'], name,
-                                    three('zero'), three('small'),
-                                    three('sign'),
-                                    three('spearman', '{:.2f}'),
-                                    'yes' if c['graded'] else 'no',
-                                    'yes' if c['human'] else 'no'))
+            lines.append('| {} | {} | {} | {} | {} | {} | {} | {} | {} |'
+                         .format(r['recipe'], r['model'], r['seed'], name,
+                                 three('zero'), three('small'),
+                                 three('sign'), three('spearman', '{:.2f}'),
+                                 ' | '.join('yes' if c[k] else 'no' for k in
+                                            ('graded', 'zeros', 'human'))))
     return '\n'.join(lines)
 
 
@@ -456,7 +461,7 @@ def filler_regimes(rows):
             else (lambda r, f=f: replacement_claims(r['replaced'][f]))
         cells = cell_verdicts(rows, of)
         out[f or 'deletion'] = {c: regime(cells, c) for c in
-                                ('graded', 'human')}
+                                ('graded', 'zeros', 'human')}
     return out
 
 
@@ -562,8 +567,10 @@ def section(rows, args):
               '`<unk>` or by `the` (the most frequent training word, in 53% '
               'of training sentences, of which 52.6% positive against a '
               'prior of 52.2%; `movie` leans negative, 42.3%).', '']
-    lines += ['- {}: conformity saturates less: {}; aligns better: {}.'
-              .format(f, v['graded'], v['human']) for f, v in fill.items()]
+    lines += ['- {}: conformity saturates less: {}; counting exact zeros: '
+              '{}; aligns better: {}.'.format(f, v['graded'], v['zeros'],
+                                              v['human'])
+              for f, v in fill.items()]
     lines += ['', filler_table(rows)]
     return '\n'.join(lines), answers, fill
 
