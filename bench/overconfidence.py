@@ -285,7 +285,8 @@ def claims(row):
       vote moves, or a softmax so close to 1 that it does not move);
     * ``human``: conformity leave-one-out agrees with VADER more than
       confidence leave-one-out, in sign (nonzero importances) and in
-      Spearman rank.
+      Spearman rank; ``sign``: in sign alone, on the words it gives a
+      nonzero importance.
     """
     m = row['methods']
     return {'robust': reduction_report.claim_holds(row['reduction']),
@@ -298,7 +299,8 @@ def replacement_claims(m):
     return {'graded': bool(c['small'] < s['small']),
             'zeros': bool(c['zero'] < s['zero']),
             'human': bool(c['sign'] > s['sign'] and
-                          c['spearman'] > s['spearman'])}
+                          c['spearman'] > s['spearman']),
+            'sign': bool(c['sign'] > s['sign'])}
 
 
 CLAIMS = {'robust': '"a more robust uncertainty metric" on reduced inputs',
@@ -307,7 +309,12 @@ CLAIMS = {'robust': '"a more robust uncertainty metric" on reduced inputs',
                     '0.01)',
           'zeros': 'the same, counting importances of exactly 0',
           'human': 'conformity leave-one-out aligns better with human '
-                   'word polarities (VADER)'}
+                   'word polarities (VADER), in sign and in rank',
+          'sign': 'the same in sign alone, on the words with a nonzero '
+                  'importance'}
+
+
+INTERPRETATION = ('graded', 'zeros', 'human', 'sign')   # not about reduction
 
 
 def groups(rows):
@@ -347,8 +354,17 @@ def regime(cells, claim):
             cells[0]['ece'], cells[-1]['ece'])
     x = max(c['ece'] for c in below)
     if every and all(c['ece'] > x for c in every):
-        return 'holds for models with ECE above {:.3f} ({} on every seed)' \
-            .format(x, ', '.join(name(c) for c in every))
+        return 'holds for models with ECE above {:.3f} ({} on every seed; ' \
+            'no model between ECE {:.3f} and {:.3f} was tried)'.format(
+                x, ', '.join(name(c) for c in every), x,
+                min(c['ece'] for c in every))
+    x = min(c['ece'] for c in below)
+    if every and not some and all(c['ece'] < x for c in every):
+        y = max(c['ece'] for c in every)
+        return 'holds only for models with ECE below {:.3f} ({} on every ' \
+            'seed; no model between ECE {:.3f} and {:.3f} was tried), the ' \
+            'reverse of the paper\'s argument'.format(
+                x, ', '.join(name(c) for c in every), y, x)
     return 'mixed: holds on every seed of {}; on some seeds of {}; not ' \
         'monotone in ECE'.format(', '.join(map(name, every)) or 'no cell',
                                  ', '.join(map(name, some)) or 'no cell')
@@ -436,7 +452,7 @@ def filler_table(rows):
     measures and verdicts under each way of leaving a token out."""
     lines = ['| recipe | model | seed | left out by | exactly 0 | below 0.01 '
              '| VADER sign, nonzero | VADER Spearman | graded | zeros | '
-             'human |', '|' + '---|' * 11]
+             'human | sign |', '|' + '---|' * 12]
     for r in rows:
         ways = [('deletion', r['methods'])] + [
             ('`{}`'.format(f), r['replaced'][f]) for f in FILLERS]
@@ -449,7 +465,7 @@ def filler_table(rows):
                                  three('zero'), three('small'),
                                  three('sign'), three('spearman', '{:.2f}'),
                                  ' | '.join('yes' if c[k] else 'no' for k in
-                                            ('graded', 'zeros', 'human'))))
+                                            INTERPRETATION)))
     return '\n'.join(lines)
 
 
@@ -460,8 +476,7 @@ def filler_regimes(rows):
         of = (lambda r: replacement_claims(r['methods'])) if f is None \
             else (lambda r, f=f: replacement_claims(r['replaced'][f]))
         cells = cell_verdicts(rows, of)
-        out[f or 'deletion'] = {c: regime(cells, c) for c in
-                                ('graded', 'zeros', 'human')}
+        out[f or 'deletion'] = {c: regime(cells, c) for c in INTERPRETATION}
     return out
 
 
@@ -568,8 +583,8 @@ def section(rows, args):
               'of training sentences, of which 52.6% positive against a '
               'prior of 52.2%; `movie` leans negative, 42.3%).', '']
     lines += ['- {}: conformity saturates less: {}; counting exact zeros: '
-              '{}; aligns better: {}.'.format(f, v['graded'], v['zeros'],
-                                              v['human'])
+              '{}; aligns better: {}; in sign alone: {}.'.format(
+                  f, v['graded'], v['zeros'], v['human'], v['sign'])
               for f, v in fill.items()]
     lines += ['', filler_table(rows)]
     return '\n'.join(lines), answers, fill

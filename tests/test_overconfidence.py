@@ -115,7 +115,9 @@ def test_regime_names_the_ece_threshold():
     assert overconfidence.regime([cell(0.02, 0), cell(0.1, 0)], 'robust') \
         .startswith('does not hold in any regime')
     assert overconfidence.regime([cell(0.02, 2), cell(0.1, 0)], 'robust') \
-        .startswith('mixed')
+        .startswith('holds only for models with ECE below 0.100')
+    assert overconfidence.regime([cell(0.02, 2), cell(0.1, 0),
+                                  cell(0.2, 2)], 'robust').startswith('mixed')
 
 
 def train(data, out, *extra):
