@@ -517,7 +517,8 @@ def plot(rows, path):
             ax.errorbar(x, [numpy.mean(y) for y in ys],
                         yerr=[numpy.std(y, ddof=1) if len(y) > 1 else 0
                               for y in ys], marker='o', capsize=3,
-                        label=label, color=colour[key])
+                        label=label, color=colour[key],
+                        ls='--' if key == 'calibrated' else '-')
         for rs, xi in zip(cells, x):   # name each cell once, at the top
             ax.annotate('{} {}'.format(rs[0]['model'], rs[0]['recipe']),
                         (xi, 1), xycoords=('data', 'axes fraction'),
@@ -572,6 +573,9 @@ def section(rows, args):
             command(args), DATA_SEED, args.seeds, recipes, ran, K,
             max(r.get('n_test', 0) for r in rows), n_exp, n_red, args.out,
             args.out), '',
+        'Cells of `CELLS` not run (`--models`): {}.'.format(
+            ', '.join('{} {}'.format(m, r) for r, m, _ in CELLS
+                      if m not in args.models) or 'none'), '',
         '### Per cell (mean ± std over seeds; claims: seeds on which it '
         'holds)', '', cell_table(rows), '',
         '### The answer, per claim', '']
