@@ -482,6 +482,28 @@ def filler_regimes(rows):
 
 # ------------------------------------------------------------ the figure
 
+COLOURS = {'dknn': 'tab:green', 'softmax': 'tab:blue',
+           'calibrated': 'tab:orange'}
+
+
+def panels():
+    """The figure's panels: (title, [(label, method, row -> value)])."""
+    titles = {m: interp.INTERPRETERS[m].title for m in LOO}
+    per_method = lambda key: [  # NOQA
+        (titles[m], m, lambda r, m=m: r['methods'][m][key]) for m in LOO]
+    return [
+        ('robustness: mean on reduced − on original inputs', [
+            ('softmax confidence', 'softmax', lambda r: _shift(r, 'softmax')),
+            ('temperature-scaled confidence', 'calibrated',
+             lambda r: _shift(r, 'calibrated')),
+            ('DkNN conformity credibility', 'dknn',
+             lambda r: _shift(r, 'conformity'))]),
+        ('saturation: share of importances below 0.01', per_method('small')),
+        ('human alignment: VADER sign agreement (nonzero)',
+         per_method('sign')),
+        ('faithfulness: AOPC on the softmax', per_method('aopc_softmax'))]
+
+
 def plot(rows, path):
     """Each claim's measure against the model's ECE, one line per method
     (cell means over seeds; error bars: the seeds' standard deviation)."""
@@ -491,33 +513,14 @@ def plot(rows, path):
     cells = sorted(groups(rows).values(),
                    key=lambda rs: numpy.mean([r['ece'] for r in rs]))
     x = [numpy.mean([r['ece'] for r in rs]) for rs in cells]
-    titles = {m: interp.INTERPRETERS[m].title for m in LOO}
-    colour = {'dknn': 'tab:green', 'softmax': 'tab:blue',
-              'calibrated': 'tab:orange'}
-    panels = [
-        ('robustness: mean on reduced − on original inputs', [
-            ('softmax confidence', 'softmax', lambda r: _shift(r, 'softmax')),
-            ('temperature-scaled confidence', 'calibrated',
-             lambda r: _shift(r, 'calibrated')),
-            ('DkNN conformity credibility', 'dknn',
-             lambda r: _shift(r, 'conformity'))]),
-        ('saturation: share of importances below 0.01', [
-            (titles[m], m, lambda r, m=m: r['methods'][m]['small'])
-            for m in LOO]),
-        ('human alignment: VADER sign agreement (nonzero)', [
-            (titles[m], m, lambda r, m=m: r['methods'][m]['sign'])
-            for m in LOO]),
-        ('faithfulness: AOPC on the softmax', [
-            (titles[m], m, lambda r, m=m: r['methods'][m]['aopc_softmax'])
-            for m in LOO])]
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
-    for ax, (title, lines) in zip(axes.ravel(), panels):
+    for ax, (title, lines) in zip(axes.ravel(), panels()):
         for label, key, get in lines:
             ys = [[get(r) for r in rs] for rs in cells]
             ax.errorbar(x, [numpy.mean(y) for y in ys],
                         yerr=[numpy.std(y, ddof=1) if len(y) > 1 else 0
                               for y in ys], marker='o', capsize=3,
-                        label=label, color=colour[key],
+                        label=label, color=COLOURS[key],
                         ls='--' if key == 'calibrated' else '-')
         for rs, xi in zip(cells, x):   # name each cell once, at the top
             ax.annotate('{} {}'.format(rs[0]['model'], rs[0]['recipe']),
