@@ -147,19 +147,24 @@ def conformity_scores(explainer, inputs):
     return explainer.head.predict_activations(layers).scores
 
 
-def leave_one_out(explainer, xs, scores):
+def leave_one_out(explainer, xs, scores, filler=None):
     """Drop in ``scores`` of the full input's top label when each explained
-    token is left out. One batch holds every variant of every input.
+    token is left out (``filler``: replaced by that token id instead). One
+    batch holds every variant of every input.
 
     Returns:
         list of :class:`Attribution`.
     """
+    def variant(x, j):
+        if filler is None:
+            return remove(x, [j], explainer.field)
+        return nlp_utils.substitute(x, [j], filler, explainer.field)
     inputs, spans = [], []
     for x in xs:
         n = len(slots(x, explainer.field))
         spans.append((len(inputs), n))
         inputs.append(x)
-        inputs.extend(remove(x, [j], explainer.field) for j in range(n))
+        inputs.extend(variant(x, j) for j in range(n))
     s = scores(explainer, inputs)                                  # (M, C)
     out = []
     for start, n in spans:

@@ -207,6 +207,20 @@ def remove(x, drop, field='hypothesis'):
     return tuple(new) if isinstance(x, tuple) else new[0]
 
 
+def substitute(x, positions, token, field='hypothesis'):
+    """A copy of input ``x`` whose explained tokens numbered ``positions``
+    are replaced by the id ``token`` (a deletion that keeps the length:
+    Hase, Xie and Bansal 2021, "The out-of-distribution problem in
+    explainability and search methods for feature importance
+    explanations", NeurIPS)."""
+    ps = [a.copy() for a in parts(x)]
+    all_slots = slots(x, field)
+    for j in positions:
+        p, i = all_slots[j]
+        ps[p][i] = token
+    return tuple(ps) if isinstance(x, tuple) else ps[0]
+
+
 def keep_only(x, keep, field='hypothesis'):
     """A copy of ``x`` keeping only the explained tokens numbered ``keep``.
     """

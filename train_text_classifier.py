@@ -40,7 +40,8 @@ MAX_EPOCHS = 1000000
 # Settings that define a run: a folder holding another value is another run.
 RUN_KEYS = ('dataset', 'model', 'batchsize', 'epoch', 'patience', 'unit',
             'layer', 'dropout', 'widths', 'embed', 'char_based',
-            'word_vectors', 'seed', 'n_calib', 'val_ratio', 'max_vocab')
+            'word_vectors', 'seed', 'n_calib', 'val_ratio', 'max_vocab',
+            'init_seed', 'keep')
 
 
 def build_parser():
@@ -60,6 +61,9 @@ def build_parser():
     p.add_argument('--patience', type=cli.int_in(0, MAX_EPOCHS), default=0,
                    help='stop after this many epochs without a better '
                         'validation accuracy (0: train every epoch)')
+    p.add_argument('--keep', default='best', choices=['best', 'last'],
+                   help='the weights saved as best_model.npz: the epoch with '
+                        'the best validation accuracy, or the last epoch')
     p.add_argument('--unit', '-u', type=cli.int_in(1, MAX['unit']),
                    default=300,
                    help='hidden units (and embedding size without vectors)')
@@ -99,8 +103,14 @@ def add_run_flags(p):
                    help='parent folder; the run goes to OUT/DATASET_MODEL')
     cli.add_device_args(p)
     p.add_argument('--seed', type=cli.int_in(0, 2 ** 32 - 1), default=0,
-                   help='seeds the initial weights, the shuffling and the '
-                        'validation and calibration draws')
+                   help='seeds the validation and calibration draws, and '
+                        '(without --init-seed) the initial weights and the '
+                        'shuffling')
+    p.add_argument('--init-seed', type=cli.int_in(0, 2 ** 32 - 1),
+                   default=None,
+                   help='seeds the initial weights, dropout and the shuffling '
+                        'alone (default: --seed), so that models of several '
+                        'seeds share one data split')
     p.add_argument('--data-dir', default=None,
                    help='data folder (default: $%s, else data/ in the '
                         'clone, else ../shared/data beside it)'
@@ -121,6 +131,12 @@ def add_run_flags(p):
                    choices=['naive', 'flat', 'pure_nccl'],
                    help='data-parallel training over mpiexec ranks with '
                         'ChainerMN: naive or flat on CPUs, pure_nccl on GPUs')
+
+
+def init_seed(args):
+    """The seed of the weights, dropout and shuffling: ``--init-seed``,
+    else ``--seed``."""
+    return args.seed if args.init_seed is None else args.init_seed
 
 
 def run_name(args):
@@ -219,12 +235,12 @@ def make_trainer(model, splits, args, device, out, comm=None):
         optimizer = chainermn.create_multi_node_optimizer(optimizer, comm)
         splits = copy.copy(splits)
         splits.train = chainermn.scatter_dataset(
-            splits.train, comm, shuffle=True, seed=args.seed)
+            splits.train, comm, shuffle=True, seed=init_seed(args))
         splits.val = chainermn.scatter_dataset(splits.val, comm)
     optimizer.setup(model)
     optimizer.add_hook(chainer.optimizer_hooks.WeightDecay(1e-4))
     order = chainer.iterators.ShuffleOrderSampler(
-        numpy.random.RandomState(args.seed))
+        numpy.random.RandomState(init_seed(args)))
     train_iter = chainer.iterators.SerialIterator(
         splits.train, args.batchsize, order_sampler=order)
     val_iter = chainer.iterators.SerialIterator(
@@ -246,7 +262,7 @@ def make_trainer(model, splits, args, device, out, comm=None):
     # Stop at the first loss or weight that is nan or inf
     trainer.extend(check_finite(model))
     if comm is None or comm.rank == 0:
-        add_reports(trainer, model)
+        add_reports(trainer, model, args.keep)
     return trainer
 
 
@@ -298,13 +314,16 @@ class AtomicLog(extensions.LogReport):
             safeio.save_json(self.path, self.log)
 
 
-def add_reports(trainer, model):
-    """The best model's snapshot, the log, and what is printed."""
-    # Keep the model with the best validation accuracy
+def add_reports(trainer, model, keep='best'):
+    """The kept model's snapshot, the log, and what is printed."""
+    # Keep the model with the best validation accuracy (or every epoch's,
+    # each replacing the last, with --keep last)
+    trigger = (1, 'epoch') if keep == 'last' else \
+        training.triggers.MaxValueTrigger('validation/main/accuracy',
+                                          (1, 'epoch'))
     trainer.extend(save_best(model, os.path.join(trainer.out,
                                                  runs.ARTIFACTS['model'])),
-                   name='save_best', trigger=training.triggers.MaxValueTrigger(
-                       'validation/main/accuracy', (1, 'epoch')))
+                   name='save_best', trigger=trigger)
     # Log and print each epoch's statistics, with a progress bar
     trainer.extend(AtomicLog(os.path.join(trainer.out,
                                           runs.ARTIFACTS['log'])),
@@ -367,7 +386,7 @@ def prepare(args, device):
               len(splits.test), len(splits.vocab), splits.n_class,
               splits.skipped))
     initialW, n_embed = initial_embeddings(
-        args.word_vectors, splits.vocab, args.seed,
+        args.word_vectors, splits.vocab, init_seed(args),
         text_datasets.data_dir_from(args.data_dir))
     return Prepared(splits, initialW, run_setup(args, splits, n_embed,
                                                 device))
@@ -383,7 +402,7 @@ def fit(args, device, prepared, folder, comm=None):
         other than 0 of data-parallel training (which writes nothing).
     """
     splits, setup = prepared.splits, prepared.setup
-    numpy.random.seed(args.seed)  # Chainer's initializers draw from it
+    numpy.random.seed(init_seed(args))  # Chainer's initializers draw from it
     model = nets.build_model(setup, initialW=prepared.initialW)
     model.to_device(device)
     out = safeio.Outputs(folder)
@@ -404,6 +423,8 @@ def fit(args, device, prepared, folder, comm=None):
         'val_accuracy': accuracy(model, splits.val, device, args.batchsize),
         'test_accuracy': accuracy(model, splits.test, device, args.batchsize),
         'epochs': len(log), 'best_epoch': int(numpy.argmax(val)) + 1,
+        'kept_epoch': len(log) if args.keep == 'last' else
+        int(numpy.argmax(val)) + 1,
         'seconds_per_epoch': seconds / max(len(log), 1),
         'n_train': len(splits.train), 'n_val': len(splits.val),
         'n_test': len(splits.test), 'n_calib': len(splits.calib)}
@@ -440,7 +461,7 @@ def settings(**options):
             argv.append(flag)
         elif isinstance(value, (list, tuple)):
             argv += [flag] + [str(v) for v in value]
-        elif value not in (False, None):
+        elif value is not False and value is not None:   # 0 is a value
             argv += [flag, str(value)]
     return build_parser().parse_args(argv)
 
@@ -455,6 +476,8 @@ def rank_device(args, comm):
 def check_settings(args):
     """Flag combinations that no single flag type can refuse. A dataset
     path is made absolute, so the run finds it from any folder."""
+    if args.init_seed == args.seed:   # the same run as without the flag
+        args.init_seed = None
     if text_datasets.is_path(args.dataset):
         args.dataset = os.path.abspath(args.dataset)
     elif args.dataset not in text_datasets.DATASETS:

@@ -48,16 +48,22 @@ def _change(m):
         m['mean_reduced'])
 
 
-def verdict(s):
+def claim_holds(s):
     """Does the paper's claim hold on this model? It holds if DkNN
     credibility falls on reduced inputs, by more than the softmax
     confidence, and fewer reduced inputs keep a credibility above 0.9 than
-    a softmax confidence above 0.9."""
+    a softmax confidence above 0.9. ``s``: a reduction summary."""
     soft, cred = s['softmax'], s['conformity']
     fall_soft = soft['mean_original'] - soft['mean_reduced']
     fall_cred = cred['mean_original'] - cred['mean_reduced']
-    holds = fall_cred > max(fall_soft, 0) and \
-        cred['above_0.9_reduced'] < soft['above_0.9_reduced']
+    return bool(fall_cred > max(fall_soft, 0) and
+                cred['above_0.9_reduced'] < soft['above_0.9_reduced'])
+
+
+def verdict(s):
+    """The verdict of :func:`claim_holds`, in a sentence."""
+    soft, cred = s['softmax'], s['conformity']
+    holds = claim_holds(s)
     return ('On reduced inputs the mean softmax confidence {} and the mean '
             'DkNN conformity credibility {}; {:.1%} of reduced inputs keep a '
             'softmax confidence above 0.9, {:.1%} a credibility above 0.9. '

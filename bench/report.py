@@ -30,7 +30,7 @@ HEADERS = {
 # Sections in reading order; others follow. RESULTS.md opens with the
 # paper's table and the claims, then the other measurements; the
 # engineering tables (bad input, then BENCHMARKS.md's) come last.
-ORDER = ['grid', 'grid-analysis', 'claims',
+ORDER = ['grid', 'grid-analysis', 'claims', 'overconfidence',
          'reduction', 'saturation', 'saturation-sweep', 'human-alignment',
          'char', 'conformal-sets', 'ood', 'selective', 'uncertainty-analysis',
          'dknn-sweep', 'seeds', 'training', 'sst2-dknn', 'faithfulness',
