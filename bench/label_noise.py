@@ -149,6 +149,17 @@ def train(name, parts, names, seed, model, args):
         json.load(open(timing))['seconds']
 
 
+def fitted_share(setup, flipped):
+    """Share of the flipped training examples whose noisy label the
+    trained model predicts (how much of the noise it memorised), and its
+    accuracy on the rest of the training split."""
+    logits, labels = rk.train_logits(runs.load(setup, cached=False))
+    right = logits.argmax(axis=1) == labels
+    rest = numpy.ones(len(labels), bool)
+    rest[flipped] = False
+    return float(right[flipped].mean()), float(right[rest].mean())
+
+
 def test_accuracy(setup):
     folder = os.path.dirname(setup)
     return json.load(open(os.path.join(folder, 'train_results.json')))[
@@ -234,12 +245,14 @@ def detect(cond, tuned, args):
     mask = numpy.zeros(len(parts['train']), bool)
     mask[flipped] = True
     found = rankings(cond, parts, names, setup, tuned, args)
+    fits_flipped, fits_rest = fitted_share(setup, flipped)
     return {'condition': cond.name, 'dataset': cond.dataset,
             'noise': cond.noise, 'rate': cond.rate,
             'classes': list(cond.classes), 'model': cond.model,
             'n_train': len(mask), 'n_flipped': int(mask.sum()),
             'flipped': flipped.tolist(), 'train_seconds': seconds,
             'noisy_test_accuracy': test_accuracy(setup),
+            'fits_flipped': fits_flipped, 'fits_rest': fits_rest,
             'rankers': {n: rk.detection(mask, r) for n, r in found.items()}}
 
 
@@ -338,6 +351,14 @@ def stage_results(args, conditions):
     return done
 
 
+def training_cost(out):
+    """(number of trainings, their wall seconds in all) under ``out``."""
+    folder = os.path.join(out, 'seconds')
+    names = os.listdir(folder) if os.path.isdir(folder) else []
+    return len(names), sum(json.load(open(os.path.join(folder, n)))[
+        'seconds'] for n in names)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     args.out = args.out or ('result/label_noise-quick' if args.quick
@@ -349,9 +370,8 @@ def main(argv=None):
         args.snli_dir = snli_standin(args, data)
     conditions = [c for c in CONDITIONS + [EXTRA[e] for e in args.extra]
                   if args.datasets is None or c.dataset in args.datasets]
-    start = time.time()
     done = stage_results(args, conditions)
-    sections = noise_tables.sections(done, args, time.time() - start)
+    sections = noise_tables.sections(done, args, training_cost(args.out))
     if args.quick:
         with open(os.path.join(args.out, 'label_noise.md'), 'w') as f:
             f.write('\n\n'.join(sections.values()) + '\n')

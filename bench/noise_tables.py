@@ -41,8 +41,9 @@ def headline(detect, tuned):
     names = list(TITLES)
     lines = ['| data set | ' + ' | '.join(title(n, tuned, True)
                                           for n in names) +
-             ' | cleanlab time / DkNN audit time |',
-             '|---|' + '---|' * (len(names) + 1)]
+             ' | cleanlab time / DkNN audit time | the same, training the '
+             'audited model included |',
+             '|---|' + '---|' * (len(names) + 2)]
     for d in detect.values():
         if d['noise'] != 'uniform' or d['rate'] != 0.2:
             continue
@@ -50,9 +51,10 @@ def headline(detect, tuned):
         best = max(r[n]['auroc'] for n in names)
         cells = [('**{:.3f}**' if r[n]['auroc'] == best else '{:.3f}')
                  .format(r[n]['auroc']) for n in names]
-        lines.append('| {} | {} | {:.0f}x |'.format(
-            row_name(d), ' | '.join(cells), r['cleanlab']['seconds'] /
-            r['dknn_paper']['seconds']))
+        audit = r['dknn_paper']['seconds']
+        lines.append('| {} | {} | {:.0f}x | {:.1f}x |'.format(
+            row_name(d), ' | '.join(cells), r['cleanlab']['seconds'] / audit,
+            r['cleanlab']['seconds'] / (audit + d['train_seconds'])))
     return '\n'.join(lines)
 
 
@@ -97,6 +99,19 @@ def every_condition(detect, tuned):
                              d['n_train'], title(n, tuned, True),
                              r['auroc'], r['auprc'], r['p_at_n'], _own(r),
                              r['seconds'], r['seconds'] / base))
+    return '\n'.join(lines)
+
+
+def models(detect):
+    """The noisy models: test accuracy, and how much noise they fit."""
+    lines = ['| data set | noise | test accuracy | flipped labels the model '
+             'predicts (training) | other training labels it predicts |',
+             '|---|---|---|---|---|']
+    for d in detect.values():
+        lines.append('| {} | {} | {:.2%} | {} | {} |'.format(
+            row_name(d), noise_label(d), d['noisy_test_accuracy'],
+            *('{:.1%}'.format(d[k]) if k in d else '-'
+              for k in ('fits_flipped', 'fits_rest'))))
     return '\n'.join(lines)
 
 
@@ -162,10 +177,13 @@ def real_section(real):
 def setup_text(done, args):
     tuned = done['tune']
     return (
-        'Command: `python bench/label_noise.py` (stages tune, detect, clean, '
-        'real{}). Every model is the `make train` recipe on the noisy labels '
+        'Command: `python bench/label_noise.py{}` (run here in pieces with '
+        '`--stages` and `--datasets`; finished trainings are reused, so the '
+        'pieces add up to the one command). Every model is the `make train` '
+        'recipe on the noisy labels '
         '(CNN, GloVe 6B 50d, `--epoch 5 --batchsize 32 --dropout 0.2`, seed '
-        '0; the SNLI stand-in: bow pair model, 15 epochs). Labels are flipped '
+        '0; the SNLI stand-in of docs/snli.md: bow pair model, 15 epochs). '
+        'Labels are flipped '
         'in the training split only, seeded (noise seed 0), uniformly to '
         'another class, or for TREC between DESC and ENTY (20% of each); the '
         'calibration (1000), validation and test splits keep their labels: '
@@ -182,13 +200,14 @@ def setup_text(done, args):
         'cold start (forward passes included), given the trained model; '
         'cleanlab includes its 5 trainings. Training the audited model took '
         '{:.0f} s on SST-2.'.format(
-            ', extra: ' + ', '.join(args.extra) if args.extra else '',
+            ' --extra ' + ' '.join(args.extra) if args.extra else '',
             args.out, tuned['condition'],
             done['detect'].get('sst2_u20_n0', {}).get('train_seconds', 0)))
 
 
-def sections(done, args, seconds):
-    """Section name -> markdown, for the stages that have results."""
+def sections(done, args, cost):
+    """Section name -> markdown, for the stages that have results;
+    ``cost``: (trainings, their wall seconds in all)."""
     out = {}
     tuned = done.get('tune')
     if 'detect' in done:
@@ -199,14 +218,17 @@ def sections(done, args, seconds):
                  goal(done['detect'], tuned),
                  '', 'Every condition:', '',
                  every_condition(done['detect'], tuned), '',
+                 'The models trained on the noisy labels (seed 0):', '',
+                 models(done['detect']), '',
                  'The tuning draw:', '', tuning(tuned)]
         if 'clean' in done:
             parts += ['', 'Cleaning SST-2 at 20% uniform noise: remove each '
                       'ranker\'s top n (n = the number flipped), retrain '
                       'with the same recipe and seed:', '',
                       cleaning(done['clean'], tuned)]
-        parts += ['', 'This invocation took {:.0f} minutes (finished '
-                  'trainings and rankings are reused).'.format(seconds / 60)]
+        parts += ['', 'Cost: {} trainings on noisy, clean and cleaned '
+                  'sets, {:.0f} minutes of wall time in all on the shared '
+                  '2-core machine.'.format(cost[0], cost[1] / 60)]
         out['label-noise'] = '\n'.join(parts)
     if 'real' in done:
         out['label-noise-real'] = real_section(done['real'])
