@@ -24,8 +24,8 @@ $(VENV)/.installed: requirements.txt constraints.txt
 	touch $@
 
 # Optional extras: MPI for --distributed and data-parallel training (mpi4py
-# and Open MPI from PyPI; mpiexec lands in .venv/bin), and the VADER lexicon
-# for bench/human_alignment.py
+# and Open MPI from PyPI; mpiexec lands in .venv/bin), and the bench extras:
+# the VADER lexicon (bench/human_alignment.py), cleanlab (bench/label_noise.py)
 install-mpi: install
 	$(PY) -m pip install -q -r requirements-mpi.txt
 

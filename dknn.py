@@ -147,6 +147,15 @@ def top_two(scores):
     return order[:, 0], scores[rows, order[:, 0]], second
 
 
+def vote_counts(labels, n_class):
+    """(B, k) neighbour labels -> (B, C) int64 votes for each label."""
+    labels = numpy.asarray(labels, numpy.int64)
+    offsets = numpy.arange(len(labels))[:, None] * n_class           # (B, 1)
+    return numpy.bincount((labels + offsets).ravel(),
+                          minlength=len(labels) * n_class).reshape(
+                              len(labels), n_class)
+
+
 def p_values(nonconformity, calib_nonconformity, smoothed=False):
     """Conformal p-values: p_j = share of calibration nonconformities that
     are >= alpha_j; ``smoothed`` counts the test input among them,
@@ -306,15 +315,12 @@ class DkNN:
             raise DkNNError('the DkNN has no training index: call fit()')
         n = len(layers[self.layers[0]])
         counts = numpy.zeros((n, self.n_class), numpy.int64)        # (B, C)
-        offsets = numpy.arange(n)[:, None] * self.n_class            # (B, 1)
         found = {}
         for name in self.layers:
             idx, dist = self.indices[name].query(layers[name], self.k)
             labels = self.train_labels[idx]                          # (B, k)
             found[name] = Neighbours(idx, dist, labels)
-            counts += numpy.bincount((labels + offsets).ravel(),
-                                     minlength=counts.size).reshape(
-                                         counts.shape)               # (B, C)
+            counts += vote_counts(labels, self.n_class)              # (B, C)
         return counts, found
 
     def predict_activations(self, layers):
@@ -328,7 +334,20 @@ class DkNN:
             DkNNOutput
         """
         layers = getattr(layers, 'layers', layers)
-        counts, found = self._search(layers)
+        return self.answer(*self._search(layers))
+
+    def answer(self, counts, found=None):
+        """The DkNN's answer from neighbour votes found by any search (the
+        training-set audit finds them leaving each example out).
+
+        Args:
+            counts: (B, C) neighbours of each label, summed over the chosen
+                layers (``n_votes`` per row).
+            found: layer name -> :class:`Neighbours`, kept in the output.
+
+        Returns:
+            DkNNOutput
+        """
         if self.scoring == 'conformity':
             scores = counts / float(self.n_votes)                   # (B, C)
         else:
@@ -337,7 +356,8 @@ class DkNN:
             scores = p_values(self.n_votes - counts,
                                         self.calib_nonconformity)  # (B, C)
         pred, cred, second = top_two(scores)
-        return DkNNOutput(scores, pred, cred, 1 - second, counts, found)
+        return DkNNOutput(scores, pred, cred, 1 - second, counts,
+                          found or {})
 
     def predict(self, xs):
         """The DkNN's answer for a list of B model inputs (see :mod:`nets`).

@@ -17,6 +17,12 @@ figure beside it:
     --conformal-sets   prediction sets, coverage and size   conformal_sets.png
     --ood SST,...      out-of-distribution AUROC, FPR@95     ood_roc.png
     --selective        risk-coverage and AURC                risk_coverage.png
+
+``--audit-train`` audits the training set instead (see
+:mod:`toolkit.audit` and docs/audit.md): every training example scored by
+its k nearest other training examples, most suspicious first, into
+``train_audit.json``, ``train_audit.html`` (the ``--audit-top`` first, with
+their neighbours) and ``train_audit.png``.
 """
 import argparse
 import os
@@ -26,6 +32,7 @@ import dknn
 import search
 import text_datasets
 
+from toolkit import audit
 from toolkit import cli
 from toolkit import conformal
 from toolkit import metrics
@@ -46,8 +53,20 @@ def build_parser():
         '--rebuild': 'compute the forward passes again instead of reading '
                      'the run\'s activations/ cache'})
     add_uncertainty_args(p)
+    add_audit_args(p)
     cli.add_device_args(p)
     return p
+
+
+def add_audit_args(p):
+    g = p.add_argument_group('training-set audit (docs/audit.md)')
+    g.add_argument('--audit-train', action='store_true',
+                   help='instead of the test set, score every training '
+                        'example by its nearest other training examples: '
+                        'likely label errors first')
+    g.add_argument('--audit-top', type=cli.int_in(1, 10 ** 6), default=100,
+                   help='examples shown, with their neighbours, in '
+                        'train_audit.html (the JSON holds all)')
 
 
 def ood_names(text):
@@ -291,9 +310,66 @@ def evaluate_run(run, settings=dknn.Settings(), scorings=dknn.SCORINGS,
     return results
 
 
+def audit_files(run, settings=dknn.Settings(), top=100, flags=None):
+    """:func:`toolkit.audit.audit_run`, writing the forward passes, then
+    ``train_audit.html`` and ``.png``, then ``train_audit.json`` (last: it
+    records completion) into the run folder.
+
+    Returns:
+        dict: the ``train_audit.json`` content.
+    """
+    with run.writing() as out:
+        found = audit.audit_run(run, settings, out)
+        record = audit.payload(run, found)
+        note = ('{} training examples of {}, scored by their k = {} nearest '
+                'other training examples in {} ({} votes); p-value of the '
+                'given label against {} calibration examples, most '
+                'suspicious first.'.format(
+                    len(found.p), run.folder, found.k,
+                    ', '.join(found.layers), found.k * len(found.layers),
+                    len(run.examples('calib'))))
+        out.write(runs.ARTIFACTS['audit_page'], lambda f: f.write(
+            render.audit_page('Training-set audit', audit.page_records(
+                run, found, top), note)), 'w')
+        out.write(runs.ARTIFACTS['audit_figure'], render.png_writer(
+            render.plot_audit_scores(found.p, found.out.pred != found.labels,
+                                     audit.ALPHA)))
+        record['settings'] = dict(flags or {}, dknn=settings.public())
+        out.finish(runs.ARTIFACTS['audit'], record)
+    return record
+
+
+def audit_line(record):
+    """The one line ``--audit-train`` prints."""
+    s = record['summary']
+    return ('audit: {} training examples; {} with p < {:g} for their own '
+            'label; suggested label differs for {}; wrote {}, .html, .png'
+            .format(s['n_train'], s['below_alpha'], s['alpha'],
+                    s['suggested_differs'], runs.ARTIFACTS['audit']))
+
+
+def check_audit_flags(args):
+    """``--audit-train`` runs alone: refuse flags it would ignore."""
+    others = [flag for flag, on in (
+        ('--distributed', args.distributed),
+        ('--conformal-sets', args.conformal_sets), ('--ood', args.ood),
+        ('--selective', args.selective)) if on]
+    if others:
+        raise dknn.DkNNError('--audit-train runs on its own; drop {}'.format(
+            ', '.join(others)))
+
+
 @cli.script
 def main(argv=None):
     args = cli.parse(build_parser(), argv)
+    if args.audit_train:
+        check_audit_flags(args)
+        record = audit_files(runs.from_args(args, cached=not args.rebuild),
+                             cli.dknn_settings(args), args.audit_top,
+                             cli.settings_of(args))
+        print(audit_line(record) + ' in ' + os.path.dirname(os.path.abspath(
+            args.model_setup)))
+        return record
     comm = cli.communicator() if args.distributed else None
     run = runs.from_args(args, cached=not args.rebuild)
     results = evaluate_run(run, cli.dknn_settings(args), cli.scorings(args),

@@ -81,6 +81,7 @@ class RawData:
     label_names: tuple = None
     pair: bool = None
     sources: dict = None   # 'train', 'test', 'dev' -> the file read
+    origins: dict = None   # split -> [(file, line)] parallel to it, if known
 
 
 @dataclass
@@ -99,6 +100,8 @@ class Splits:
     raw: dict = field(default_factory=dict, repr=False)
     pair: bool = False
     sources: dict = field(default_factory=dict)   # split -> its data file
+    # split -> [(file, line)] of each example, where the loader knows them
+    origins: dict = field(default_factory=dict, repr=False)
 
 
 # ------------------------------------------------------------- finding files
@@ -201,7 +204,17 @@ def read_labelled(path, char_based=False, n_labels=None):
     Raises:
         DataError: naming the file and line of a malformed line or label.
     """
-    data, skipped = [], 0
+    data, skipped, _ = read_labelled_lines(path, char_based, n_labels)
+    return data, skipped
+
+
+def read_labelled_lines(path, char_based=False, n_labels=None):
+    """:func:`read_labelled`, and the line number of each example.
+
+    Returns:
+        tuple: (examples, number of skipped lines, list of line numbers).
+    """
+    data, skipped, linenos = [], 0, []
     with text_file(path) as f:
         for lineno, line in enumerate(f, 1):
             line = line.strip()
@@ -222,7 +235,8 @@ def read_labelled(path, char_based=False, n_labels=None):
             tokens = nlp_utils.split_text(nlp_utils.normalize_text(text),
                                           char_based)
             data.append(((tokens,), int(label)))
-    return data, skipped
+            linenos.append(lineno)
+    return data, skipped, linenos
 
 
 IMDB_FINE = {'1': 0, '2': 0, '3': 1, '4': 1, '7': 2, '8': 2, '9': 3, '10': 3}
@@ -372,6 +386,17 @@ def split_all(examples):
     return [examples[i] for i in perm[:cut]], [examples[i] for i in perm[cut:]]
 
 
+def split_all_tracked(examples, origins):
+    """:func:`split_all` of examples and their ``(file, line)`` origins.
+
+    Returns:
+        tuple: (train, test, train origins, test origins).
+    """
+    train, test = split_all(list(zip(examples, origins)))
+    return ([e for e, _ in train], [e for e, _ in test],
+            [o for _, o in train], [o for _, o in test])
+
+
 def _load_sent(name, data_dir, char_based):
     files = {'TREC': ('TREC.train.all', 'TREC.test.all'),
              'stsa.binary': ('stsa.binary.train', 'stsa.binary.test',
@@ -379,21 +404,23 @@ def _load_sent(name, data_dir, char_based):
              'stsa.fine': ('stsa.fine.train', 'stsa.fine.test',
                            'stsa.fine.dev')}.get(name, (name + '.all',))
     n_labels = len(DATASETS[name].label_names)
-    parts, skipped, paths = [], 0, []
+    parts, skipped, paths, origins = [], 0, [], []
     for fname in files:
         path = locate([fname], URL_SENT + fname, data_dir)
-        data, n = read_labelled(path, char_based, n_labels)
+        data, n, linenos = read_labelled_lines(path, char_based, n_labels)
         if not data:
             raise DataError('{}: no examples (expected "LABEL text" lines)'
                             .format(path))
         parts.append(data)
         paths.append(path)
+        origins.append([(path, lineno) for lineno in linenos])
         skipped += n
     if len(parts) == 1:
-        parts, paths = list(split_all(parts[0])), paths * 2
+        train, test, o_train, o_test = split_all_tracked(parts[0], origins[0])
+        parts, origins, paths = [train, test], [o_train, o_test], paths * 2
     return RawData(parts[0], parts[1], parts[2] if len(parts) > 2 else None,
-                   skipped, sources=dict(zip(('train', 'test', 'dev'),
-                                             paths)))
+                   skipped, sources=dict(zip(('train', 'test', 'dev'), paths)),
+                   origins=dict(zip(('train', 'test', 'dev'), origins)))
 
 
 def _load_imdb(fine_grained):
@@ -958,6 +985,7 @@ def _load_user(path, data_dir=None, char_based=False):
     set."""
     fmt, files, train_file, pair, rows, names = _read_spec(path)
     ids = {y: i for i, y in enumerate(names)}
+    origins = {'train': [(train_file, lineno) for lineno, _, _ in rows]}
 
     def examples(rows, path):
         out = []
@@ -983,11 +1011,13 @@ def _load_user(path, data_dir=None, char_based=False):
                                     'single sentences', train_file,
                                     'pairs' if pair else 'single sentences'))
             parts[split] = examples(split_rows, files[split])
+            origins[split] = [(files[split], n) for n, _, _ in split_rows]
     if 'test' not in parts:
-        parts['train'], parts['test'] = split_all(parts['train'])
+        parts['train'], parts['test'], origins['train'], origins['test'] = \
+            split_all_tracked(parts['train'], origins['train'])
     sources = {split: files.get(split, train_file) for split in parts}
     return RawData(parts['train'], parts['test'], parts.get('dev'), 0,
-                   tuple(names), pair, sources)
+                   tuple(names), pair, sources=sources, origins=origins)
 
 
 def _user_path(name, choices, what='dataset'):
@@ -1064,6 +1094,39 @@ def check_tokens(raw, limit, name):
                 nlp_utils.check_length(fields, limit, where)
 
 
+def _pool_positions(raw, seed, n_calib, val_ratio):
+    """Seeded positions in ``raw.train`` of the training, calibration and
+    (where the data set has no dev file) validation examples.
+
+    Returns:
+        tuple: (split -> list of positions, ``calib_indices`` into the
+        pool, pool size).
+    """
+    rng = numpy.random.RandomState(seed)
+    pool, where = list(range(len(raw.train))), {}
+    if raw.dev is None:
+        n_val = int(round(len(pool) * val_ratio))
+        pool, where['val'], _ = _split_off(pool, n_val, rng)
+    where['train'], where['calib'], calib_indices = _split_off(pool, n_calib,
+                                                               rng)
+    return where, calib_indices, len(pool)
+
+
+def _tracked_splits(raw, where):
+    """Token-level examples of every split and, where the loader knew them,
+    their ``(file, line)`` origins: two dicts split -> list."""
+    known = raw.origins or {}
+    examples = {'test': raw.test}
+    origins = {'test': known.get('test')}
+    for split, at in where.items():
+        examples[split] = [raw.train[i] for i in at]
+        origins[split] = None if 'train' not in known else \
+            [known['train'][i] for i in at]
+    if raw.dev is not None:
+        examples['val'], origins['val'] = raw.dev, known.get('dev')
+    return examples, {k: v for k, v in origins.items() if v is not None}
+
+
 def get_dataset(name, data_dir=None, char_based=False, seed=0, n_calib=1000,
                 val_ratio=0.1, vocab=None, max_vocab_size=20000,
                 max_tokens=None):
@@ -1079,33 +1142,29 @@ def get_dataset(name, data_dir=None, char_based=False, seed=0, n_calib=1000,
     Returns:
         Splits: array examples; ``calib_indices`` index the training pool
         (train before the calibration set is taken out); ``label_names``
-        and ``pair`` describe the data set (a user's own label names).
+        and ``pair`` describe the data set (a user's own label names);
+        ``origins`` the file and line of each example where known.
     """
     raw = load_raw(name, data_dir, char_based)
     check_tokens(raw, nlp_utils.max_tokens(max_tokens), name)
-    rng = numpy.random.RandomState(seed)
-    pool, dev = raw.train, raw.dev
-    if dev is None:
-        n_val = int(round(len(pool) * val_ratio))
-        pool, dev, _ = _split_off(pool, n_val, rng)
-    train, calib, calib_indices = _split_off(pool, n_calib, rng)
-    for split_name, split in (('training', train), ('test', raw.test),
-                              ('validation', dev)):
+    where, calib_indices, pool_size = _pool_positions(raw, seed, n_calib,
+                                                      val_ratio)
+    ex, origins = _tracked_splits(raw, where)
+    for split_name, split in (('training', ex['train']), ('test', ex['test']),
+                              ('validation', ex['val'])):
         if not split:
             raise DataError('dataset {}: the {} set is empty'.format(
                 name, split_name))
     if vocab is None:
         vocab = nlp_utils.make_vocab(
-            (tokens for fields, _ in train for tokens in fields),
+            (tokens for fields, _ in ex['train'] for tokens in fields),
             max_vocab_size)
-    to_arr = nlp_utils.transform_to_array
+    arr = {k: nlp_utils.transform_to_array(v, vocab) for k, v in ex.items()}
     names = list(raw.label_names)
     src = raw.sources or {}
-    return Splits(to_arr(train, vocab), to_arr(dev, vocab),
-                  to_arr(raw.test, vocab), to_arr(calib, vocab), vocab,
-                  calib_indices, len(names), names, len(pool), raw.skipped,
-                  raw={'train': train, 'val': dev, 'test': raw.test,
-                       'calib': calib}, pair=bool(raw.pair),
+    return Splits(arr['train'], arr['val'], arr['test'], arr['calib'], vocab,
+                  calib_indices, len(names), names, pool_size, raw.skipped,
+                  raw=ex, pair=bool(raw.pair), origins=origins,
                   sources={'train': src.get('train'),
                            'calib': src.get('train'),
                            'val': src.get('dev', src.get('train')),

@@ -33,6 +33,7 @@ HEADERS = {
 ORDER = ['grid', 'grid-analysis', 'claims', 'overconfidence',
          'reduction', 'saturation', 'saturation-sweep', 'human-alignment',
          'char', 'conformal-sets', 'ood', 'selective', 'uncertainty-analysis',
+         'label-noise', 'label-noise-real', 'label-noise-reading',
          'dknn-sweep', 'seeds', 'training', 'sst2-dknn', 'faithfulness',
          'snli',
          'bad-input',

@@ -441,3 +441,81 @@ def plot_risk_coverage(curves, table):
     ax.legend(fontsize=8, title='AURC')
     fig.tight_layout()
     return fig
+
+
+# ------------------------------------------------------ training-set audit
+
+def _fields_html(rec):
+    """An audit record's text, escaped: the sentence, or premise above
+    hypothesis."""
+    if 'text' in rec:
+        return html.escape(rec['text'])
+    return 'premise: {}<br>hypothesis: {}'.format(
+        html.escape(rec['premise']), html.escape(rec['hypothesis']))
+
+
+def _votes_html(counts):
+    return ', '.join('{} {}'.format(html.escape(n), c)
+                     for n, c in counts.items())
+
+
+def audit_page(title, records, note):
+    """The most suspicious training examples, each with its nearest
+    training examples (from :func:`toolkit.audit.page_records`).
+
+    Args:
+        records (list of dict): ``index``, ``source``, ``line``, the text
+            fields, ``label``, ``suggested``, ``score``, ``counts`` and
+            ``nearest`` (list of dicts: ``index``, text fields, ``label``,
+            ``distance``).
+        note (str): one sentence on the settings, shown as text.
+    """
+    rows = []
+    for rank, r in enumerate(records, 1):
+        where = '' if r['source'] is None else \
+            '<div class="nb">{}:{}</div>'.format(html.escape(str(
+                r['source'])), r['line'])
+        nearest = '<br>'.join(
+            '[{}] {} <span class="nb">(#{}, distance {:.3f})</span>'.format(
+                html.escape(n['label']), _fields_html(n), n['index'],
+                n['distance']) for n in r['nearest'])
+        rows.append(
+            '<tr><td>{}</td><td>{}{}</td><td>{}</td><td><b>{}</b></td>'
+            '<td>{:.4f}<div class="nb">{}</div></td><td>{}'
+            '<div class="nb">{}</div></td></tr>'.format(
+                rank, r['index'], where, html.escape(r['label']),
+                html.escape(r['suggested']), r['score'],
+                _votes_html(r['counts']), _fields_html(r), nearest))
+    return ('<!DOCTYPE html><html><head><meta charset="utf-8"><title>{0}'
+            '</title><style>{1}</style></head><body><h1>{0}</h1><p>{2}</p>'
+            '<table><tr><th>rank</th><th>training example</th><th>label</th>'
+            '<th>suggested</th><th>p-value (votes)</th><th>text, then its '
+            'nearest training examples</th></tr>{3}</table></body></html>\n'
+            ).format(html.escape(title), PAGE_STYLE, html.escape(note),
+                     '\n'.join(rows))
+
+
+def plot_audit_scores(p_values, differs, alpha):
+    """Histogram of the training examples' p-values for their own labels,
+    stacked by whether the neighbours suggest another label, with the
+    threshold ``alpha`` marked.
+
+    Args:
+        p_values: (N,) scores; differs: (N,) bool.
+    """
+    p_values, differs = numpy.asarray(p_values), numpy.asarray(differs, bool)
+    fig = figure(6.5, 4)
+    ax = fig.subplots()
+    ax.hist([p_values[~differs], p_values[differs]], numpy.linspace(0, 1, 41),
+            stacked=True, color=['#4c72b0', '#dd5555'],
+            label=['suggested label = given label ({})'.format(
+                int((~differs).sum())), 'suggested label differs ({})'.format(
+                    int(differs.sum()))])
+    ax.axvline(alpha, ls='--', color='black', label='p = {:g}: {} below'
+               .format(alpha, int((p_values < alpha).sum())))
+    ax.set(xlim=(0, 1), xlabel='p-value of the given label (low: suspicious)',
+           ylabel='training examples',
+           title='training-set audit (n = {})'.format(len(p_values)))
+    ax.legend(fontsize=8, title='key')
+    fig.tight_layout()
+    return fig

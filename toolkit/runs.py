@@ -52,6 +52,9 @@ ARTIFACTS = {
     'conformal_figure': 'conformal_sets.png',
     'ood_figure': 'ood_roc.png',
     'selective_figure': 'risk_coverage.png',
+    'audit': 'train_audit.json',
+    'audit_page': 'train_audit.html',
+    'audit_figure': 'train_audit.png',
 }
 
 

@@ -1,0 +1,266 @@
+"""Find likely label errors in a run's training set with its DkNN.
+
+Each training example is scored as the DkNN scores a test input, with
+itself left out: its k nearest *other* training examples in each chosen
+layer vote, an exact copy of its text (the same token ids) counts as itself
+and never votes, and
+
+* its nonconformity for its given label is the number of votes against
+  that label (k x layers minus the votes for it), as in
+  :meth:`dknn.DkNN.calibrate`;
+* its score is the conformal p-value of that nonconformity against the
+  calibration set (:func:`dknn.p_values`, unsmoothed, as the DkNN answers a
+  test input): the share of calibration examples that look at least as
+  strange under their own true label;
+* the suggested label is the DkNN's prediction from the same votes.
+
+The most suspicious come first: p-value ascending, then the share of votes
+for the given label ascending, then the index. A low p-value says the
+neighbours disagree with the label more than they disagree with almost any
+calibration example's label: a mislabel, an ambiguous text, or a region the
+model has not learnt.
+
+Usage::
+
+    found = audit.audit_run(run, dknn.Settings(k=75, layers='last'))
+    record = audit.payload(run, found)     # train_audit.json, without files
+"""
+import time
+from dataclasses import dataclass
+
+import numpy
+from tqdm import tqdm
+
+import dknn
+import nlp_utils
+
+ALPHA = 0.05       # the p-value below which an example is counted as flagged
+N_SHOWN = 5        # neighbours shown per example (last chosen layer)
+CHUNK = 4096       # training examples searched at a time
+
+
+@dataclass
+class Audit:
+    """The audit of N training examples (C classes).
+
+    Attributes:
+        order: (N,) training indices, most suspicious first.
+        p: (N,) p-value of each example's given label.
+        share: (N,) share of the votes that went to the given label.
+        labels: (N,) given labels.
+        out: :class:`dknn.DkNNOutput` of the leave-self-out votes: (N, C)
+            ``counts``, (N,) ``pred`` (the suggested labels); its
+            ``neighbours`` hold each chosen layer's (N, k) indices and
+            distances, nearest first.
+        copies: (N,) training examples with the same token ids, itself
+            included.
+        layers (list): the chosen layers; k (int): neighbours per layer.
+        seconds (dict): build, calibrate, audit.
+    """
+    order: numpy.ndarray
+    p: numpy.ndarray
+    share: numpy.ndarray
+    labels: numpy.ndarray
+    out: dknn.DkNNOutput
+    copies: numpy.ndarray
+    layers: list
+    k: int
+    seconds: dict
+
+
+def duplicate_groups(examples):
+    """(N,) int64 group of each array example: equal token ids in every
+    part (the sentence, or premise and hypothesis) give equal groups."""
+    seen, group = {}, numpy.empty(len(examples), numpy.int64)
+    for i, (x, _) in enumerate(examples):
+        key = tuple(numpy.asarray(part, numpy.int32).tobytes()
+                    for part in nlp_utils.parts(x))
+        group[i] = seen.setdefault(key, len(seen))
+    return group
+
+
+def check_k(k, group):
+    """Refuse a k that leaves some example fewer than k others to vote."""
+    n, most = len(group), int(numpy.bincount(group).max())
+    if k > n - most:
+        raise dknn.DkNNError(
+            'k={} is too large to audit {} training examples: leaving out an '
+            'example{} leaves {} to vote; lower --k to {} or less'.format(
+                k, n, ' and its {} copies'.format(most - 1) if most > 1
+                else '', n - most, max(n - most, 1)))
+
+
+def _first_others(idx, dist, group, rows, k):
+    """The first k of each row's neighbours outside the row's own group:
+    (R, k) indices and distances."""
+    keep = group[idx] != group[rows][:, None]                    # (R, q)
+    pick = numpy.argsort(~keep, axis=1, kind='stable')[:, :k]    # (R, k)
+    return (numpy.take_along_axis(idx, pick, axis=1),
+            numpy.take_along_axis(dist, pick, axis=1))
+
+
+def leave_out_search(index, points, k, group, desc=None):
+    """Each training point's k nearest other training points, none with its
+    own token ids (``group``).
+
+    An example with m copies (itself included) queries k + m + 1
+    neighbours and drops its copies, so k always remain.
+
+    Args:
+        index: a :mod:`search` index over ``points``.
+        points: (N, D) the indexed training activations.
+        group: (N,) from :func:`duplicate_groups`.
+
+    Returns:
+        tuple: (N, k) int64 indices and (N, k) float64 distances, nearest
+        first (ties: the lower index).
+    """
+    n = len(group)
+    copies = numpy.bincount(group)[group]                          # (N,)
+    idx_out = numpy.empty((n, k), numpy.int64)
+    dist_out = numpy.empty((n, k), numpy.float64)
+    for m in numpy.unique(copies):
+        rows = numpy.flatnonzero(copies == m)
+        for start in tqdm(range(0, len(rows), CHUNK), desc=desc,
+                          disable=desc is None or len(rows) <= CHUNK):
+            part = rows[start:start + CHUNK]
+            idx, dist = index.query(numpy.asarray(points[part]),
+                                    min(k + int(m) + 1, n))
+            idx_out[part], dist_out[part] = _first_others(idx, dist, group,
+                                                          part, k)
+    return idx_out, dist_out
+
+
+def suspicion_order(p, share):
+    """(N,) indices: p-value ascending, then share of votes for the given
+    label ascending, then index."""
+    return numpy.lexsort((numpy.arange(len(p)), share, p))
+
+
+def audit_activations(head, train, group):
+    """Audit a training set with a fitted, calibrated DkNN whose index
+    holds exactly these examples.
+
+    Args:
+        head (dknn.DkNN): fitted on ``train``, calibrated.
+        train (nets.Activations): the training set's forward pass.
+        group: (N,) from :func:`duplicate_groups`.
+
+    Returns:
+        Audit (``seconds`` holds ``audit`` only).
+    """
+    dknn.require_calibration(0 if head.calib_nonconformity is None
+                             else len(head.calib_nonconformity))
+    start = time.time()
+    check_k(head.k, group)
+    labels = numpy.asarray(train.labels, numpy.int64)
+    counts = numpy.zeros((len(labels), head.n_class), numpy.int64)
+    found = {}
+    for name in head.layers:
+        idx, dist = leave_out_search(head.indices[name], train.layers[name],
+                                     head.k, group, 'audit: ' + name)
+        found[name] = dknn.Neighbours(idx, dist, head.train_labels[idx])
+        counts += dknn.vote_counts(found[name].labels, head.n_class)
+    out = head.answer(counts, found)
+    given = counts[numpy.arange(len(labels)), labels]               # (N,)
+    p = dknn.p_values(head.n_votes - given, head.calib_nonconformity)
+    share = given / float(head.n_votes)
+    return Audit(suspicion_order(p, share), p, share, labels, out,
+                 numpy.bincount(group)[group], list(head.layers), head.k,
+                 {'audit': time.time() - start})
+
+
+def audit_run(run, settings=dknn.Settings(), out=None):
+    """Audit a run's training split (the pool without the calibration
+    examples) with the DkNN ``settings`` name.
+
+    Args:
+        run (toolkit.runs.Run): a trained run with a calibration set.
+        out (safeio.Outputs): where to save the forward passes (None: read
+            the cache if there is one, else keep them in memory).
+
+    Returns:
+        Audit: ``seconds`` holds build, calibrate and audit.
+    """
+    dknn.require_calibration(len(run.examples('calib')))
+    head, seconds = dknn.for_run(run, settings, out=out)
+    found = audit_activations(head, run.forward('train', settings.batchsize,
+                                                out),
+                              duplicate_groups(run.examples('train')))
+    found.seconds = dict(seconds, **found.seconds)
+    return found
+
+
+# ---------------------------------------------------------------- records
+
+def example_text(fields, char_based):
+    """An example's text fields: tokens joined by spaces (characters joined
+    as they are for a character-level run)."""
+    glue = '' if char_based else ' '
+    return [glue.join(tokens) for tokens in fields]
+
+
+def text_fields(fields, char_based):
+    """``{'text': ...}`` or ``{'premise': ..., 'hypothesis': ...}``."""
+    texts = example_text(fields, char_based)
+    keys = ('premise', 'hypothesis') if len(texts) == 2 else ('text',)
+    return dict(zip(keys, texts))
+
+
+def entry(run, found, i):
+    """The ``train_audit.json`` record of training example ``i``."""
+    names = run.label_names
+    fields, label = run.splits.raw['train'][i]
+    origin = run.splits.origins.get('train')
+    source, line = origin[i] if origin else (None, None)
+    last = found.out.neighbours[found.layers[-1]]
+    return dict({'index': int(i), 'source': source, 'line': line},
+                **text_fields(fields, run.setup['char_based']),
+                label=names[label], suggested=names[found.out.pred[i]],
+                score=float(found.p[i]), share=float(found.share[i]),
+                counts={n: int(c) for n, c in zip(names, found.out.counts[i])},
+                copies=int(found.copies[i]),
+                neighbours=[int(j) for j in last.indices[i, :N_SHOWN]])
+
+
+def neighbour_records(run, found, i, n=N_SHOWN):
+    """Up to ``n`` nearest training examples of example ``i`` in the last
+    chosen layer: index, text fields, label name, distance."""
+    nb = found.out.neighbours[found.layers[-1]]
+    raw = run.splits.raw['train']
+    return [dict({'index': int(j), 'label': run.label_names[raw[j][1]],
+                  'distance': float(d)},
+                 **text_fields(raw[j][0], run.setup['char_based']))
+            for j, d in zip(nb.indices[i, :n], nb.distances[i, :n])]
+
+
+def summary(found, label_names):
+    """Counts for the completion record and the printed line."""
+    differs = found.out.pred != found.labels
+    return {'n_train': int(len(found.p)),
+            'alpha': ALPHA, 'below_alpha': int((found.p < ALPHA).sum()),
+            'suggested_differs': int(differs.sum()),
+            'mean_score': float(found.p.mean()),
+            'layers': found.layers, 'k_per_layer': found.k,
+            'n_votes': found.k * len(found.layers),
+            'duplicates': int((found.copies > 1).sum()),
+            'flagged_by_label': {
+                n: int(((found.p < ALPHA) & (found.labels == y)).sum())
+                for y, n in enumerate(label_names)},
+            'seconds': found.seconds}
+
+
+def payload(run, found):
+    """The ``train_audit.json`` content (without settings): ``entries``,
+    every training example most suspicious first, and ``summary``."""
+    return {'label_names': run.label_names,
+            'summary': summary(found, run.label_names),
+            'entries': [entry(run, found, i) for i in found.order]}
+
+
+def page_records(run, found, top):
+    """The ``top`` most suspicious entries, each with its neighbours, for
+    :func:`toolkit.render.audit_page`."""
+    return [dict(entry(run, found, i),
+                 nearest=neighbour_records(run, found, i))
+            for i in found.order[:top]]
