@@ -162,13 +162,13 @@ def flipped_run(tmp_path_factory):
         '--dataset', 'stsa.binary', '--model', 'cnn', '--unit', '16',
         '--layer', '1', '--epoch', '25', '--dropout', '0', '--batchsize', '8',
         '--n-calib', '20', '--data-dir', data, '--out', str(base / 'r')])
-    return str(base / 'r' / 'stsa.binary_cnn' / 'args.json'), flipped
+    return str(base / 'r' / 'stsa.binary_cnn' / 'args.json'), flipped, data
 
 
 def test_audit_ranks_the_planted_flips_first(flipped_run, capsys):
-    setup, flipped = flipped_run
+    setup, flipped, data = flipped_run
     record = run_dknn.main(['--model-setup', setup, '--k', '5',
-                            '--audit-train'])
+                            '--data-dir', data, '--audit-train'])
     top = record['entries'][:len(flipped)]
     assert sorted(e['index'] for e in top) == sorted(flipped)
     for e in top:
@@ -181,9 +181,9 @@ def test_audit_ranks_the_planted_flips_first(flipped_run, capsys):
 
 
 def test_json_holds_every_example_in_rank_order(flipped_run):
-    setup, _ = flipped_run
+    setup, _, data = flipped_run
     run_dknn.main(['--model-setup', setup, '--k', '5', '--layers', 'all',
-                   '--audit-train', '--audit-top', '3'])
+                   '--data-dir', data, '--audit-train', '--audit-top', '3'])
     folder = os.path.dirname(setup)
     record = json.load(open(os.path.join(folder, 'train_audit.json')))
     entries = record['entries']
@@ -208,9 +208,10 @@ def test_json_holds_every_example_in_rank_order(flipped_run):
 
 
 def test_html_escapes_every_token(flipped_run):
-    setup, _ = flipped_run
+    setup, _, data = flipped_run
     record = run_dknn.main(['--model-setup', setup, '--k', '5',
-                            '--audit-train', '--audit-top', '61'])
+                            '--data-dir', data, '--audit-train',
+                            '--audit-top', '61'])
     page = open(os.path.join(os.path.dirname(setup),
                              'train_audit.html')).read()
     marked = [e for e in record['entries'] if '<script>' in e['text']]
@@ -285,7 +286,8 @@ def test_pair_model(tmp_path):
         '--out', str(tmp_path)])
     setup = str(tmp_path / 'nli_cnn' / 'args.json')
     record = run_dknn.main(['--model-setup', setup, '--k', '3',
-                            '--layers', 'all', '--audit-train'])
+                            '--data-dir', data, '--layers', 'all',
+                            '--audit-train'])
     assert len(record['entries']) == 20
     raw = {}
     for i, line in enumerate(open(os.path.join(data, 'train.jsonl')), 1):
