@@ -64,6 +64,13 @@ def build_parser():
     p.add_argument('--keep', default='best', choices=['best', 'last'],
                    help='the weights saved as best_model.npz: the epoch with '
                         'the best validation accuracy, or the last epoch')
+    add_model_flags(p)
+    add_run_flags(p)
+    return p
+
+
+def add_model_flags(p):
+    """The encoder's sizes, its inputs and its word vectors."""
     p.add_argument('--unit', '-u', type=cli.int_in(1, MAX['unit']),
                    default=300,
                    help='hidden units (and embedding size without vectors)')
@@ -93,8 +100,6 @@ def build_parser():
                    help='GloVe/word2vec/fastText text file (.gz ok), as a '
                         'path or inside the data folder; the embedding '
                         'takes its dimension')
-    add_run_flags(p)
-    return p
 
 
 def add_run_flags(p):

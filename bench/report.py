@@ -66,3 +66,18 @@ def write_section(name, body, path=BENCHMARKS):
     safeio.save_atomic(path, lambda f: f.write(text), 'w')
     print(body.strip())
     print('wrote section {!r} of {}'.format(name, path))
+
+
+MAKE_TRAIN_RUN = 'result/stsa.binary_cnn/args.json'
+
+
+def run_from_flags(description, argv):
+    """``--model-setup`` (default: the ``make train`` run) parsed, and
+    that run opened: (args, run)."""
+    import argparse
+    from toolkit import runs
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument('--model-setup', default=MAKE_TRAIN_RUN,
+                   help="the trained run's args.json")
+    args = p.parse_args(argv)
+    return args, runs.load(args.model_setup)

@@ -14,16 +14,14 @@ and a sweep of the DkNN behind conformity leave-one-out. Into RESULTS.md.
 2. Conformity leave-one-out for k in 10, 25, 75, 150, the last layer or all
    layers, and k neighbours per layer or in total.
 """
-import argparse
 import functools
 
-from report import RESULTS, write_section  # NOQA (first: sets sys.path)
+from report import RESULTS, run_from_flags, write_section  # NOQA (first: sets sys.path)
 from toolkit import cli  # NOQA
 import dknn  # NOQA
 from toolkit import faithfulness  # NOQA
 import interpretations as interp  # NOQA
 from toolkit import render  # NOQA
-from toolkit import runs  # NOQA
 
 METHODS = ('dknn', 'softmax', 'calibrated', 'grad')
 KS = (10, 25, 75, 150)
@@ -131,10 +129,7 @@ def sweep_section(rows):
 
 @cli.script
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--model-setup', default='result/stsa.binary_cnn/args.json')
-    args = p.parse_args(argv)
-    run = runs.load(args.model_setup)
+    args, run = run_from_flags(__doc__.split('\n')[0], argv)
     xs = [x for x, _ in run.splits.test]
     ex = interp.Explainer(run.model, run)
     atts = {m: interp.explain(ex, xs, m, desc=m) for m in METHODS}

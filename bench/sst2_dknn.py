@@ -7,22 +7,17 @@ Evaluates the DkNN (both scoring rules; the last layer and all layers)
 and temperature scaling on the run, and writes the ``sst2-dknn`` section of
 RESULTS.md.
 """
-import argparse
 
-from report import RESULTS, write_section, read_json  # NOQA (first)
+from report import RESULTS, read_json, run_from_flags, write_section  # NOQA (first)
 from toolkit import cli  # NOQA
 import dknn  # NOQA
 import run_dknn  # NOQA
-from toolkit import runs  # NOQA
 import scaling  # NOQA
 
 
 @cli.script
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[1])
-    p.add_argument('--model-setup', default='result/stsa.binary_cnn/args.json')
-    args = p.parse_args(argv)
-    run = runs.load(args.model_setup)
+    args, run = run_from_flags(__doc__.split('\n')[1], argv)
     setup = run.setup
     train = read_json(run.path('train_results'))
     rows = []
