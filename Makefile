@@ -11,7 +11,7 @@ CONSTRAINTS := $(abspath constraints.txt)
 DATA_DIR ?= $(abspath ../shared/data)
 export DKNN_DATA_DIR ?= $(DATA_DIR)
 
-.PHONY: install install-mpi install-bench install-explore train test \
+.PHONY: install install-mpi install-bench install-explore train test test-mpi \
         test-browser grid grid-quick clean
 
 install: $(VENV)/.installed
@@ -44,7 +44,11 @@ train: install
 	    --word_vectors $(DKNN_DATA_DIR)/glove/glove.6B.50d.txt.gz
 
 test: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -m "not mpi" tests
+
+# The MPI jobs (mpiexec -n 2), after make install-mpi
+test-mpi: install-mpi
+	$(PY) -m pytest -q -m mpi tests
 
 # The explorer's page in headless Chromium (apt-get install chromium
 # chromium-driver); saves docs/explorer.png, from the make train run if any

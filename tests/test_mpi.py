@@ -16,11 +16,11 @@ from conftest import ROOT, copy_run
 
 MPIEXEC = shutil.which('mpiexec', path=os.path.dirname(sys.executable)) or \
     shutil.which('mpiexec')
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.mpi, pytest.mark.skipif(
     MPIEXEC is None or subprocess.run(
         [sys.executable, '-c', 'import mpi4py'],
         capture_output=True).returncode != 0,
-    reason='MPI not installed: make install-mpi')
+    reason='MPI not installed: make install-mpi')]
 
 
 def mpirun(n, *argv, timeout=300):
