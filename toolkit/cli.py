@@ -306,7 +306,7 @@ def parse(parser, argv):
 
 def settings_of(args):
     """The parsed flags as a JSON-ready dict, for a results file."""
-    return {k: v for k, v in vars(args).items()}
+    return dict(vars(args))
 
 
 def parser(doc):
