@@ -79,11 +79,10 @@ RECIPES = {
 # Per encoder: the settings every recipe shares (the grid's CPU-sized
 # BiLSTM), then each cell's own changes.
 MODELS = {'cnn': dict(unit=300, layer=3), 'bilstm': dict(unit=150, layer=1)}
-# Compute on this 2-core CPU sets the epochs of c (RESULTS.md says what
-# ran): its 300-d input makes the convolutions, and an epoch, about 3x
-# slower than b's. The BiLSTM runs the paper's two regimes, a and b.
+# Cells: (recipe, encoder, the cell's own training settings). The BiLSTM
+# runs the paper's two regimes, a and b.
 CELLS = [('a', 'cnn', {}), ('e', 'cnn', {}), ('b', 'cnn', {}),
-         ('d', 'cnn', {}), ('c', 'cnn', dict(epoch=6)), ('a', 'bilstm', {}),
+         ('d', 'cnn', {}), ('c', 'cnn', {}), ('a', 'bilstm', {}),
          ('b', 'bilstm', {})]
 SEEDS = (0, 1)
 LOO = ('dknn', 'softmax', 'calibrated')
@@ -507,32 +506,33 @@ def panels():
         ('faithfulness: AOPC on the softmax', per_method('aopc_softmax'))]
 
 
+MARKERS = {'cnn': ('o', '-'), 'bilstm': ('s', ':')}   # marker, line
+
+
 def plot(rows, path):
     """Each claim's measure against the model's ECE, one line per method
-    (cell means over seeds; error bars: the seeds' standard deviation)."""
+    and encoder (cell means over seeds; error bars: the seeds' standard
+    deviation)."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     cells = sorted(groups(rows).values(),
                    key=lambda rs: numpy.mean([r['ece'] for r in rs]))
-    x = [numpy.mean([r['ece'] for r in rs]) for rs in cells]
-    fig, axes = plt.subplots(2, 2, figsize=(11, 8))
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
     for ax, (title, lines) in zip(axes.ravel(), panels()):
-        for label, key, get in lines:
-            ys = [[get(r) for r in rs] for rs in cells]
-            ax.errorbar(x, [numpy.mean(y) for y in ys],
-                        yerr=[numpy.std(y, ddof=1) if len(y) > 1 else 0
-                              for y in ys], marker='o', capsize=3,
-                        label=label, color=COLOURS[key],
-                        ls='--' if key == 'calibrated' else '-')
-        for rs, xi in zip(cells, x):   # name each cell once, at the top
+        for model in MODELS:
+            mine = [rs for rs in cells if rs[0]['model'] == model]
+            if mine:
+                draw_lines(ax, mine, lines, model)
+        for rs in cells:   # name each cell once, at the top
             ax.annotate('{} {}'.format(rs[0]['model'], rs[0]['recipe']),
-                        (xi, 1), xycoords=('data', 'axes fraction'),
-                        xytext=(0, -10), textcoords='offset points',
-                        ha='center', fontsize=7, alpha=0.7)
-        ax.set_title(title, fontsize=10, pad=14)
+                        (numpy.mean([r['ece'] for r in rs]), 1),
+                        xycoords=('data', 'axes fraction'), xytext=(0, -10),
+                        textcoords='offset points', ha='center', fontsize=6,
+                        alpha=0.7, rotation=30)
+        ax.set_title(title, fontsize=10, pad=18)
         ax.set_xlabel('softmax ECE on test (cell mean)')
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     axes[0, 0].axhline(0, color='grey', lw=0.8)
     fig.suptitle('SST-2: the paper\'s claims against overconfidence '
@@ -541,6 +541,20 @@ def plot(rows, path):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def draw_lines(ax, cells, lines, model):
+    """One panel's lines for one encoder's cells (sorted by ECE)."""
+    x = [numpy.mean([r['ece'] for r in rs]) for rs in cells]
+    marker, style = MARKERS[model]
+    for label, key, get in lines:
+        ys = [[get(r) for r in rs] for rs in cells]
+        ax.errorbar(x, [numpy.mean(y) for y in ys],
+                    yerr=[numpy.std(y, ddof=1) if len(y) > 1 else 0
+                          for y in ys], marker=marker, capsize=3,
+                    label='{} ({})'.format(label, model),
+                    color=COLOURS[key], ls=style,
+                    alpha=0.6 if key == 'calibrated' else 1.0)
 
 
 def _shift(r, measure):
