@@ -49,6 +49,7 @@ import interpretations as interp  # NOQA
 import reduction_report  # NOQA
 import saturation  # NOQA
 import train_text_classifier  # NOQA
+from toolkit import cli  # NOQA
 from toolkit import faithfulness  # NOQA
 from toolkit import metrics  # NOQA
 from toolkit import reduction  # NOQA
@@ -637,13 +638,15 @@ def build_parser():
                    choices=['train', 'measure', 'report', 'all'],
                    help='train only; measure the trained models only; '
                         'report the measured ones; or all three')
-    p.add_argument('--seeds', type=int, nargs='+', default=list(SEEDS),
+    p.add_argument('--seeds', type=cli.int_in(0, 2 ** 32 - 1), nargs='+',
+                   default=list(SEEDS),
                    help='--init-seed of each model (the data seed is 0)')
-    p.add_argument('--models', nargs='+', default=list(MODELS))
+    p.add_argument('--models', nargs='+', default=list(MODELS),
+                   choices=list(MODELS))
     p.add_argument('--data-dir', default=None)
-    p.add_argument('--n-explain', type=int, default=500,
+    p.add_argument('--n-explain', type=cli.int_in(0), default=500,
                    help='explain the first N test sentences (all: 0)')
-    p.add_argument('--n-reduce', type=int, default=250,
+    p.add_argument('--n-reduce', type=cli.int_in(0), default=250,
                    help='reduce the first N test sentences (all: 0)')
     p.add_argument('--figure', default=os.path.join(
         ROOT, 'docs', 'figures', 'overconfidence.png'))
@@ -659,6 +662,7 @@ def _logged(args, name, fn, *a):
         return fn(*a)
 
 
+@cli.script
 def main(argv=None):
     args = build_parser().parse_args(argv)
     os.makedirs(os.path.join(args.out, 'logs'), exist_ok=True)
