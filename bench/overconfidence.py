@@ -348,9 +348,12 @@ def regime(cells, claim):
     every = [c for c in cells if c['holds'][claim] == len(c['seeds'])]
     some = [c for c in cells if 0 < c['holds'][claim] < len(c['seeds'])]
     name = lambda c: '{} {}'.format(c['model'], c['recipe'])  # NOQA
+    span = '(ECE {:.3f} to {:.3f})'.format(cells[0]['ece'], cells[-1]['ece'])
     if not every and not some:
-        return 'does not hold in any regime we tried (ECE {:.3f} to {:.3f})' \
-            .format(cells[0]['ece'], cells[-1]['ece'])
+        return 'does not hold in any regime we tried ' + span
+    if not every:
+        return 'does not hold on every seed of any cell we tried {}; on ' \
+            'some seeds of {}'.format(span, ', '.join(map(name, some)))
     below = [c for c in cells if c not in every]
     if every and not below:
         return 'holds on every cell (ECE {:.3f} to {:.3f})'.format(
@@ -568,6 +571,9 @@ def _shift(r, measure):
 def section(rows, args):
     cells = cell_verdicts(rows)
     answers = {c: regime(cells, c) for c in CLAIMS}
+    per_model = {c: {m: regime([x for x in cells if x['model'] == m], c)
+                     for m in MODELS if any(x['model'] == m for x in cells)}
+                 for c in CLAIMS}
     fill = filler_regimes(rows)
     n_exp, n_red = rows[0]['n_explain'], rows[0]['reduction']['n']
     recipes = '; '.join('{}: {}'.format(k, v['title'])
@@ -600,7 +606,9 @@ def section(rows, args):
         '### Per cell (mean ± std over seeds; claims: seeds on which it '
         'holds)', '', cell_table(rows), '',
         '### The answer, per claim', '']
-    lines += ['- {}: **{}**.'.format(CLAIMS[c], answers[c]) for c in CLAIMS]
+    lines += ['- {}: **{}**. {}.'.format(CLAIMS[c], answers[c], '; '.join(
+        '{}: {}'.format(m.upper() if m == 'cnn' else 'BiLSTM', v)
+        for m, v in per_model[c].items())) for c in CLAIMS]
     lines += ['', '### Per model', '', table(rows), '',
               '### Deletion or replacement (Hase, Xie and Bansal 2021)', '',
               'Leave-one-out by deleting the token, or replacing it by '

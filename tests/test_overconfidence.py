@@ -119,6 +119,8 @@ def test_regime_names_the_ece_threshold():
         .startswith('does not hold in any regime')
     assert overconfidence.regime([cell(0.02, 2), cell(0.1, 0)], 'robust') \
         .startswith('holds only for models with ECE below 0.100')
+    assert overconfidence.regime([cell(0.02, 1), cell(0.1, 0)], 'robust') \
+        .startswith('does not hold on every seed of any cell')
     assert overconfidence.regime([cell(0.02, 2), cell(0.1, 0),
                                   cell(0.2, 2)], 'robust').startswith('mixed')
 
