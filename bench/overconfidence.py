@@ -609,6 +609,8 @@ def section(rows, args):
     lines += ['- {}: **{}**. {}.'.format(CLAIMS[c], answers[c], '; '.join(
         '{}: {}'.format(m.upper() if m == 'cnn' else 'BiLSTM', v)
         for m, v in per_model[c].items())) for c in CLAIMS]
+    lines += ['', '![each claim against ECE]({})'.format(
+        os.path.relpath(args.figure, ROOT).replace(os.sep, '/'))]
     lines += ['', '### Per model', '', table(rows), '',
               '### Deletion or replacement (Hase, Xie and Bansal 2021)', '',
               'Leave-one-out by deleting the token, or replacing it by '
