@@ -356,8 +356,7 @@ def regime(cells, claim):
             'some seeds of {}'.format(span, ', '.join(map(name, some)))
     below = [c for c in cells if c not in every]
     if every and not below:
-        return 'holds on every cell (ECE {:.3f} to {:.3f})'.format(
-            cells[0]['ece'], cells[-1]['ece'])
+        return 'holds on every cell ' + span
     x = max(c['ece'] for c in below)
     if every and all(c['ece'] > x for c in every):
         return 'holds for models with ECE above {:.3f} ({} on every seed; ' \
@@ -511,6 +510,12 @@ def panels():
 
 
 MARKERS = {'cnn': ('o', '-'), 'bilstm': ('s', ':')}   # marker, line
+NAMES = {'cnn': 'CNN', 'bilstm': 'BiLSTM'}
+
+
+def mean_ece(rs):
+    """A cell's ECE: the mean over its seeds' rows."""
+    return numpy.mean([r['ece'] for r in rs])
 
 
 def plot(rows, path):
@@ -520,8 +525,7 @@ def plot(rows, path):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    cells = sorted(groups(rows).values(),
-                   key=lambda rs: numpy.mean([r['ece'] for r in rs]))
+    cells = sorted(groups(rows).values(), key=mean_ece)
     fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
     for ax, (title, lines) in zip(axes.ravel(), panels()):
         for model in MODELS:
@@ -530,7 +534,7 @@ def plot(rows, path):
                 draw_lines(ax, mine, lines, model)
         for rs in cells:   # name each cell once, at the top
             ax.annotate('{} {}'.format(rs[0]['model'], rs[0]['recipe']),
-                        (numpy.mean([r['ece'] for r in rs]), 1),
+                        (mean_ece(rs), 1),
                         xycoords=('data', 'axes fraction'), xytext=(0, -10),
                         textcoords='offset points', ha='center', fontsize=6,
                         alpha=0.7, rotation=30)
@@ -549,7 +553,7 @@ def plot(rows, path):
 
 def draw_lines(ax, cells, lines, model):
     """One panel's lines for one encoder's cells (sorted by ECE)."""
-    x = [numpy.mean([r['ece'] for r in rs]) for rs in cells]
+    x = [mean_ece(rs) for rs in cells]
     marker, style = MARKERS[model]
     for label, key, get in lines:
         ys = [[get(r) for r in rs] for rs in cells]
@@ -607,7 +611,7 @@ def section(rows, args):
         'holds)', '', cell_table(rows), '',
         '### The answer, per claim', '']
     lines += ['- {}: **{}**. {}.'.format(CLAIMS[c], answers[c], '; '.join(
-        '{}: {}'.format(m.upper() if m == 'cnn' else 'BiLSTM', v)
+        '{}: {}'.format(NAMES[m], v)
         for m, v in per_model[c].items())) for c in CLAIMS]
     lines += ['', '![each claim against ECE]({})'.format(
         os.path.relpath(args.figure, ROOT).replace(os.sep, '/'))]
