@@ -32,9 +32,9 @@ install-mpi: install
 install-bench: install
 	$(PY) -m pip install -q -r requirements-bench.txt
 
-# The explorer (explore.py): Gradio, which brings FastAPI, uvicorn and pandas.
-# requirements-explore.txt constrains itself with requirements.txt, so pandas
-# cannot upgrade numpy past 2 (Chainer 7.8.1 needs numpy<2)
+# The explorer (explore.py): uvicorn serves its own small app; selenium drives
+# the browser test. requirements-explore.txt constrains itself with
+# requirements.txt, so nothing it brings can upgrade numpy past 2
 install-explore: install
 	$(PY) -m pip install -q -r requirements-explore.txt
 

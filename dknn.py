@@ -268,7 +268,7 @@ class DkNN:
                                     self.batchsize, desc)
 
     def fit(self, train, desc='DkNN: training activations', comm=None,
-            offset=0):
+            offset=0, cache=None):
         """Index the training set's chosen layers (one index per layer).
 
         Args:
@@ -276,6 +276,9 @@ class DkNN:
                 shard (rows ``offset ..`` of the whole training set); every
                 rank then answers every query together (see
                 :class:`search.ShardedIndex`).
+            cache (dict): layer name -> an index of this training set built
+                with these settings' backend, taken from it and added to it
+                (DkNNs of other k share their indexes).
         """
         acts = self._activations(train, desc)
         labels = numpy.asarray(acts.labels, numpy.int32)
@@ -287,8 +290,12 @@ class DkNN:
         self.train_labels = labels
         self.indices = {}
         for name in self.layers:
-            index = search.BACKENDS[self.settings.backend](
-                acts.layers[name], **self.settings.backend_options())
+            index = cache.get(name) if cache is not None else None
+            if index is None:
+                index = search.BACKENDS[self.settings.backend](
+                    acts.layers[name], **self.settings.backend_options())
+            if cache is not None:
+                cache[name] = index
             self.indices[name] = index if comm is None else \
                 search.ShardedIndex(index, offset, comm)
         return self
@@ -378,7 +385,7 @@ def for_run(run, settings=Settings(), comm=None, out=None):
 
     The training and calibration activations come from the run's
     forward-pass cache (computed on first use, and saved into ``out``, a
-    :class:`toolkit.safeio.Outputs`, when given). With a ChainerMN
+    :class:`toolkit.fileio.Outputs`, when given). With a ChainerMN
     ``comm``, each rank computes and indexes only its shard of the
     training set.
 

@@ -38,7 +38,7 @@ from toolkit import conformal
 from toolkit import metrics
 from toolkit import render
 from toolkit import runs
-from toolkit import safeio
+from toolkit import fileio
 from toolkit import uncertainty
 
 
@@ -132,7 +132,7 @@ def evaluate(run, settings=dknn.Settings(), scorings=dknn.SCORINGS,
     Args:
         settings (dknn.Settings): k, layers, backend ...; its scoring rule
             is replaced by each of ``scorings``.
-        out (safeio.Outputs): where to save the forward passes (None: keep
+        out (fileio.Outputs): where to save the forward passes (None: keep
             them in memory).
 
     Returns:
@@ -302,7 +302,7 @@ def evaluate_run(run, settings=dknn.Settings(), scorings=dknn.SCORINGS,
         figures = uncertainty_reports(run, head, results, uses) \
             if uses is not None else {}
         arrays = credibility_arrays(outs, run.forward('test').labels)
-        out.write(runs.ARTIFACTS['credibility'], safeio.npz_writer(arrays))
+        out.write(runs.ARTIFACTS['credibility'], fileio.npz_writer(arrays))
         for role, fig in figures.items():
             out.write(runs.ARTIFACTS[role], render.png_writer(fig))
         results['settings'] = dict(flags or {}, dknn=settings.public())

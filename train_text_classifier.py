@@ -33,7 +33,7 @@ from errors import UserError
 
 from toolkit import cli
 from toolkit import runs
-from toolkit import safeio
+from toolkit import fileio
 
 MAX = nets.MAX_SIZES
 MAX_EPOCHS = 1000000
@@ -166,7 +166,7 @@ def run_state(path, setup):
         raise UserError('{} exists and is not a result folder; pass --force '
                         'to replace it or --out to write elsewhere'.format(
                             path))
-    old = safeio.read_json(old_path, 'pass --force to replace the run')
+    old = fileio.read_json(old_path, 'pass --force to replace the run')
     defaults = vars(build_parser().parse_args([]))   # keys older runs lack
     diff = [k for k in RUN_KEYS if not isinstance(old, dict) or
             old.get(k, defaults[k]) != setup.get(k)]
@@ -299,7 +299,7 @@ def save_best(model, path):
     (Chainer's own snapshot moves a temporary folder into place, which
     would move it into a folder standing there)."""
     def save(trainer):
-        safeio.save_atomic(path, lambda f: chainer.serializers.save_npz(
+        fileio.save_atomic(path, lambda f: chainer.serializers.save_npz(
             f, model))
     return save
 
@@ -316,7 +316,7 @@ class AtomicLog(extensions.LogReport):
         before = len(self.log)
         super().__call__(trainer)
         if len(self.log) > before:
-            safeio.save_json(self.path, self.log)
+            fileio.save_json(self.path, self.log)
 
 
 def add_reports(trainer, model, keep='best'):
@@ -410,7 +410,7 @@ def fit(args, device, prepared, folder, comm=None):
     numpy.random.seed(init_seed(args))  # Chainer's initializers draw from it
     model = nets.build_model(setup, initialW=prepared.initialW)
     model.to_device(device)
-    out = safeio.Outputs(folder)
+    out = fileio.Outputs(folder)
     for role, content in (('vocab', splits.vocab),
                           ('calib', splits.calib_indices), ('setup', setup)):
         out.write_json(runs.ARTIFACTS[role], content)
@@ -443,7 +443,7 @@ def prepare_out(out):
     if os.path.exists(out):
         if not os.path.isdir(out):
             raise UserError('--out {} is a file; pass a folder'.format(out))
-        safeio.require_writable(out, 'the --out folder')
+        fileio.require_writable(out, 'the --out folder')
         return []
     made, path = [], os.path.abspath(out)
     while not os.path.exists(path):
@@ -568,12 +568,12 @@ def choose_folder(args):
 
 def train_locked(args, device, final_dir, comm):
     """:func:`train_run` once the folders exist: lock, check, train."""
-    with safeio.writing(final_dir, runs.LOCK_FILE):
+    with fileio.writing(final_dir, runs.LOCK_FILE):
         state = run_state(final_dir, vars(args))
         if state == 'finished' and not args.force:
             print('{}: already trained with these settings; pass --force to '
                   'train again'.format(final_dir))
-            return safeio.read_json(os.path.join(
+            return fileio.read_json(os.path.join(
                 final_dir, runs.ARTIFACTS['train_results']), RERUN)
         device = device or cli.device_from_args(args)
         prepared = prepare(args, device)

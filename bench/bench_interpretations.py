@@ -16,7 +16,7 @@ import numpy
 
 from report import write_section  # NOQA (first: sets sys.path)
 from toolkit import cli  # NOQA
-import interpretations as interp  # NOQA
+from toolkit import attribution  # NOQA
 from toolkit import runs  # NOQA
 
 
@@ -30,7 +30,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     run = runs.load(args.model_setup)
     xs = [x for x, _ in run.splits.test]
-    ex = interp.Explainer(run.model, run)
+    ex = attribution.Explainer(run.model, run)
     body, _ = timing_section(ex, xs, args)
     write_section('interpretations', body)
 
@@ -43,11 +43,11 @@ def timing_section(ex, xs, args):
     ex.head  # loads (or builds) the DkNN index
     t_head = time.perf_counter() - t
     t = time.perf_counter()
-    batched = interp.explain(ex, xs, 'dknn')
+    batched = attribution.explain(ex, xs, 'dknn')
     t_batched = time.perf_counter() - t
     ref_xs = xs[:args.reference_sentences or len(xs)]
     t = time.perf_counter()
-    ref = [interp.INTERPRETERS['dknn'].explain(ex, [x])[0] for x in ref_xs]
+    ref = [attribution.INTERPRETERS['dknn'].explain(ex, [x])[0] for x in ref_xs]
     t_ref = (time.perf_counter() - t) * len(xs) / len(ref_xs)
     gaps = [float(numpy.abs(a.importance - b.importance).max())
             if len(a.importance) else 0.0 for a, b in zip(batched, ref)]

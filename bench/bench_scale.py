@@ -29,7 +29,7 @@ import numpy
 from report import BENCHMARKS, ROOT, write_section, read_json  # NOQA (first)
 from toolkit import cli  # NOQA
 import search  # NOQA
-from toolkit import safeio  # NOQA
+from toolkit import fileio  # NOQA
 
 SIZES = ('5920x300', '100000x300', '300000x300', '550000x300',
          '550000x1200')
@@ -163,7 +163,7 @@ def save(size, rows):
     kept = {(r[1], r[2]): r for r in saved_rows([size])}
     kept.update({(r[1], r[2]): r for r in rows})
     order = {b: i for i, b in enumerate(BACKENDS)}
-    safeio.save_json(path, sorted(kept.values(), key=lambda r: (
+    fileio.save_json(path, sorted(kept.values(), key=lambda r: (
         r[2], order.get(r[1], len(order)))))
 
 

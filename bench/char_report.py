@@ -21,7 +21,7 @@ import numpy
 from report import RESULTS, write_section  # NOQA (first: sets sys.path)
 from toolkit import cli  # NOQA
 from toolkit import faithfulness  # NOQA
-import interpretations as interp  # NOQA
+from toolkit import attribution  # NOQA
 import run_dknn  # NOQA
 from toolkit import runs  # NOQA
 
@@ -49,9 +49,9 @@ def question_marks(atts, texts):
 
 def explain_all(setup_path, methods):
     run = runs.load(setup_path)
-    ex = interp.Explainer(run.model, run)
+    ex = attribution.Explainer(run.model, run)
     xs = [x for x, _ in run.splits.test]
-    return run, {m: interp.explain(ex, xs, m, desc=m) for m in methods}
+    return run, {m: attribution.explain(ex, xs, m, desc=m) for m in methods}
 
 
 @cli.script
@@ -69,7 +69,7 @@ def main(argv=None):
     for m in ('dknn', 'softmax'):
         for name, atts in (('characters', char[m]), ('words', word[m])):
             lines.append('| {} | {} | {:.3f} | {:.3f} | {:.1%} |'.format(
-                interp.INTERPRETERS[m].title, name,
+                attribution.INTERPRETERS[m].title, name,
                 faithfulness.entropy(atts), top_share(atts),
                 faithfulness.zero_share(atts)))
     marks, every = question_marks(char['softmax'], texts)

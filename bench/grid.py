@@ -25,10 +25,11 @@ from tqdm import tqdm
 from report import RESULTS, write_section, read_json  # NOQA (first)
 from toolkit import cli  # NOQA
 import dknn  # NOQA
-import interpretations  # NOQA
+from toolkit import attribution  # NOQA
+from toolkit import explanations  # NOQA
 import run_dknn  # NOQA
 from toolkit import runs  # NOQA
-from toolkit import safeio  # NOQA
+from toolkit import fileio  # NOQA
 import scaling  # NOQA
 import text_datasets  # NOQA
 import train_text_classifier  # NOQA
@@ -165,7 +166,7 @@ def run_cell(cell, args, vectors):
         'ece_conformal': dk['conformal']['ece'],
         'temperature': ts['temperature'], 'scaling_error': ts.get('error'),
         'seconds': times}
-    safeio.save_json(summary_path, summary)
+    fileio.save_json(summary_path, summary)
     return summary
 
 
@@ -221,10 +222,10 @@ def supplementary_page(args):
     if os.path.exists(setup):
         run = runs.load(setup, data_dir=args.data_dir)
         scaled = os.path.exists(run.path('temperature'))
-        methods = list(interpretations.INTERPRETERS) if scaled else \
+        methods = list(attribution.INTERPRETERS) if scaled else \
             ['dknn', 'softmax', 'grad']
-        interpretations.explain_run(
-            interpretations.Explainer(
+        explanations.explain_run(
+            attribution.Explainer(
                 run.model, run, settings=dknn.Settings(k=args.k)), methods,
             list(range(min(args.page_examples, len(run.splits.test)))),
             neighbours=3)
@@ -280,7 +281,7 @@ def main(argv=None):
                            r['dknn_accuracy'], sum(r['seconds'].values()),
                            log))
     md = table(rows)
-    safeio.save_atomic(os.path.join(args.out, 'grid.md'),
+    fileio.save_atomic(os.path.join(args.out, 'grid.md'),
                        lambda f: f.write(md + '\n'), 'w')
     print(md)
     if args.quick:

@@ -29,7 +29,7 @@ from scipy.stats import spearmanr
 
 from report import RESULTS, write_section  # NOQA (first: sets sys.path)
 from toolkit import cli  # NOQA
-import interpretations as interp  # NOQA
+from toolkit import attribution  # NOQA
 from toolkit import runs  # NOQA
 from errors import UserError  # NOQA
 
@@ -86,7 +86,7 @@ def section(rows, base, n, setup_path):
              '|' + '---|' * 7]
     for m, r in rows.items():
         lines.append('| {} | {} | {:.1%} | {:.1%} | {:.3f} | {:.1%} | {:.1%} '
-                     '|'.format(interp.INTERPRETERS[m].title, r['n'],
+                     '|'.format(attribution.INTERPRETERS[m].title, r['n'],
                                 r['zero'], r['sign'], r['spearman'],
                                 r['top1'], r['top3']))
     lines.append('| random ranking | | | 50% | 0 | {:.1%} | {:.1%} |'.format(
@@ -113,10 +113,10 @@ def main(argv=None):
         raise UserError('human alignment needs a stsa.binary run')
     xs = [x for x, _ in run.splits.test]
     tokens = [fields[0] for fields, _ in run.splits.raw['test']]
-    ex = interp.Explainer(run.model, run)
+    ex = attribution.Explainer(run.model, run)
     rows, base = {}, None
     for m in METHODS:
-        atts = interp.explain(ex, xs, m, desc=m)
+        atts = attribution.explain(ex, xs, m, desc=m)
         rows[m] = alignment(atts, tokens, lex)
         base = base if base is not None else chance(atts, tokens, lex)
     write_section('human-alignment', section(rows, base, len(xs),

@@ -21,7 +21,8 @@ import numpy
 from report import write_section, read_json  # NOQA (first: sets sys.path)
 from toolkit import cli  # NOQA
 import dknn  # NOQA
-import interpretations  # NOQA
+from toolkit import attribution  # NOQA
+from toolkit import explanations  # NOQA
 import run_dknn  # NOQA
 from toolkit import runs  # NOQA
 import text_datasets  # NOQA
@@ -68,7 +69,7 @@ def main(argv=None):
                               dknn.Settings(backend=backend))
     run = runs.load(setup)
     lengths = [len(x) for x, _ in run.examples('test')[:args.reviews]]
-    _, loo_s = timed(interpretations.explain_run, interpretations.Explainer(
+    _, loo_s = timed(explanations.explain_run, attribution.Explainer(
         run.model, run), ['dknn'], list(range(args.reviews)))
     train_acts = run.forward('train')
     width = {n: a.shape[1] for n, a in train_acts.layers.items()}

@@ -41,7 +41,7 @@ import noise_tables  # NOQA
 import noisy_data  # NOQA
 import run_dknn  # NOQA
 from toolkit import runs  # NOQA
-from toolkit import safeio  # NOQA
+from toolkit import fileio  # NOQA
 import text_datasets  # NOQA
 import train_text_classifier  # NOQA
 
@@ -144,7 +144,7 @@ def train(name, parts, names, seed, model, args):
             **recipe(model, args)))
     if not os.path.exists(timing):
         os.makedirs(os.path.dirname(timing), exist_ok=True)
-        safeio.save_json(timing, {'seconds': time.time() - start})
+        fileio.save_json(timing, {'seconds': time.time() - start})
     return os.path.join(folder, 'args.json'), \
         json.load(open(timing))['seconds']
 
@@ -191,7 +191,7 @@ def tune(args):
     best = lambda g: int(max(g, key=g.get))  # NOQA
     tuned = {'grid': grid, 'dknn_k': best(grid['dknn_all']),
              'logit_k': best(grid['logit_knn']), 'condition': TUNE.name}
-    safeio.save_json(path, tuned)
+    fileio.save_json(path, tuned)
     return json.loads(json.dumps(tuned))
 
 
@@ -347,7 +347,7 @@ def stage_results(args, conditions):
         done['clean'] = clean(CLEAN, args)
     if 'real' in args.stages:
         done['real'] = real(args)
-    safeio.save_json(cache, done)
+    fileio.save_json(cache, done)
     return done
 
 

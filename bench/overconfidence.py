@@ -45,7 +45,7 @@ from tqdm import tqdm
 from report import RESULTS, ROOT, write_section  # NOQA (first: sets sys.path)
 import dknn  # NOQA
 import human_alignment  # NOQA
-import interpretations as interp  # NOQA
+from toolkit import attribution  # NOQA
 import reduction_report  # NOQA
 import saturation  # NOQA
 import train_text_classifier  # NOQA
@@ -54,7 +54,7 @@ from toolkit import faithfulness  # NOQA
 from toolkit import metrics  # NOQA
 from toolkit import reduction  # NOQA
 from toolkit import runs  # NOQA
-from toolkit import safeio  # NOQA
+from toolkit import fileio  # NOQA
 
 GLOVE = os.path.join('glove', 'glove.6B.50d.txt.gz')   # in the data folder
 DATA_SEED = 0      # --seed: the validation and calibration draws, fixed
@@ -132,7 +132,7 @@ def sharpen(source, folder, T):
     if os.path.exists(done):
         return folder
     os.makedirs(folder, exist_ok=True)
-    out = safeio.Outputs(folder)
+    out = fileio.Outputs(folder)
     for role in ('vocab', 'calib', 'setup', 'log'):
         name = runs.ARTIFACTS[role]
         out.write(name, lambda f, n=name: f.write(
@@ -192,9 +192,9 @@ def aopc(ex, xs, atts):
 
 def replaced(ex, xs, tokens, lex, filler):
     """Leave-one-out with each token replaced by ``filler`` (an id)."""
-    atts = {m: interp.explain(ex, xs, m) if filler is None else
-            [a for i in range(0, len(xs), 64) for a in interp.leave_one_out(
-                ex, xs[i:i + 64], interp.INTERPRETERS[m].scores, filler)]
+    atts = {m: attribution.explain(ex, xs, m) if filler is None else
+            [a for i in range(0, len(xs), 64) for a in attribution.leave_one_out(
+                ex, xs[i:i + 64], attribution.INTERPRETERS[m].scores, filler)]
             for m in LOO}
     return atts, {m: spread_and_alignment(a, atts['softmax'], tokens, lex)
                   for m, a in atts.items()}
@@ -210,7 +210,7 @@ def measure(folder, lex, n_explain, n_reduce):
     ``n_explain`` sentences, the reduction of its first ``n_reduce`` (0:
     all)."""
     run = runs.load(os.path.join(folder, 'args.json'))
-    ex = interp.Explainer(run.model, run, settings=dknn.Settings(k=K))
+    ex = attribution.Explainer(run.model, run, settings=dknn.Settings(k=K))
     row, times = calibration(run, ex), {}
     row['n_test'] = len(run.splits.test)
     xs = first([x for x, _ in run.splits.test], n_explain)
@@ -269,7 +269,7 @@ def measure_cell(args, lex, recipe, model, extra, seed):
                settings=dict(RECIPES[recipe].get('train', {}), **extra,
                              temperature=RECIPES[recipe].get('temperature')))
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    safeio.save_json(path, row)
+    fileio.save_json(path, row)
     return row
 
 
@@ -493,7 +493,7 @@ COLOURS = {'dknn': 'tab:green', 'softmax': 'tab:blue',
 
 def panels():
     """The figure's panels: (title, [(label, method, row -> value)])."""
-    titles = {m: interp.INTERPRETERS[m].title for m in LOO}
+    titles = {m: attribution.INTERPRETERS[m].title for m in LOO}
     per_method = lambda key: [  # NOQA
         (titles[m], m, lambda r, m=m: r['methods'][m][key]) for m in LOO]
     return [

@@ -20,7 +20,8 @@ import numpy
 
 from report import BENCHMARKS, RESULTS, read_json, write_section  # NOQA
 from toolkit import cli  # NOQA
-import interpretations  # NOQA
+from toolkit import attribution  # NOQA
+from toolkit import explanations  # NOQA
 from toolkit import reduction  # NOQA
 from toolkit import render  # NOQA
 from toolkit import runs  # NOQA
@@ -32,11 +33,11 @@ def reduce_one(folder, method='grad', first=None, beam=5):
     run = runs.load(os.path.join(folder, 'args.json'))
     n = len(run.splits.test)
     indices = list(range(n if first is None else min(first, n)))
-    explainer = interpretations.Explainer(run.model, run)
+    explainer = attribution.Explainer(run.model, run)
     with run.writing() as out:
         payload = reduction.reduce_run(run, explainer, indices, method, beam)
         if first is None:
-            interpretations.write_reduction(out, run, payload)
+            explanations.write_reduction(out, run, payload)
     payload['name'] = '{} {}'.format(run.setup['dataset'], run.setup['model'])
     return payload
 

@@ -11,7 +11,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 import errors  # NOQA (after sys.path)
-from toolkit import safeio  # NOQA
+from toolkit import fileio  # NOQA
 
 BENCHMARKS = os.path.join(ROOT, 'BENCHMARKS.md')
 RESULTS = os.path.join(ROOT, 'RESULTS.md')
@@ -63,7 +63,7 @@ def write_section(name, body, path=BENCHMARKS):
     rank = lambda n: ORDER.index(n) if n in ORDER else len(ORDER)  # NOQA
     text = head.rstrip('\n') + '\n\n' + '\n\n'.join(
         blocks[n] for n in sorted(blocks, key=rank)) + '\n'
-    safeio.save_atomic(path, lambda f: f.write(text), 'w')
+    fileio.save_atomic(path, lambda f: f.write(text), 'w')
     print(body.strip())
     print('wrote section {!r} of {}'.format(name, path))
 

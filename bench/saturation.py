@@ -20,7 +20,7 @@ from report import RESULTS, run_from_flags, write_section  # NOQA (first: sets s
 from toolkit import cli  # NOQA
 import dknn  # NOQA
 from toolkit import faithfulness  # NOQA
-import interpretations as interp  # NOQA
+from toolkit import attribution  # NOQA
 from toolkit import render  # NOQA
 
 METHODS = ('dknn', 'softmax', 'calibrated', 'grad')
@@ -32,8 +32,8 @@ FRACTIONS = (0.1, 0.2, 0.5)
 
 def yardsticks(ex):
     """The two scores faithfulness is measured on."""
-    return {'softmax': functools.partial(interp.softmax_scores, ex),
-            'conformity': functools.partial(interp.conformity_scores, ex)}
+    return {'softmax': functools.partial(attribution.softmax_scores, ex),
+            'conformity': functools.partial(attribution.conformity_scores, ex)}
 
 
 def method_rows(ex, xs, atts):
@@ -60,13 +60,13 @@ def sweep_rows(run, xs):
     rows = []
     test = run.forward('test')
     for layers, pool, k in SETTINGS:
-        ex = interp.Explainer(run.model, run, settings=dknn.Settings(
+        ex = attribution.Explainer(run.model, run, settings=dknn.Settings(
             k=k, layers=layers, pool=pool))
         acc = float((ex.head.predict_activations(test).pred ==
                      test.labels).mean())
-        a = interp.explain(ex, xs, 'dknn')
-        score = functools.partial(interp.softmax_scores, ex)
-        own = functools.partial(interp.conformity_scores, ex)
+        a = attribution.explain(ex, xs, 'dknn')
+        score = functools.partial(attribution.softmax_scores, ex)
+        own = functools.partial(attribution.conformity_scores, ex)
         rows.append({
             'layers': layers, 'pool': pool, 'k': k, 'votes': ex.head.n_votes,
             'accuracy': acc, 'zero': faithfulness.zero_share(a),
@@ -88,7 +88,7 @@ def methods_section(rows, n, setup_path):
         s, c = r['softmax'], r['conformity']
         lines.append('| {} | {:.1%} | {:.1%} | {:.3f} | {:.3f} | {:.3f} | '
                      '{:.3f} | {:.3f} / {:.3f} | {:.3f} / {:.3f} |'.format(
-                         interp.INTERPRETERS[m].title, r['zero'], r['small'],
+                         attribution.INTERPRETERS[m].title, r['zero'], r['small'],
                          r['entropy'], r['tau_loo'], s['aopc'], c['aopc'],
                          s['comp_0.2'], c['comp_0.2'], s['suff_0.2'],
                          c['suff_0.2']))
@@ -131,12 +131,12 @@ def sweep_section(rows):
 def main(argv=None):
     args, run = run_from_flags(__doc__.split('\n')[0], argv)
     xs = [x for x, _ in run.splits.test]
-    ex = interp.Explainer(run.model, run)
-    atts = {m: interp.explain(ex, xs, m, desc=m) for m in METHODS}
+    ex = attribution.Explainer(run.model, run)
+    atts = {m: attribution.explain(ex, xs, m, desc=m) for m in METHODS}
     with run.writing() as out:
         out.write('saturation.png', render.png_writer(
             render.plot_importance_histograms(atts, {
-                m: interp.INTERPRETERS[m].title for m in METHODS})))
+                m: attribution.INTERPRETERS[m].title for m in METHODS})))
     write_section('saturation', methods_section(
         method_rows(ex, xs, atts), len(xs), args.model_setup), RESULTS)
     write_section('saturation-sweep', sweep_section(sweep_rows(run, xs)),

@@ -20,7 +20,8 @@ import os
 from report import RESULTS, write_section, read_json  # NOQA (first)
 from toolkit import cli  # NOQA
 from toolkit import artifacts  # NOQA
-import interpretations  # NOQA
+from toolkit import attribution  # NOQA
+from toolkit import explanations  # NOQA
 import run_dknn  # NOQA
 from toolkit import runs  # NOQA
 import text_datasets  # NOQA
@@ -55,8 +56,8 @@ def main(argv=None):
     run, pair = train('snli', args, data, glove)
     snli = runs.load(os.path.join(run, 'args.json'), data_dir=data)
     dk = run_dknn.evaluate_run(snli)
-    interp, _, _ = interpretations.explain_run(
-        interpretations.Explainer(snli.model, snli), ['dknn'],
+    interp, _, _ = explanations.explain_run(
+        attribution.Explainer(snli.model, snli), ['dknn'],
         list(range(len(snli.splits.test))), figure=6, with_artifacts=True)
     _, hyp = train('snli-hypothesis', args, data, glove)
     test_labels = [y for _, y in text_datasets.load_raw('snli', data).test]

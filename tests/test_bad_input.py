@@ -27,7 +27,7 @@ import pytest
 
 import interpretations
 import run_dknn
-from toolkit import safeio
+from toolkit import fileio
 import scaling
 import train_text_classifier
 from conftest import ROOT, TINY_TRAIN, copy_run, write_tiny_sst
@@ -181,10 +181,10 @@ def flag(script, *argv, names=None, kind='flags'):
 
 
 def full_disk(ws):
-    """Every file written through safeio fails with ENOSPC: the files of
-    :func:`safeio.save_atomic` (it opens them with the ``open`` of safeio's
+    """Every file written through fileio fails with ENOSPC: the files of
+    :func:`fileio.save_atomic` (it opens them with the ``open`` of fileio's
     namespace, replaced here) and the forward-pass cache, whose memory-
-    mapped arrays get their space from ``safeio._fallocate``."""
+    mapped arrays get their space from ``fileio._fallocate``."""
     class Full:
         def __init__(self, *a, **k):
             self.f = open(*a, **k)
@@ -201,11 +201,11 @@ def full_disk(ws):
 
         def __getattr__(self, name):
             return getattr(self.f, name)
-    safeio.open = Full
+    fileio.open = Full
 
     def no_space(fd, offset, length):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    safeio._fallocate = no_space
+    fileio._fallocate = no_space
 
 
 # ------------------------------------------------ hostile files (issue 20)
@@ -1040,7 +1040,7 @@ CASES = [
          r'out/stsa\.binary_cnn/vocab\.json: no space left'),
     Case('disk and concurrency', 'another command holds the lock', 'scaling',
          Workspace.model,
-         lambda ws: Workspace.hold.append(safeio.FolderLock(
+         lambda ws: Workspace.hold.append(fileio.FolderLock(
              ws.file('.lock'), ws.run).__enter__()),
          r'run is being written by another command'),
 ] + TRUST_CASES
@@ -1137,8 +1137,8 @@ def record(case, r):
 
 @pytest.mark.parametrize('case', CASES, ids=[c.name for c in CASES])
 def test_bad_input(case, indexed_run, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(safeio, 'open', open, raising=False)
-    monkeypatch.setattr(safeio, '_fallocate', safeio._fallocate)
+    monkeypatch.setattr(fileio, 'open', open, raising=False)
+    monkeypatch.setattr(fileio, '_fallocate', fileio._fallocate)
     r = outcome(case, indexed_run, str(tmp_path / 'ws'),
                 lambda: capsys.readouterr().err)
     record(case, r)
@@ -1178,7 +1178,7 @@ def test_out_holding_another_run_trains_beside_it(indexed_run, tmp_path,
     assert sorted(record['files']) == ['args.json', 'best_model.npz',
                                        'calib.json', 'log', 'vocab.json']
     for name, sha in record['files'].items():
-        assert safeio.file_sha256(os.path.join(new, name)) == sha
+        assert fileio.file_sha256(os.path.join(new, name)) == sha
     done = snapshot(ws.out)
     train_text_classifier.main(ws.train('--unit', '7'))
     assert '{}: already trained with these settings; pass --force to train ' \

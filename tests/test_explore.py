@@ -1,18 +1,19 @@
 """The explorer (explore.py): its JSON API on tiny runs (word, char, pair),
-bad input, a load test, and the page in a real headless browser.
+bad input, what a hostile client can and cannot reach, time limits, a load
+test, and the page in a real headless browser.
 
-Skipped as a whole where Gradio is missing (CI's core install): ``make
-install-explore`` adds it. The browser test also needs Chromium and its
-driver (Debian: ``apt-get install chromium chromium-driver``) and skips
-without them; ``make test-browser`` runs it alone and saves the screenshot
-docs/explorer.png (from the SST-2 run when one is trained).
+Skipped as a whole where uvicorn is missing: ``make install-explore`` adds
+it (CI installs it). The browser test also needs Chromium and its driver
+(Debian: ``apt-get install chromium chromium-driver``) and skips without
+them; ``make test-browser`` runs it alone and saves the screenshot
+docs/explorer.png (from the ``make train`` run when there is one).
 """
 import concurrent.futures
 import json
 import math
 import os
 import shutil
-import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -23,15 +24,11 @@ import pytest
 
 from conftest import ROOT
 
-try:
-    from toolkit import explore_page
-    explore_page.gradio()
-except ImportError as e:
-    pytest.skip('the explorer extra is not installed ({}); make '
-                'install-explore'.format(e), allow_module_level=True)
+pytest.importorskip('uvicorn', reason='the explorer extra is not '
+                    'installed: make install-explore')
 
 import dknn
-import interpretations
+from toolkit import attribution
 import nlp_utils
 import train_text_classifier
 from toolkit import explore
@@ -130,11 +127,11 @@ def test_importances_equal_interpretations(server, tiny_run):
                     layers='all')
     assert status == 200 and p['settings']['k'] == 3
     run = runs.load(tiny_run)
-    ex = interpretations.Explainer(run.model, run, settings=dknn.Settings(
+    ex = attribution.Explainer(run.model, run, settings=dknn.Settings(
         k=3, layers='all'))
     x, _ = nlp_utils.to_example((SENTENCE.split(),), 0, run.vocab)
-    for method in interpretations.INTERPRETERS:
-        att = interpretations.explain(ex, [x], method)[0]
+    for method in attribution.INTERPRETERS:
+        att = attribution.explain(ex, [x], method)[0]
         numpy.testing.assert_allclose(p['importance'][method],
                                       att.importance, rtol=1e-6, atol=1e-9)
         assert p['methods'][method]['label'] == \
@@ -150,16 +147,6 @@ def test_prediction_set_follows_epsilon_and_p_values(server):
         assert p['prediction_set'] == [n for n in p['labels']
                                        if p['probabilities']['p_value'][n]
                                        > eps]
-
-
-def test_the_page_and_the_api_give_the_same_payload(server, explorer):
-    _, api = get(server, '/api/explain', text=SENTENCE, k=4, epsilon=0.2)
-    h = explore_page.Handlers(explorer, tempfile.mkdtemp())
-    shown = h.show(SENTENCE, 4, [explorer.run.model.layer_names[-1]], 0.2)
-    assert shown[0] == ''   # no error
-    same(api, shown[-1])
-    _, bad = get(server, '/api/explain', text='')
-    assert bad['error'] in h.show('', 4, ['mlp1'], 0.2)[0]
 
 
 def test_examples_orders(server, explorer):
@@ -254,26 +241,188 @@ def test_other_bad_requests(server, path):
     assert status == 400 and body['error']
 
 
-def test_no_request_reads_a_file(server, tiny_run):
-    """Gradio's file route refuses the run's own files and any other."""
-    for path in (os.path.abspath(tiny_run), '/etc/passwd', 'README.md'):
-        status, _ = get(server, '/gradio_api/file=' + path)
-        assert status in (403, 404), path
+# ---------------------------------------------------- a hostile client
+
+def request(url, path, method='GET', headers=None, body=None):
+    """(status, body bytes) of one raw HTTP request, sent as it is."""
+    import http.client
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+    conn.request(method, path, body=body, headers=headers or {})
+    r = conn.getresponse()
+    return r.status, r.read()
 
 
-def test_the_page_shows_refusals_and_the_on_demand_panels(explorer,
-                                                          tmp_path):
-    h = explore_page.Handlers(explorer, str(tmp_path))
-    layers = [explorer.run.model.layer_names[-1]]
-    long = h.show(' '.join(['good'] * 600), K, layers, 0.1)
-    assert 'too long' in long[0] and long[-1] is None
-    assert 'empty' in h.show(None, K, layers, 0.1)[0]
-    shown = h.show(SENTENCE, K, layers, 0.1)
-    assert 'no train_audit.json' in h.audit(shown[-1])
-    assert 'reduced-text' in h.reduce(SENTENCE, K, layers)
-    for fmt in ('html', 'png'):
-        path = h.export(shown[-1], 0, fmt)
-        assert path.startswith(str(tmp_path)) and os.path.getsize(path)
+FILEDATA = {'path': '/etc/passwd', 'meta': {'_type': 'gradio.FileData'}}
+
+
+def test_no_route_hands_out_a_file(server, tiny_run, tmp_path):
+    """The Gradio FileData read, its file and upload routes, OpenAPI, any
+    other method: refused, and no byte of a file comes back."""
+    secret = tmp_path / 'secret.txt'
+    secret.write_text('SECRET-6f1c')
+    targets = [str(secret), os.path.abspath(tiny_run), '/etc/passwd']
+    join = json.dumps({'data': [dict(FILEDATA, path=str(secret))],
+                       'fn_index': 0, 'session_hash': 'x'}).encode()
+    attempts = [
+        ('POST', '/gradio_api/queue/join', join),
+        ('POST', '/gradio_api/run/predict', join),
+        ('POST', '/gradio_api/upload', b'x' * 100000),
+        ('POST', '/api/explain', b'text=good'),
+        ('PUT', '/api/explain?text=good', None),
+        ('GET', '/openapi.json', None), ('GET', '/docs', None),
+        ('GET', '/config', None), ('GET', '/gradio_api/info', None),
+        ('GET', '/static/../../etc/passwd', None),
+        ('GET', '/api/explain?text=' + urllib.parse.quote(json.dumps(
+            dict(FILEDATA, path=str(secret)))), None)]
+    attempts += [('GET', '/gradio_api/file=' + t, None) for t in targets]
+    attempts += [('GET', '/file=' + t, None) for t in targets]
+    for method, path, body in attempts:
+        status, answer = request(server, path, method, body=body)
+        assert b'SECRET-6f1c' not in answer and b'root:' not in answer
+        assert path.startswith('/api/explain?') and status == 200 or \
+            status in (404, 405), (method, path, status)
+    status, _ = request(server, '/api/explain?text=good',
+                        headers={'Content-Length': '5'}, body=b'hello')
+    assert status == 413
+
+
+@pytest.mark.parametrize('host', [
+    'evil.example', 'evil.example:{port}', '127.0.0.1.evil.example:{port}',
+    'localhost:1', '', '[::1]:1', 'a b'])
+def test_a_foreign_host_header_is_refused(server, host):
+    """DNS rebinding: a page whose name now points at 127.0.0.1 sends its
+    own name as Host; only this server's names are answered."""
+    port = urllib.parse.urlsplit(server).port
+    for path in ('/', '/api/info', '/api/explain?text=good'):
+        status, body = request(server, path, headers={
+            'Host': host.format(port=port)})
+        assert status == 421, (host, path)
+        assert b'negative' not in body
+    for ok in ('127.0.0.1:{}', 'localhost:{}', 'LOCALHOST:{}'):
+        status, _ = request(server, '/api/info',
+                            headers={'Host': ok.format(port)})
+        assert status == 200
+
+
+def test_exposing_needs_the_flag_and_a_token(explorer):
+    for host in ('0.0.0.0', '', '::', '192.168.1.5', 'example.com',
+                 '127.0.0.1\nerror: forged'):
+        with pytest.raises(explore.ExploreError):
+            explore_api.check_host(host, expose=False)
+    assert explore_api.check_host('0.0.0.0', expose=True) == '0.0.0.0'
+    app = explore_api.build_app(explorer)
+    with explore_api.Background(app) as url:
+        port = urllib.parse.urlsplit(url).port
+        app.guard = explore_api.Guard('0.0.0.0', port, token='t' * 24)
+        assert request(url, '/api/info')[0] == 401
+        assert request(url, '/api/info', headers={
+            'X-Explorer-Token': 'wrong'})[0] == 401
+        assert request(url, '/api/info', headers={
+            'X-Explorer-Token': 't' * 24})[0] == 200
+        status, _ = request(url, '/?token=' + 't' * 24)
+        assert status == 200
+        assert request(url, '/api/info', headers={
+            'Cookie': 'explorer_token=' + 't' * 24})[0] == 200
+        assert request(url, '/api/explain?text=good&token=' + 't' * 24
+                       )[0] == 200
+        assert request(url, '/api/info', headers={
+            'Host': '10.1.2.3:{}'.format(port),
+            'X-Explorer-Token': 't' * 24})[0] == 200
+        assert request(url, '/api/info', headers={
+            'Host': 'rebound.example:{}'.format(port),
+            'X-Explorer-Token': 't' * 24})[0] == 421
+
+
+def test_the_script_refuses_a_public_address_without_expose(tiny_run,
+                                                             capsys):
+    import explore as script
+    for host in ('0.0.0.0', '', '1.2.3.4\nerror: forged'):
+        with pytest.raises(SystemExit) as e:
+            script.main(['--model-setup', tiny_run, '--host', host])
+        assert str(e.value).startswith('error: ')
+        assert '\n' not in str(e.value)
+
+
+def test_heavy_requests_are_bounded_and_the_rest_answers(explorer):
+    """A request past its time limit gets 503; while one computes, /api/info
+    answers at once and extra waiters are turned away."""
+    started, release = threading.Event(), threading.Event()
+    app = explore_api.build_app(explorer, time_limit=30, max_waiting=0)
+    slow = app.table['explain']
+
+    def hold(q, deadline):
+        started.set()
+        release.wait(30)
+        return slow(q, deadline)
+    app.table['explain'] = hold
+    with explore_api.Background(app) as url:
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            first = pool.submit(get, url, '/api/explain', text='good')
+            assert started.wait(30)
+            t = time.time()
+            assert get(url, '/api/info')[0] == 200
+            assert time.time() - t < 5
+            second = pool.submit(get, url, '/api/explain', text='bad')
+            time.sleep(0.3)
+            third = get(url, '/api/explain', text='fun')
+            assert third[0] == 503 and 'busy' in third[1]['error']
+            release.set()
+            assert first.result()[0] == 200
+            assert second.result()[0] == 200
+    late = explore_api.build_app(explorer, time_limit=0.2)
+    with explore_api.Background(late) as url:
+        status, body = get(url, '/api/reduce',
+                           text=' '.join(['good', 'bad', 'fun'] * 100),
+                           beam=20)
+        assert status == 503 and 'time-limit' in body['error']
+
+
+def test_the_server_writes_no_file(explorer, tmp_path, monkeypatch):
+    """Exports are made in memory: no temporary folder is left."""
+    monkeypatch.setenv('TMPDIR', str(tmp_path))
+    import tempfile
+    monkeypatch.setattr(tempfile, 'tempdir', None)
+    before = set(os.listdir(explorer.run.folder))
+    with explore_api.Background(explore_api.build_app(explorer)) as url:
+        for fmt in ('html', 'png'):
+            assert get(url, '/api/export', text='good', format=fmt)[0] == 200
+        assert request(url, '/')[0] == 200
+    assert os.listdir(tmp_path) == []
+    assert set(os.listdir(explorer.run.folder)) == before
+
+
+def test_the_page_is_static_and_strict(server):
+    status, page = request(server, '/')
+    assert status == 200 and page.startswith(b'<!DOCTYPE html>')
+    assert b'negative' not in page   # data arrives as JSON, as text
+    assert b'innerHTML' not in page and b'http://' not in page.replace(
+        b'http://www.w3.org/2000/svg', b'')
+    import http.client
+    parts = urllib.parse.urlsplit(server)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port)
+    conn.request('GET', '/')
+    csp = conn.getresponse().getheader('content-security-policy')
+    assert "default-src 'none'" in csp and 'unsafe' not in csp
+
+
+def test_map_places_the_input_among_its_neighbours(server, explorer):
+    status, m = get(server, '/api/map', text=SENTENCE, k=4)
+    assert status == 200 and m['method'] == 'PCA'
+    assert len(m['neighbours']) == 4
+    shown = {p['index'] for p in m['points']}
+    assert set(m['neighbours']) <= shown
+    assert len(m['points']) <= explore.MAP_POINTS
+    assert 0 <= m['variance'][1] <= m['variance'][0] <= 1
+    _, p = get(server, '/api/explain', text=SENTENCE, k=4)
+    layer = p['settings']['layers'][-1]
+    assert m['neighbours'] == [n['index'] for n in p['neighbours'][layer]]
+    # the input's neighbours are near it on the map too (PCA of 9 units)
+    train = explorer.run.forward('train').layers[layer]
+    pca = explore.projection.fit(train)
+    for q in m['points'][:5]:
+        numpy.testing.assert_allclose(pca.transform(train[[q['index']]])[0],
+                                      [q['x'], q['y']], atol=1e-9)
 
 
 def test_max_tokens_is_a_setting(tiny_run):
@@ -360,19 +509,6 @@ def test_a_pair_model(tmp_path):
         assert status == 200 and len(r['examples'][0]['texts']) == 2
 
 
-# --------------------------------------------------------- page formatting
-
-def test_page_html_is_escaped(explorer):
-    p = explorer.explain(('good movie',))
-    layer = next(iter(p['neighbours']))
-    p['neighbours'][layer][0]['text'] = '<script>alert(1)</script>'
-    p['neighbours'][layer][0]['label'] = '<img src=x>'
-    shown = explore_page.neighbours_html(p) + explore_page.prediction_html(
-        dict(p, prediction='<i>', prediction_set=['<img src=x>']))
-    assert '<script>' not in shown and '<img' not in shown
-    assert '&lt;script&gt;' in shown and '&lt;i&gt;' in shown
-
-
 # ------------------------------------------------------------- the browser
 
 def browser_binaries():
@@ -406,9 +542,14 @@ def save_small_png(png, path):
     image.quantize(64).save(path, optimize=True)
 
 
+MARKUP = '<img src=x onerror="window.pwned=1">'
+
+
 def test_browser(tiny_run, tmp_path):
-    """Type, submit, see tokens highlighted and neighbours listed; load a
-    test example from the browser; an empty input shows a message."""
+    """The page opens with an example explained; type, submit, see tokens
+    coloured, neighbours listed and lit on the map; markup in the data is
+    shown as text; load a test example from the browser; an empty input
+    shows a message."""
     pytest.importorskip('selenium', reason='selenium is not installed: make '
                         'install-explore')
     chrome, driver = browser_binaries()
@@ -426,15 +567,22 @@ def test_browser(tiny_run, tmp_path):
         b = headless(chrome, driver, str(tmp_path / 'profile'))
         try:
             b.get(url + '/')
-            wait = WebDriverWait(b, 60)
+            from selenium.common.exceptions import \
+                StaleElementReferenceException
+            wait = WebDriverWait(b, 60, ignored_exceptions=(
+                StaleElementReferenceException,))
+            wait.until(lambda d: d.find_elements(
+                By.CSS_SELECTOR, '#neighbours-list tr.neighbour'))
+            assert not b.find_elements(By.CSS_SELECTOR, 'img')
             explain_in_browser(b, wait, ex, shot)
             outside = b.execute_script(
                 "return performance.getEntriesByType('resource')"
                 ".map(e => e.name).filter(n => !n.startsWith(arguments[0]))",
                 url)
             assert outside == []   # nothing fetched from elsewhere
+            markup_is_text(b, wait, ex)
             load_from_browser(b, wait, ex)
-            box = b.find_element(By.CSS_SELECTOR, '#input-text textarea')
+            box = b.find_element(By.ID, 'input-text')
             box.send_keys(Keys.CONTROL, 'a')
             box.send_keys(Keys.DELETE)   # an empty input: a message
             b.find_element(By.ID, 'explain-button').click()
@@ -445,25 +593,54 @@ def test_browser(tiny_run, tmp_path):
 
 
 def explain_in_browser(b, wait, ex, shot):
-    """Type a sentence, submit, find its tokens in every saliency row and
-    k neighbours; save a screenshot to ``shot``."""
+    """Type a sentence, submit, find its tokens in every saliency row, k
+    neighbours and k lit points on the map; save a screenshot."""
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     sentence = 'a gripping , funny and moving film that never quite works'
-    box = wait.until(lambda d: d.find_element(
-        By.CSS_SELECTOR, '#input-text textarea'))
+    box = b.find_element(By.ID, 'input-text')
+    box.send_keys(Keys.CONTROL, 'a')
     box.send_keys(sentence)
     b.find_element(By.ID, 'explain-button').click()
-    rows = wait.until(lambda d: d.find_elements(
-        By.CSS_SELECTOR, '#neighbours-list tr.neighbour'))
+    wait.until(lambda d: 'gripping' in d.find_element(
+        By.ID, 'saliency-grad').text)
+    rows = b.find_elements(By.CSS_SELECTOR, '#neighbours-list tr.neighbour')
     assert len(rows) == ex.settings.k
-    for method in interpretations.INTERPRETERS:
-        text = b.find_element(By.ID, 'saliency-' + method).text
-        assert all(w in text for w in ('gripping', 'funny'))
+    for method in attribution.INTERPRETERS:
+        line = b.find_element(By.ID, 'saliency-' + method)
+        assert all(w in line.text for w in ('gripping', 'funny'))
+        hover = line.find_elements(By.CSS_SELECTOR, '.tok')[1]
+        assert hover.get_attribute('title').startswith('importance ')
     assert b.find_element(By.ID, 'predicted-label').text in \
         ex.run.label_names
+    lit = wait.until(lambda d: d.find_elements(
+        By.CSS_SELECTOR, '#map-svg circle.neighbour-point'))
+    shown = {int(c.get_attribute('data-index')) for c in lit}
+    assert shown == {int(r.find_elements(By.TAG_NAME, 'td')[0].text)
+                     for r in rows}
+    assert '% and' in b.find_element(By.ID, 'map-note').text
     time.sleep(0.5)   # let the last colours paint
     save_small_png(b.get_screenshot_as_png(), shot)
     assert os.path.getsize(shot) < 400 * 1024
+
+
+def markup_is_text(b, wait, ex):
+    """A training text holding markup is shown as that text: no element is
+    made of it, no script of it runs."""
+    from selenium.webdriver.common.by import By
+    raw = ex.run.splits.raw['train']
+    first = int(b.find_elements(By.CSS_SELECTOR, '#neighbours-list '
+                                'tr.neighbour td')[0].text)
+    old = raw[first]
+    raw[first] = (((MARKUP,),) + tuple(old[0][1:]), old[1])
+    try:
+        b.find_element(By.ID, 'explain-button').click()
+        wait.until(lambda d: MARKUP in d.find_element(
+            By.ID, 'neighbours-list').text)
+        assert not b.find_elements(By.CSS_SELECTOR, '#neighbours-list img')
+        assert b.execute_script('return window.pwned') is None
+    finally:
+        raw[first] = old
 
 
 def load_from_browser(b, wait, ex):
@@ -477,13 +654,12 @@ def load_from_browser(b, wait, ex):
                          element)
         element.click()
         return element
-    click(By.XPATH, "//button[contains(., 'Test set (')]")
-    click(By.XPATH, "//button[normalize-space()='List']")
+    click(By.ID, 'browser-title')
+    click(By.ID, 'list-button')
     first = ex.examples('errors', 1)['examples'][0]
-    cell = click(By.CSS_SELECTOR, '#examples [data-testid="cell-0-0"]')
+    cell = click(By.CSS_SELECTOR, '#examples tr.pick td')
     assert cell.text == str(first['index'])
     wait.until(lambda d: d.find_element(
-        By.CSS_SELECTOR, '#input-text textarea').get_attribute('value') ==
-        first['text'])
+        By.ID, 'input-text').get_attribute('value') == first['text'])
     wait.until(lambda d: first['text'].split()[0] in d.find_element(
         By.ID, 'saliency-grad').text)

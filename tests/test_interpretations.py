@@ -8,6 +8,7 @@ import pytest
 from toolkit import faithfulness
 import dknn
 import interpretations as interp
+from toolkit import attribution
 import nets
 from toolkit import render
 from toolkit import runs
@@ -21,7 +22,7 @@ def run(run_copy):
 
 def explainer_for(setup_path, **kw):
     r = runs.load(setup_path)
-    return interp.Explainer(r.model, r, settings=dknn.Settings(k=5), **kw), r.splits
+    return attribution.Explainer(r.model, r, settings=dknn.Settings(k=5), **kw), r.splits
 
 
 def write_temperature(setup_path, T=2.0):
@@ -37,7 +38,7 @@ def test_leave_one_out_equals_manual_deletion(run, method, kind):
     write_temperature(run)
     ex, splits = explainer_for(run)
     xs = [x for x, _ in splits.test[:6]]
-    atts = interp.explain(ex, xs, method, chunk=4)
+    atts = attribution.explain(ex, xs, method, chunk=4)
     for x, att in zip(xs, atts):
         assert len(att.importance) == len(x) - 1  # one per token, no <eos>
         full = ex.scores([x], kind)[0]
@@ -77,10 +78,10 @@ def test_gradient_matches_finite_difference():
     numpy.random.seed(3)
     with chainer.using_config('dtype', numpy.float64):
         model = nets.build_model(setup)
-    ex = interp.Explainer(model)
+    ex = attribution.Explainer(model)
     xs = [numpy.array([2, 5, 7, 3, 0], numpy.int32),
           numpy.array([4, 0], numpy.int32)]
-    atts = interp.explain(ex, xs, 'grad')
+    atts = attribution.explain(ex, xs, 'grad')
 
     def log_p(x, t, eps, label):
         emb = model.encoder.embed.W.array[x].copy()
@@ -102,7 +103,7 @@ def test_one_token_and_empty_sentences_are_defined(run):
     one = numpy.array([3, 0], numpy.int32)      # a word and <eos>
     empty = numpy.array([0], numpy.int32)       # nothing to leave out
     for method in ('dknn', 'softmax', 'grad'):
-        a1, a0 = interp.explain(ex, [one, empty], method)
+        a1, a0 = attribution.explain(ex, [one, empty], method)
         assert a1.importance.shape == (1,) and numpy.isfinite(a1.importance)
         assert a0.importance.shape == (0,)
         if method != 'grad':   # the score is the method's own yardstick
@@ -118,8 +119,8 @@ def test_pair_leave_one_out_equals_manual_deletion():
     prem = numpy.array([2, 3, 4, 0], numpy.int32)
     hyp = numpy.array([5, 6, 0], numpy.int32)
     for field, n in (('hypothesis', 2), ('premise', 3), ('both', 5)):
-        ex = interp.Explainer(model, field=field)
-        att, = interp.explain(ex, [(prem, hyp)], 'softmax')
+        ex = attribution.Explainer(model, field=field)
+        att, = attribution.explain(ex, [(prem, hyp)], 'softmax')
         assert len(att.importance) == n
         full = ex.scores([(prem, hyp)], 'softmax')[0]
         for j in range(n):
@@ -136,7 +137,7 @@ def test_pair_leave_one_out_equals_manual_deletion():
 def test_faithfulness_matches_manual_deletions(run):
     ex, splits = explainer_for(run)
     xs = [x for x, _ in splits.test[:5]]
-    atts = interp.explain(ex, xs, 'softmax')
+    atts = attribution.explain(ex, xs, 'softmax')
     f = faithfulness.summary(lambda inputs: ex.scores(inputs, 'softmax'),
                              xs, atts, k_max=2, fractions=(0.5,))
 
@@ -176,7 +177,7 @@ def test_colour_values_follow_the_original_convention():
 
 
 def test_html_escapes_every_token():
-    att = interp.Attribution(1, 0.9, numpy.array([0.5, -0.2, 0.1]))
+    att = attribution.Attribution(1, 0.9, numpy.array([0.5, -0.2, 0.1]))
     rec = {'index': 0, 'label': 1, 'parts': [['<script>', 'a&b', '<unk>']],
            'explained': [0], 'results': {'softmax': att},
            'neighbours': [('x <b>y</b>', 0)]}
@@ -282,7 +283,7 @@ def test_outputs_record_their_set_and_a_failure_changes_nothing(run):
 
 
 def test_kendall_tau_against_a_reference_ranking():
-    att = interp.Attribution
+    att = attribution.Attribution
     a = [att(0, 1., numpy.array([.3, .2, .1])),     # same order: tau 1
          att(0, 1., numpy.array([.1, .2, .3])),     # reversed: tau -1
          att(0, 1., numpy.array([.5])),             # one token: skipped

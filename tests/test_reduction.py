@@ -4,6 +4,7 @@ import pytest
 
 import dknn
 import interpretations as interp
+from toolkit import attribution
 from toolkit import reduction
 from toolkit import runs
 from nlp_utils import remove, slots
@@ -12,7 +13,7 @@ from nlp_utils import remove, slots
 @pytest.fixture
 def explainer(run_copy):
     run = runs.load(run_copy)
-    return interp.Explainer(run.model, run, settings=dknn.Settings(k=5)), run
+    return attribution.Explainer(run.model, run, settings=dknn.Settings(k=5)), run
 
 
 @pytest.mark.parametrize('method,beam', [('grad', 5), ('softmax', 3),
@@ -46,7 +47,7 @@ def greedy(ex, x):
     the prediction holds and more than one token is left."""
     pred = ex.predictions([x])[0]
     while len(slots(x)) > 1:
-        att = interp.explain(ex, [x], 'grad')[0]
+        att = attribution.explain(ex, [x], 'grad')[0]
         smaller = remove(x, [int(numpy.argmin(att.importance))])
         if ex.predictions([smaller])[0] != pred:
             break
@@ -110,7 +111,7 @@ def test_reduce_command_writes_the_set_and_its_summary(run_copy):
                 if k not in e['removed']]
         assert e['reduced_tokens'] == kept
     run = runs.load(run_copy)
-    assert [e['prediction'] for e in examples] == interp.Explainer(
+    assert [e['prediction'] for e in examples] == attribution.Explainer(
         run.model, run).predictions([x for x, _ in run.splits.test]).tolist()
     page = open(os.path.join(folder, 'reduction.html')).read()
     assert page.count('<tr>') == 1 + len(examples)

@@ -15,7 +15,7 @@ import pytest
 
 import nets
 from toolkit import runs
-from toolkit import safeio
+from toolkit import fileio
 from errors import UserError
 from conftest import RUN_FILES, copy_run
 
@@ -270,15 +270,15 @@ def tree(folder):
             mode = os.lstat(path).st_mode
             out[rel] = ('link:' + os.readlink(path) if stat.S_ISLNK(mode)
                         else 'folder' if stat.S_ISDIR(mode)
-                        else safeio.file_sha256(path) if stat.S_ISREG(mode)
+                        else fileio.file_sha256(path) if stat.S_ISREG(mode)
                         else 'special')
     return out
 
 
 def temporaries(folder):
-    """The temporary files of safeio anywhere under ``folder``."""
+    """The temporary files of fileio anywhere under ``folder``."""
     return sorted(rel for rel in tree(folder)
-                  if safeio._LEFTOVER.match(os.path.basename(rel)))
+                  if fileio._LEFTOVER.match(os.path.basename(rel)))
 
 
 def record_state(folder, name):
@@ -289,7 +289,7 @@ def record_state(folder, name):
         return 'absent'
     files = json.load(open(path))['files']
     whole = all(os.path.isfile(os.path.join(folder, n)) and
-                safeio.file_sha256(os.path.join(folder, n)) == h
+                fileio.file_sha256(os.path.join(folder, n)) == h
                 for n, h in files.items())
     return 'whole' if whole else 'partial'
 
@@ -298,7 +298,7 @@ def test_each_file_is_written_atomically(tmp_path, monkeypatch):
     folder = str(tmp_path)
     with open(os.path.join(folder, 'a.json'), 'w') as f:
         f.write('old')
-    out = safeio.Outputs(folder)
+    out = fileio.Outputs(folder)
 
     def half(f):
         f.write('{"half": ')
@@ -332,7 +332,7 @@ def test_the_completion_record_comes_last_with_every_sha256(tmp_path,
         order.append(os.path.relpath(dst, folder))
         return real(src, dst)
     monkeypatch.setattr(os, 'replace', replace)
-    out = safeio.Outputs(folder)
+    out = fileio.Outputs(folder)
     out.write('a.bin', lambda f: f.write(b'\x00\x01'))
     out.write(os.path.join('sub', 'b.txt'), lambda f: f.write('b'), 'w')
     out.finish('done.json', {'score': 1})
@@ -551,8 +551,8 @@ def test_a_second_writer_is_refused(run_copy):
 HOLDER = """
 import sys
 sys.path.insert(0, sys.argv[2])
-from toolkit import safeio
-with safeio.writing(sys.argv[1]):
+from toolkit import fileio
+with fileio.writing(sys.argv[1]):
     print('held', flush=True)
     sys.stdin.read()
 """

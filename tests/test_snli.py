@@ -9,6 +9,7 @@ from conftest import real_data_dir
 
 from toolkit import artifacts
 import interpretations
+from toolkit import attribution
 import nets
 from toolkit import runs
 import run_dknn
@@ -94,7 +95,7 @@ def test_snli_pair_model_dknn_and_interpretations(snli_dir, tmp_path):
 
 
 def test_artifact_words_counts_the_top_word_per_class():
-    att = interpretations.Attribution
+    att = attribution.Attribution
     recs = [{'parts': [['p'], hyp], 'explained': [1],
              'results': {'dknn': att(pred, .9, numpy.array(imp))}}
             for hyp, pred, imp in ((['a', 'cat', 'sleeps'], 2, [.1, .2, .5]),

@@ -25,7 +25,7 @@ import train_text_classifier
 from conftest import ROOT, TINY_TRAIN, copy_run, write_tiny_sst
 from errors import UserError
 from toolkit import runs
-from toolkit import safeio
+from toolkit import fileio
 
 sys.path.insert(0, os.path.join(ROOT, 'bench'))
 import compare_runs  # NOQA
@@ -157,15 +157,15 @@ def test_the_header_is_checked_before_inflating(tmp_path, bomb,
         with open(path, 'wb') as f:
             f.write(honest)
         with pytest.raises(UserError, match='inflates to 2147483776 bytes'):
-            safeio.load_npz(path, 'fix')
+            fileio.load_npz(path, 'fix')
         with open(path, 'wb') as f:
             f.write(lying)
         with pytest.raises(UserError, match='would take 2147483648 bytes'):
-            safeio.load_npz(path, 'fix')
+            fileio.load_npz(path, 'fix')
         with pytest.raises(UserError, match=r'is float32 \(536870912,\), '
                                             r'where floats \(4, 4\) was'):
             with open(path, 'rb') as f:
-                list(safeio.iter_npz(f, path, 'fix', {
+                list(fileio.iter_npz(f, path, 'fix', {
                     'encoder/embed/W': ((4, 4), 'f')}))
     peak, seconds = peak_of(refused)
     assert peak < 16 << 20 and seconds < 5
@@ -294,10 +294,10 @@ def test_word_vectors_bom_and_first_line(tmp_path):
 HOLDER = """
 import os, sys, time
 sys.path.insert(0, sys.argv[3])
-from toolkit import safeio
+from toolkit import fileio
 folder, fifo = sys.argv[1], sys.argv[2]
-lock = safeio.FolderLock(os.path.join(folder, '.lock'), folder).__enter__()
-open(safeio.temp_path(os.path.join(folder, 'dknn_results.json')), 'w').close()
+lock = fileio.FolderLock(os.path.join(folder, '.lock'), folder).__enter__()
+open(fileio.temp_path(os.path.join(folder, 'dknn_results.json')), 'w').close()
 print('holding', flush=True)
 open(fifo).read()          # blocks: an older reader stuck on a FIFO
 """
@@ -364,7 +364,7 @@ def test_a_full_disk_never_leaves_a_half_written_results_file(
 
         def write(self, text):
             raise OSError(errno.ENOSPC, 'No space left on device')
-    monkeypatch.setattr(safeio, 'open', Full, raising=False)
+    monkeypatch.setattr(fileio, 'open', Full, raising=False)
     with pytest.raises(OSError):
         report.write_section('grid', 'new table ' * 1000, path)
     assert open(path).read() == before

@@ -176,7 +176,7 @@ def audit_run(run, settings=dknn.Settings(), out=None):
 
     Args:
         run (toolkit.runs.Run): a trained run with a calibration set.
-        out (safeio.Outputs): where to save the forward passes (None: read
+        out (fileio.Outputs): where to save the forward passes (None: read
             the cache if there is one, else keep them in memory).
 
     Returns:

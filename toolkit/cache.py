@@ -23,7 +23,7 @@ import errors
 import nets
 from errors import UserError
 
-from toolkit import safeio
+from toolkit import fileio
 
 FIX = 'compute it again with: python run_dknn.py --rebuild'
 
@@ -37,20 +37,20 @@ def _load(folder, split, key, shape, dtype_ok, sha256):
     the one its stamp records, and its ``.npy`` header against ``shape``
     (the stamp's sizes) and ``dtype_ok(dtype)``; the file is opened through
     :func:`errors.open_regular`, so a FIFO or device is never opened."""
-    path = safeio.inside(folder, _array_name(split, key), 'activations')
+    path = fileio.inside(folder, _array_name(split, key), 'activations')
     with errors.open_regular(path, 'array', FIX) as f:
         try:
-            found, fortran, dtype = safeio.npy_header(f)
+            found, fortran, dtype = fileio.npy_header(f)
         except (ValueError, OSError, EOFError) as e:
             raise UserError('{}: unreadable ({}); {}'.format(
-                path, safeio.one_line(e)[:100], FIX)) from None
+                path, fileio.one_line(e)[:100], FIX)) from None
         if tuple(found) != tuple(shape) or fortran or dtype.hasobject or \
                 not dtype_ok(dtype):
             raise UserError('{}: unexpected dtype or shape {} {}; {}'.format(
                 path, dtype, tuple(found), FIX))
         offset = f.tell()
         f.seek(0)
-        if safeio.stream_sha256(f) != sha256:
+        if fileio.stream_sha256(f) != sha256:
             raise UserError('{}: not the array its stamp records (sha256 in '
                             '{}.json); {}'.format(path, split, FIX))
         try:
@@ -58,7 +58,7 @@ def _load(folder, split, key, shape, dtype_ok, sha256):
                                 shape=tuple(shape))
         except (ValueError, OSError) as e:   # shorter than its header says
             raise UserError('{}: unreadable ({}); {}'.format(
-                path, safeio.one_line(e)[:100], FIX)) from None
+                path, fileio.one_line(e)[:100], FIX)) from None
 
 
 def _keys(stamp):
@@ -69,10 +69,10 @@ def _keys(stamp):
 def _saved_stamp(folder, split, stamp):
     """The stamp ``split.json`` holds if it is this model's and these
     examples' with a sha256 for every array, else None."""
-    path = safeio.inside(folder, split + '.json', 'activations')
+    path = fileio.inside(folder, split + '.json', 'activations')
     if not os.path.lexists(path):
         return None
-    saved = safeio.read_json(path, FIX)
+    saved = fileio.read_json(path, FIX)
     if not isinstance(saved, dict) or saved.get('dtype') not in (
             'float16', 'float32') or \
             {k: v for k, v in saved.items() if k not in ('dtype', 'arrays')} \
@@ -121,7 +121,7 @@ def _memmap(path, shape, dtype):
     with open(path, 'r+b') as f:
         size = os.fstat(f.fileno()).st_size
         if size:
-            safeio._fallocate(f.fileno(), 0, size)
+            fileio._fallocate(f.fileno(), 0, size)
     return array
 
 
@@ -133,7 +133,7 @@ def compute(out, subfolder, split, model, examples, device, batchsize,
     is written last, so a partial set is never read as a cache.
 
     Args:
-        out (safeio.Outputs): where the caller said to save the cache.
+        out (fileio.Outputs): where the caller said to save the cache.
 
     Returns:
         nets.Activations: memory-mapped.
@@ -144,9 +144,9 @@ def compute(out, subfolder, split, model, examples, device, batchsize,
 
     def alloc(key, shape, dt):
         final = os.path.join(folder, _array_name(split, key))
-        safeio.check_target(final)
-        temps[final] = safeio.temp_path(final)
-        with safeio._naming(final):
+        fileio.check_target(final)
+        temps[final] = fileio.temp_path(final)
+        with fileio._naming(final):
             return _memmap(temps[final], shape, dt)
     try:
         acts = nets.predict_dataset(model, examples, device, batchsize,
@@ -156,16 +156,16 @@ def compute(out, subfolder, split, model, examples, device, batchsize,
             if isinstance(a, numpy.memmap):
                 a.flush()
         # the old stamp goes first: old arrays are never read as new ones
-        safeio.remove_quietly(os.path.join(folder, split + '.json'))
+        fileio.remove_quietly(os.path.join(folder, split + '.json'))
         for final, tmp in temps.items():
             os.replace(tmp, final)
             out.written.append(os.path.relpath(final, out.folder))
     finally:
         for tmp in temps.values():
-            safeio.remove_quietly(tmp)
+            fileio.remove_quietly(tmp)
     out.write(os.path.join(subfolder, _array_name(split, 'labels')),
               lambda f: numpy.save(f, acts.labels, allow_pickle=False))
-    hashes = {key: safeio.file_sha256(os.path.join(
+    hashes = {key: fileio.file_sha256(os.path.join(
         folder, _array_name(split, key))) for key in _keys(stamp)}
     out.write(os.path.join(subfolder, split + '.json'),
               lambda f: json.dump(dict(stamp, arrays=hashes), f, indent=1),

@@ -15,6 +15,7 @@ import errno
 import functools
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -95,6 +96,19 @@ def one_line(text):
     return ' '.join(str(text).split())
 
 
+# control characters (C0, DEL, C1), line and paragraph separators, bidi
+# overrides and lone surrogates: shown escaped, never sent to a terminal
+_UNPRINTABLE = re.compile('[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e'
+                          '\u2066-\u2069\ud800-\udfff]')
+
+
+def printable(text):
+    """``text`` safe for a terminal: every control character (from a label,
+    a text or a path of someone's data) shown as its escape, ``\\x1b`` or
+    ``\\n``, so data can neither forge a line nor move the cursor."""
+    return _UNPRINTABLE.sub(lambda m: repr(m.group())[1:-1], str(text))
+
+
 def _close_progress_bars():
     """End unfinished tqdm bars so the error line starts a line."""
     from tqdm import tqdm
@@ -122,7 +136,7 @@ def _abort_others(line):
     if line is None:
         traceback.print_exc()
     else:
-        print('error: ' + one_line(line), file=sys.stderr)
+        print('error: ' + printable(one_line(line)), file=sys.stderr)
     sys.stderr.flush()
     _tell_others()
     _COMM[0].mpi_comm.Abort(1)
@@ -193,7 +207,8 @@ def script(main):
                 if line is None:
                     raise
                 _close_progress_bars()
-                raise SystemExit('error: ' + one_line(line)) from None
+                raise SystemExit('error: ' + printable(one_line(line))) \
+                    from None
     return wrapped
 
 

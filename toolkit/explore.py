@@ -1,17 +1,20 @@
 """The explorer's answers, as JSON-ready dicts: one input's prediction,
-saliency and neighbours (:meth:`Explorer.explain`), the test-set browser
+saliency and neighbours (:meth:`Explorer.explain`), where it sits among the
+training examples (:meth:`Explorer.map`), the test-set browser
 (:meth:`Explorer.examples`), input reduction (:meth:`Explorer.reduce`) and
 the training-set audit of neighbours (:meth:`Explorer.audit`).
 
-``explore.py``'s page (:mod:`toolkit.explore_page`) and its JSON API
-(:mod:`toolkit.explore_api`) both call these methods and compute nothing
-themselves, so the two cannot disagree.
+``explore.py``'s page and JSON API (:mod:`toolkit.explore_api`) both call
+these methods and compute nothing themselves, so the two cannot disagree.
 
 Everything heavy happens once, when the :class:`Explorer` is made: the
 model, the training activations and their index, the calibration scores
 and the temperature. A DkNN head is built for each (k, layers) a request
-asks for and kept (the :data:`MAX_HEADS` most recent). One lock serialises
-every Chainer call and every cache update, so concurrent requests are safe.
+asks for and kept (the :data:`MAX_HEADS` most recent), every head sharing
+one index per layer. One lock serialises every Chainer call and every cache
+update, so concurrent requests are safe. A request may carry a
+``deadline`` (``time.monotonic()``): work that runs past it stops with a
+503 at its next step.
 """
 import collections
 import logging
@@ -22,30 +25,34 @@ import time
 import numpy
 
 import dknn
-# the attribution methods' registry and Explainer: the explorer's importances
-# must be interpretations.py's own, so it calls them rather than a copy
-import interpretations
 import nlp_utils
 from errors import UserError
+from toolkit import attribution
 from toolkit import conformal
 from toolkit import explore_export
+from toolkit import fileio
 from toolkit import metrics
+from toolkit import projection
 from toolkit import reduction
-from toolkit import safeio
 
 MAX_TOKENS = 512          # default cap on an input's tokens
 CHARS_PER_TOKEN = 64      # texts longer than this many characters a token
 MAX_HEADS = 8             # DkNN heads kept, one per (k, layers)
+MAX_K = 1000              # default cap on k per request
+MAX_BEAM = 20
+MAP_POINTS = 2000         # training examples drawn on the map
 ORDERS = ('errors', 'credibility', 'index')
 AUDIT_FILE = 'train_audit.json'
-AUDIT_MAX_BYTES = 64 * 1024 ** 2
-METHODS = tuple(interpretations.INTERPRETERS)
+METHODS = tuple(attribution.INTERPRETERS)
+RULES = dknn.SCORINGS     # the DkNN rules a request may choose
+METRICS = ('l2',)         # how neighbours are found
 log = logging.getLogger('explore')
 
 
 class ExploreError(UserError):
     """A request the explorer refuses; ``status`` is the HTTP status to
-    answer it with (400, or 413 for an input over the token cap)."""
+    answer it with (400; 413 for an input over the token cap; 503 when the
+    server is busy or the request ran out of time)."""
 
     def __init__(self, message, status=400):
         super().__init__(message)
@@ -67,6 +74,14 @@ def answer(call):
         return 500, {'error': 'internal error; the server log has details'}
 
 
+def in_time(deadline):
+    """Stop a request whose ``deadline`` has passed (None: no deadline)."""
+    if deadline is not None and time.monotonic() > deadline:
+        raise ExploreError('the request took longer than the server\'s '
+                           '--time-limit; shorten the input or ask for less',
+                           503)
+
+
 def text_of(fields, char_based):
     """Token lists -> one display string (sides of a pair joined by /)."""
     glue = '' if char_based else ' '
@@ -78,24 +93,31 @@ class Explorer:
 
     Args:
         run (toolkit.runs.Run): the trained run (with a calibration set).
-        settings (dknn.Settings): the default DkNN (k, layers, backend, ...).
+        settings (dknn.Settings): the default DkNN (k, layers, backend, ...);
+            its scoring rule is the default rule.
         field (str): for a pair model, the side whose tokens are explained.
         max_tokens (int): inputs with more tokens (all sides) are refused.
         epsilon (float): default significance of the prediction set.
+        max_k (int): the largest k a request may ask for.
     """
 
     def __init__(self, run, settings=dknn.Settings(), *, field='hypothesis',
-                 max_tokens=MAX_TOKENS, epsilon=0.1):
+                 max_tokens=MAX_TOKENS, epsilon=0.1, max_k=MAX_K):
         dknn.require_calibration(len(run.examples('calib')))
         self.run, self.field, self.max_tokens = run, field, max_tokens
-        self.settings = settings.replace(scoring='conformity')
+        self.settings = settings
+        self.max_k = min(max_k, len(run.examples('train')))
         self.epsilon = check_epsilon(epsilon)
         self.lock = threading.RLock()
         self.temperature = run.temperature_or_fit()   # (T, where from)
         self._heads = collections.OrderedDict()
-        self._tables = {}
+        self._indexes = {}   # layer -> search index, shared by the heads
+        self._tables, self._maps = {}, {}
+        self.example = tuple(text_of([f], run.setup['char_based'])
+                             for f in run.splits.raw['test'][0][0])
         with self.lock:   # index, calibration and test table now
             self._test_table(self.settings_for())
+            self._projection(self.settings_for().layers[-1])
         self._explain(run.splits.test[0][0], run.splits.raw['test'][0][0],
                       self.settings_for(), self.epsilon)   # warm up
 
@@ -110,53 +132,71 @@ class Explorer:
     def describe(self):
         """The run and defaults, for the page's header and the API."""
         s = self.run.setup
-        return {'dataset': s['dataset'], 'model': s['model'],
-                'char_based': s['char_based'], 'pair': self.run.pair,
-                'labels': self.label_names, 'layers': self.layer_names,
+        return {'dataset': os.path.basename(s['dataset']),
+                'model': s['model'], 'char_based': s['char_based'],
+                'pair': self.run.pair, 'labels': self.label_names,
+                'layers': self.layer_names,
                 'field': self.field if self.run.pair else None,
-                'k': self.settings.k,
+                'k': self.settings.k, 'max_k': self.max_k,
                 'default_layers': dknn.resolve_layers(
                     self.layer_names, self.settings.layers),
+                'rule': self.settings.scoring, 'rules': list(RULES),
+                'metric': METRICS[0], 'metrics': list(METRICS),
+                'methods': {m: attribution.INTERPRETERS[m].title
+                            for m in METHODS},
                 'epsilon': self.epsilon, 'max_tokens': self.max_tokens,
                 'temperature': self.temperature[0],
                 'temperature_from': self.temperature[1],
-                'n_test': len(self.run.examples('test'))}
+                'n_test': len(self.run.examples('test')),
+                'n_train': len(self.run.examples('train')),
+                'example': list(self.example)}
 
     # ------------------------------------------------------------ settings
 
-    def settings_for(self, k=None, layers=None):
-        """The default settings with ``k`` and ``layers`` changed (checked;
-        ``layers`` as :func:`dknn.resolve_layers` takes it)."""
+    def settings_for(self, k=None, layers=None, rule=None):
+        """The default settings with ``k``, ``layers`` and the scoring
+        ``rule`` changed (checked; ``layers`` as
+        :func:`dknn.resolve_layers` takes it)."""
         changes = {}
         if k is not None:
-            n_train = len(self.run.examples('train'))
-            if not 1 <= k <= n_train:
-                raise ExploreError('k must be between 1 and {} (the training '
-                                   'examples), got {}'.format(n_train, k))
+            if not 1 <= k <= self.max_k:
+                raise ExploreError('k must be between 1 and {} (this '
+                                   'server\'s --max-k, at most the training '
+                                   'examples), got {}'.format(self.max_k, k))
             changes['k'] = k
-        if layers is not None:
-            changes['layers'] = tuple(dknn.resolve_layers(self.layer_names,
-                                                          layers))
-        else:
-            changes['layers'] = tuple(dknn.resolve_layers(
-                self.layer_names, self.settings.layers))
+        if rule is not None:
+            if rule not in RULES:
+                raise ExploreError('rule must be one of {}, got {!r}'.format(
+                    ', '.join(RULES), rule[:40]))
+            changes['scoring'] = rule
+        changes['layers'] = tuple(dknn.resolve_layers(
+            self.layer_names, self.settings.layers if layers is None
+            else layers))
         return self.settings.replace(**changes)
 
-    def explainer(self, settings):
-        """The :class:`interpretations.Explainer` of ``settings``, its DkNN
-        head built and calibrated (cached; call under :attr:`lock`)."""
-        if settings in self._heads:
-            self._heads.move_to_end(settings)
-            return self._heads[settings]
-        ex = interpretations.Explainer(self.run.model, self.run,
-                                       settings=settings, field=self.field)
-        ex.temperature = self.temperature   # looked up once, at start
-        ex.head   # build the index and calibrate now
-        self._heads[settings] = ex
+    def head(self, settings):
+        """The fitted, calibrated DkNN of ``settings`` (any rule: the head
+        answers with each), cached; call under :attr:`lock`."""
+        key = settings.replace(scoring=dknn.SCORINGS[0])
+        if key in self._heads:
+            self._heads.move_to_end(key)
+            return self._heads[key]
+        head = dknn.DkNN(self.run.model, key, self.run.device)
+        head.fit(self.run.forward('train', key.batchsize),
+                 cache=self._indexes)
+        head.calibrate(self.run.forward('calib', key.batchsize))
+        self._heads[key] = head
         while len(self._heads) > MAX_HEADS:
             dropped, _ = self._heads.popitem(last=False)
             self._tables.pop(dropped, None)
-        return ex
+        return head
+
+    def explainer(self, settings):
+        """An :class:`attribution.Explainer` of ``settings``, with this
+        server's head and temperature (call under :attr:`lock`)."""
+        return attribution.Explainer(
+            self.run.model, self.run, settings=settings, field=self.field,
+            temperature=self.temperature, head=self.head(settings))
 
     # --------------------------------------------------------------- input
 
@@ -198,7 +238,8 @@ class Explorer:
 
     # ------------------------------------------------------------- explain
 
-    def explain(self, texts, k=None, layers=None, epsilon=None):
+    def explain(self, texts, k=None, layers=None, epsilon=None, rule=None,
+                metric=None, deadline=None):
         """Prediction, every confidence, the conformal set, each method's
         importances and the neighbours of one input: the payload of the
         page and of ``GET /api/explain``.
@@ -207,6 +248,10 @@ class Explorer:
             texts (tuple of str): see :meth:`encode`.
             k (int), layers (str or list): the DkNN (default: the server's).
             epsilon (float): significance of the prediction set, in (0, 1).
+            rule (str): the DkNN's scoring rule, for its prediction and the
+                ``dknn`` importances (default: the server's).
+            metric (str): how the neighbours are found (:data:`METRICS`).
+            deadline (float): ``time.monotonic()`` by which to answer.
 
         Returns:
             dict: ``tokens``, ``prediction``, ``labels``, ``confidence``,
@@ -216,25 +261,30 @@ class Explorer:
             docs/explore.md.
         """
         eps = self.epsilon if epsilon is None else check_epsilon(epsilon)
-        settings = self.settings_for(k, layers)
+        settings = self.settings_for(k, layers, rule)
+        check_metric(metric)
         x, fields = self.encode(texts)
-        return self._explain(x, fields, settings, eps)
+        return self._explain(x, fields, settings, eps, deadline)
 
-    def _explain(self, x, fields, settings, eps):
+    def _explain(self, x, fields, settings, eps, deadline=None):
         """:meth:`explain` of model input ``x`` (token lists ``fields``)."""
         start = time.perf_counter()
         with self.lock:
+            in_time(deadline)
             ex = self.explainer(settings)
-            out = self._scores(ex, x, eps)
-            atts = {m: interpretations.explain(ex, [x], m)[0]
-                    for m in METHODS}
+            out = self._scores(ex, x, eps, settings.scoring)
+            atts = {}
+            for m in METHODS:
+                in_time(deadline)
+                atts[m] = attribution.explain(ex, [x], m)[0]
         out.update(self._tokens(fields), importance={
             m: a.importance.tolist() for m, a in atts.items()}, methods={
-            m: {'title': interpretations.INTERPRETERS[m].title,
+            m: {'title': attribution.title(m, settings.scoring),
                 'label': self.label_names[a.prediction], 'score': a.score}
             for m, a in atts.items()})
         out['settings'] = {'k': settings.k, 'layers': list(settings.layers),
-                           'epsilon': eps}
+                           'epsilon': eps, 'rule': settings.scoring,
+                           'metric': METRICS[0]}
         out['seconds'] = time.perf_counter() - start
         return out
 
@@ -245,7 +295,7 @@ class Explorer:
                 'explained': list(explained),
                 'unknown': [t not in self.run.vocab for t in tokens]}
 
-    def _scores(self, ex, x, eps):
+    def _scores(self, ex, x, eps, rule):
         """Prediction, confidences, p-values, set and neighbours of x."""
         names = self.label_names
         logits, layers = ex.forward([x])                        # (1, C)
@@ -253,22 +303,23 @@ class Explorer:
         scaled = ex.scaled.probs(logits)[0]
         head = ex.head
         vote = head.predict_activations(layers)                 # conformity
-        papernot = head.with_scoring('conformal').predict_activations(layers)
+        chosen = head.with_scoring(rule).predict_activations(layers)
         p = conformal.p_values(conformal.dknn_nonconformity(
             vote.counts, head.n_votes), head.calib_nonconformity)[0]
         pred = int(probs.argmax())
         return {
             'prediction': names[pred], 'labels': names,
-            'dknn_prediction': names[int(papernot.pred[0])],
+            'dknn_prediction': names[int(chosen.pred[0])],
             'confidence': {
                 'softmax': float(probs[pred]),
                 'temperature_scaled': float(scaled[pred]),
-                'dknn_credibility': float(papernot.credibility[0]),
-                'dknn_confidence': float(papernot.confidence[0]),
+                'dknn_credibility': float(chosen.credibility[0]),
+                'dknn_confidence': float(chosen.confidence[0]),
                 'dknn_conformity': float(vote.credibility[0])},
             'probabilities': {
                 'softmax': _by_name(names, probs),
                 'temperature_scaled': _by_name(names, scaled),
+                'dknn': _by_name(names, chosen.scores[0]),
                 'dknn_conformity': _by_name(names, vote.scores[0]),
                 'p_value': _by_name(names, p)},
             'prediction_set': [n for n, keep in zip(
@@ -290,9 +341,60 @@ class Explorer:
                         for j, d in zip(nb.indices[0], nb.distances[0])]
                 for layer, nb in found.items()}
 
+    # ----------------------------------------------------------------- map
+
+    def _projection(self, layer):
+        """The 2-D projection of the training examples in ``layer``, fitted
+        once (:func:`toolkit.projection.fit`); call under :attr:`lock`."""
+        if layer not in self._maps:
+            train = self.run.forward('train', self.settings.batchsize)
+            self._maps[layer] = projection.fit(
+                train.layers[layer], seed=self.run.setup['seed'])
+        return self._maps[layer]
+
+    def map(self, texts, k=None, layers=None, rule=None, metric=None,
+            deadline=None):
+        """Where an input sits among the training examples: a 2-D
+        projection (PCA) of the last chosen layer.
+
+        Returns:
+            dict: ``layer``, ``method``, ``variance`` (the share of the
+            layer's variance each axis holds), ``points`` (x, y, label,
+            index, text of at most :data:`MAP_POINTS` training examples,
+            the neighbours always among them), ``input`` (x, y) and
+            ``neighbours`` (training indices, nearest first).
+        """
+        settings = self.settings_for(k, layers, rule)
+        check_metric(metric)
+        x, _ = self.encode(texts)
+        layer = settings.layers[-1]
+        with self.lock:
+            in_time(deadline)
+            pca = self._projection(layer)
+            head = self.head(settings)
+            _, hidden = self.explainer(settings).forward([x])
+            found = head.predict_activations(hidden).neighbours[layer]
+        nbrs = [int(j) for j in found.indices[0]]
+        train = self.run.forward('train', settings.batchsize)
+        shown = projection.subsample(len(train.labels), MAP_POINTS, nbrs,
+                                     seed=self.run.setup['seed'])
+        xy = pca.transform(numpy.asarray(train.layers[layer][shown]))
+        here = pca.transform(numpy.asarray(hidden[layer][:1]))[0]
+        raw = self.run.splits.raw['train']
+        char_based = self.run.setup['char_based']
+        return {'layer': layer, 'method': 'PCA',
+                'variance': [float(v) for v in pca.explained],
+                'points': [{'x': float(a), 'y': float(b), 'index': int(i),
+                            'label': self.label_names[raw[i][1]],
+                            'text': text_of(raw[i][0], char_based)}
+                           for (a, b), i in zip(xy, shown)],
+                'input': {'x': float(here[0]), 'y': float(here[1])},
+                'neighbours': nbrs, 'n_train': len(train.labels)}
+
     # ------------------------------------------------------------ test set
 
-    def examples(self, order='errors', limit=20, k=None, layers=None):
+    def examples(self, order='errors', limit=20, k=None, layers=None,
+                 rule=None, metric=None):
         """Test examples for the browser.
 
         Args:
@@ -305,15 +407,16 @@ class Explorer:
             dict: ``order``, ``total`` and ``examples``: each with
             ``index``, ``texts`` (one per side), ``text``, ``label``,
             ``prediction``, ``correct``, ``softmax`` and
-            ``dknn_credibility``.
+            ``dknn_credibility`` (conformal).
         """
         if order not in ORDERS:
             raise ExploreError('order must be one of {}, got {!r}'.format(
-                ', '.join(ORDERS), order))
+                ', '.join(ORDERS), order[:40]))
         if limit < 1:
             raise ExploreError('limit must be at least 1, got {}'.format(
                 limit))
-        settings = self.settings_for(k, layers)
+        settings = self.settings_for(k, layers, rule)
+        check_metric(metric)
         with self.lock:
             table = self._test_table(settings)
         rows = _ordered(table, order)[:limit]
@@ -333,21 +436,24 @@ class Explorer:
     def _test_table(self, settings):
         """(N,) softmax prediction and confidence, DkNN credibility and
         gold labels of the test set (cached per settings)."""
-        if settings not in self._tables:
+        key = settings.replace(scoring=dknn.SCORINGS[0])
+        if key not in self._tables:
             acts = self.run.forward('test', settings.batchsize)
-            head = self.explainer(settings).head.with_scoring('conformal')
+            head = self.head(settings).with_scoring('conformal')
             probs = metrics.softmax(acts.logits)
-            self._tables[settings] = {
+            self._tables[key] = {
                 'pred': probs.argmax(axis=1), 'softmax': probs.max(axis=1),
                 'credibility': head.predict_activations(acts).credibility,
                 'label': numpy.asarray(acts.labels)}
-        return self._tables[settings]
+        return self._tables[key]
 
     # ----------------------------------------------------------- on demand
 
-    def reduce(self, texts, k=None, layers=None, method='grad', beam=5):
+    def reduce(self, texts, k=None, layers=None, method='grad', beam=5,
+               rule=None, metric=None, deadline=None):
         """Input reduction of one input (Feng et al. 2018; see
-        :mod:`toolkit.reduction`), and every confidence before and after.
+        :mod:`toolkit.reduction`), and every confidence before and after;
+        it stops with a 503 when it runs past ``deadline``.
 
         Returns:
             dict: ``tokens``, ``removed`` (positions), ``reduced_tokens``,
@@ -357,14 +463,18 @@ class Explorer:
         """
         if method not in METHODS:
             raise ExploreError('method must be one of {}, got {!r}'.format(
-                ', '.join(METHODS), method))
-        if not 1 <= beam <= 20:
-            raise ExploreError('beam must be between 1 and 20')
-        settings = self.settings_for(k, layers)
+                ', '.join(METHODS), method[:40]))
+        if not 1 <= beam <= MAX_BEAM:
+            raise ExploreError('beam must be between 1 and {}'.format(
+                MAX_BEAM))
+        settings = self.settings_for(k, layers, rule)
+        check_metric(metric)
         x, fields = self.encode(texts)
         with self.lock:
+            in_time(deadline)
             ex = self.explainer(settings)
-            red = reduction.reduce(ex, [x], method, beam)[0]
+            red = reduction.reduce(ex, [x], method, beam,
+                                   check=lambda: in_time(deadline))[0]
             before = reduction.measures(ex, [x])
             after = reduction.measures(ex, [red.reduced])
         tokens = self._tokens(fields)['tokens']
@@ -390,16 +500,13 @@ class Explorer:
             dict: ``available`` (bool), ``message`` and, when available,
             ``entries`` (str(index) -> the file's entry, or None).
         """
+        n = len(self.run.examples('train'))
+        bad = [i for i in indices if not 0 <= i < n]
+        if bad or len(indices) > 1000:
+            raise ExploreError('index: at most 1000 training indices in '
+                               '0..{}'.format(n - 1))
         try:
-            path = safeio.inside(self.run.folder, AUDIT_FILE, 'audit')
-        except UserError as e:
-            return {'available': False, 'message': str(e)}
-        if not os.path.lexists(path):
-            return {'available': False, 'message': 'no {} in the run folder '
-                    '(the training-set audit has not been run)'.format(
-                        AUDIT_FILE)}
-        try:
-            entries = audit_entries(read_audit(path))
+            entries = read_audit(self.run.folder)
         except UserError as e:
             return {'available': False, 'message': str(e)}
         return {'available': True, 'message': '{}: {} entries'.format(
@@ -428,45 +535,28 @@ class Explorer:
                 return explore_export.png_of(payload, self.run.pair, where,
                                              label)
             return explore_export.html_of(
-                payload, '{} {}'.format(s['dataset'], s['model']),
-                self.run.pair, self.field, where, label)
+                payload, '{} {}'.format(os.path.basename(s['dataset']),
+                                        s['model']),
+                self.run.pair, self.field, where, label).encode('utf-8')
 
 
-def read_audit(path):
-    """``train_audit.json``'s content: a regular file of bounded size."""
-    if not os.path.isfile(path):
-        raise UserError('{} is not a regular file; ignored'.format(
-            AUDIT_FILE))
-    if os.path.getsize(path) > AUDIT_MAX_BYTES:
-        raise UserError('{} is larger than {} MiB; ignored'.format(
-            AUDIT_FILE, AUDIT_MAX_BYTES >> 20))
-    return safeio.read_json(path, 'run the audit again')
-
-
-def audit_entries(data):
-    """Training index -> entry, from the forms ``train_audit.json`` may take:
-    a list of objects with an integer ``index`` (or ``train_index``), such a
-    list under ``entries``, ``examples``, ``records`` or ``issues``, or an
-    object keyed by the index."""
-    if isinstance(data, dict):
-        for key in ('entries', 'examples', 'records', 'issues'):
-            if isinstance(data.get(key), list):
-                data = data[key]
-                break
-        else:
-            if data and all(k.isdigit() for k in data):
-                return {int(k): v for k, v in data.items()}
-    if isinstance(data, list):
-        out = {}
-        for e in data:
-            i = e.get('index', e.get('train_index')) \
-                if isinstance(e, dict) else None
-            if isinstance(i, int) and not isinstance(i, bool):
-                out[i] = e
-        if out or not data:
-            return out
-    raise UserError('{}: a format this explorer does not know (expected a '
-                    'list of entries with an "index")'.format(AUDIT_FILE))
+def read_audit(folder):
+    """Training index -> entry of the run's ``train_audit.json``, the file
+    the audit writes (``{"entries": [{"index": ...}, ...]}``), read through
+    the one reader."""
+    path = fileio.inside(folder, AUDIT_FILE, 'audit')
+    if not os.path.lexists(path):
+        raise UserError('no {} in the run folder (the training-set audit has '
+                        'not been run)'.format(AUDIT_FILE))
+    data = fileio.read_json(path, 'run the audit again')
+    entries = data.get('entries') if isinstance(data, dict) else None
+    if not isinstance(entries, list) or not all(
+            isinstance(e, dict) and fileio.is_int(e.get('index'))
+            for e in entries):
+        raise UserError('{}: not an audit this tool wrote (no list of '
+                        'entries with an "index"); run the audit again'.format(
+                            AUDIT_FILE))
+    return {e['index']: e for e in entries}
 
 
 def check_epsilon(epsilon):
@@ -475,6 +565,12 @@ def check_epsilon(epsilon):
         raise ExploreError('epsilon must lie strictly between 0 and 1, got '
                            '{!r}'.format(epsilon))
     return float(epsilon)
+
+
+def check_metric(metric):
+    if metric is not None and metric not in METRICS:
+        raise ExploreError('metric must be one of {}, got {!r}'.format(
+            ', '.join(METRICS), metric[:40]))
 
 
 def _by_name(names, values, cast=float):

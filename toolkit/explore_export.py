@@ -9,7 +9,7 @@ import io
 
 import numpy
 
-from interpretations import Attribution
+from toolkit.attribution import Attribution
 from toolkit import render
 
 NEIGHBOURS_SHOWN = 10   # nearest training examples on the exported page

@@ -71,7 +71,8 @@ def _candidates(beams, atts, width, field_name):
     return out
 
 
-def reduce(explainer, xs, method='grad', beam=5, log=None, desc=None):
+def reduce(explainer, xs, method='grad', beam=5, log=None, desc=None,
+           check=None):
     """Reduce every input of ``xs``, all at once.
 
     Args:
@@ -82,6 +83,8 @@ def reduce(explainer, xs, method='grad', beam=5, log=None, desc=None):
         beam (int): partial reductions kept per input.
         log (list): if given, gets one dict per step: ``beams`` scored and
             ``candidates`` tried.
+        check (callable): called before every step; it may raise to stop
+            (the explorer's time limit).
 
     Returns:
         list of :class:`Reduced`, one per input.
@@ -93,6 +96,8 @@ def reduce(explainer, xs, method='grad', beam=5, log=None, desc=None):
              for i, x in enumerate(xs) if len(slots(x, fld)) > 1}
     bar = tqdm(desc=desc, disable=desc is None, leave=False, unit='step')
     while state:
+        if check is not None:
+            check()
         order = sorted(state)
         flat = [b for i in order for b in state[i]]
         atts = explainer.attributions([b.x for b in flat], method)

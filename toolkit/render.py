@@ -36,7 +36,7 @@ def figure(width, height):
 
 def png_writer(fig, dpi=100):
     """A ``write(fileobj)`` callable that saves ``fig`` as a PNG (for
-    :meth:`toolkit.safeio.Outputs.write`)."""
+    :meth:`toolkit.fileio.Outputs.write`)."""
     return lambda f: fig.savefig(f, format='png', dpi=dpi)
 
 

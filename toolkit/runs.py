@@ -30,7 +30,7 @@ from errors import UserError
 
 from toolkit import cache
 from toolkit import cli
-from toolkit import safeio
+from toolkit import fileio
 from toolkit import temperature
 
 # Every file a run folder may hold, by role.
@@ -223,7 +223,7 @@ def check_model_size(setup, path):
 
 def read_setup(setup_path):
     """Read and check ``args.json``; adds ``run_dir``, its folder."""
-    setup = safeio.read_json(setup_path, RETRAIN)
+    setup = fileio.read_json(setup_path, RETRAIN)
     check_setup(setup, setup_path)
     setup['run_dir'] = os.path.dirname(os.path.abspath(setup_path))
     return setup
@@ -232,7 +232,7 @@ def read_setup(setup_path):
 def run_path(setup, key):
     """Path of a file that ``args.json`` names (``model_path`` ...), kept
     inside the run folder."""
-    return safeio.inside(setup['run_dir'], setup[key],
+    return fileio.inside(setup['run_dir'], setup[key],
                          '{} in args.json'.format(key))
 
 
@@ -242,7 +242,7 @@ def read_vocab(setup):
     """``vocab.json``, checked: token -> distinct ids covering
     ``[0, n_vocab)``, with ``<eos>`` = 0 and ``<unk>`` = 1."""
     path = run_path(setup, 'vocab_path')
-    vocab = safeio.read_json(path, RETRAIN)
+    vocab = fileio.read_json(path, RETRAIN)
     n = setup['n_vocab']
     ok = isinstance(vocab, dict) and len(vocab) == n and all(
         isinstance(k, str) and _is_int(v) and 0 <= v < n
@@ -274,7 +274,7 @@ def read_calib(setup, pool_size):
     """``calib.json``, checked: sorted distinct indices into a training pool
     of ``pool_size`` examples."""
     path = run_path(setup, 'calib_path')
-    calib = safeio.read_json(path, RETRAIN)
+    calib = fileio.read_json(path, RETRAIN)
     ok = isinstance(calib, list) and all(
         _is_int(i) and 0 <= i < pool_size for i in calib) and \
         all(a < b for a, b in zip(calib, calib[1:]))
@@ -319,7 +319,7 @@ def read_weights(model, path):
             raise RunError('{}: {} bytes, more than a model of the settings '
                            'in args.json can take ({}); {}'.format(
                                path, size, honest, RETRAIN))
-        sha = safeio.stream_sha256(f)
+        sha = fileio.stream_sha256(f)
         f.seek(0)
         _copy_arrays(f, path, params, expected)
     return sha
@@ -328,7 +328,7 @@ def read_weights(model, path):
 def _copy_arrays(f, path, params, expected):
     """Copy the archive's arrays into ``params``, one member at a time."""
     try:
-        for name, array in safeio.iter_npz(
+        for name, array in fileio.iter_npz(
                 f, path, RETRAIN, expected,
                 what='the model its args.json describes'):
             if array.size and not numpy.isfinite(array).all():
@@ -360,10 +360,10 @@ def model_and_sha256(setup, device=None):
 
 def read_temperature(folder):
     """The temperature scaling.py saved in a run folder: T > 0."""
-    path = safeio.inside(folder, ARTIFACTS['temperature'], 'temperature')
+    path = fileio.inside(folder, ARTIFACTS['temperature'], 'temperature')
     fix = 'fit it with: python scaling.py --model-setup {}'.format(
         os.path.join(folder, ARTIFACTS['setup']))
-    saved = safeio.read_json(path, fix)
+    saved = fileio.read_json(path, fix)
     T = saved.get('temperature') if isinstance(saved, dict) else None
     if not _is_number(T) or not (T_RANGE[0] <= T <= T_RANGE[1]):
         raise RunError('{}: "temperature" must be a number in [{:g}, {:g}]; '
@@ -423,7 +423,7 @@ class Run:
     def path(self, role):
         """Path of an artifact, by its role in :data:`ARTIFACTS` (refused
         if it is a link leading out of the run folder)."""
-        return safeio.inside(self.folder, ARTIFACTS[role], role)
+        return fileio.inside(self.folder, ARTIFACTS[role], role)
 
     @property
     def model_path(self):
@@ -525,9 +525,9 @@ class Run:
                   run_path(self.setup, 'vocab_path')))
         saved = {k: v for k, v in self.setup.items() if k != 'run_dir'}
         if cli.is_rank0():   # its own lock: the command's may be held
-            with safeio.FolderLock(os.path.join(self.folder, RESTAMP_LOCK),
+            with fileio.FolderLock(os.path.join(self.folder, RESTAMP_LOCK),
                                    self.folder):
-                safeio.save_json(self.setup_path, saved)
+                fileio.save_json(self.setup_path, saved)
         self.unstamped = []
         self.restamped = True
 
@@ -551,7 +551,7 @@ class Run:
         Read from the run's ``activations/`` folder when that was written
         for this model file and these examples (both sha256-stamped), else
         computed, in memory, or into the cache when the caller passes where
-        to save it: ``out``, the :class:`safeio.Outputs` of a command
+        to save it: ``out``, the :class:`fileio.Outputs` of a command
         writing the run folder (see :meth:`writing`).
 
         Returns:
@@ -595,9 +595,9 @@ class Run:
     def writing(self, comm=None):
         """Context for a command that writes into the run folder: checks it
         is writable, takes its lock, removes a killed run's temporary files,
-        and yields a :class:`safeio.Outputs` (a :class:`safeio.Discard` on
+        and yields a :class:`fileio.Outputs` (a :class:`fileio.Discard` on
         an MPI rank other than 0)."""
-        return safeio.writing(self.folder, LOCK_FILE, comm,
+        return fileio.writing(self.folder, LOCK_FILE, comm,
                               also=[self.path('activations')])
 
 
@@ -623,7 +623,7 @@ def check_tool_entry(folder, name):
     if name == ARTIFACTS['activations'] and stat.S_ISDIR(mode):
         for entry in os.listdir(path):
             if not CACHE_NAMES.fullmatch(entry) and \
-                    not safeio.is_leftover(entry):
+                    not fileio.is_leftover(entry):
                 raise RunError('{}: {} is not a file of the forward-pass '
                                'cache; move it away, or write elsewhere with '
                                '--out (nothing was changed)'.format(
@@ -631,7 +631,7 @@ def check_tool_entry(folder, name):
             check_tool_entry(path, entry)
         return
     known = name in ARTIFACTS.values() or OUTPUT_NAMES.fullmatch(name) or \
-        CACHE_NAMES.fullmatch(name) or safeio.is_leftover(name) or \
+        CACHE_NAMES.fullmatch(name) or fileio.is_leftover(name) or \
         name == RESTAMP_LOCK
     if not known or not stat.S_ISREG(mode):
         what = 'a link' if stat.S_ISLNK(mode) else 'a file' if \

@@ -546,6 +546,11 @@ def load_npz(path, fix, expected=None, kind='array'):
         return dict(iter_npz(f, path, fix, expected, max_bytes(kind)))
 
 
+def is_int(v):
+    """True for an int that is not a bool (JSON integers)."""
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 def read_json(path, fix):
     """A JSON file's content through :func:`errors.load_json`: a missing,
     special, oversized, invalid, repetitive or too deeply nested file gets
