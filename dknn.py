@@ -330,6 +330,79 @@ class DkNN:
             counts += vote_counts(labels, self.n_class)              # (B, C)
         return counts, found
 
+    def search_excluding(self, layers, rows, groups, chunk=4096, desc=None):
+        """The k nearest training examples of B *training* examples in each
+        chosen layer, leaving out the example itself and its exact copies:
+        the training-set audit's search.
+
+        Copies (equal ``groups``) have equal activations, so each group is
+        searched once, for k + its size neighbours, and its own members are
+        dropped: the cost grows with the number of groups, not with the
+        square of a group's size.
+
+        Args:
+            layers: layer name -> (B, D) activations of those examples.
+            rows: (B,) their indices into the training set.
+            groups: (N,) group of every training example: equal token ids,
+                equal group.
+
+        Returns:
+            tuple: (B, C) label counts summed over the layers, and layer
+            name -> :class:`Neighbours` (B, k), nearest first.
+        """
+        rows, groups = numpy.asarray(rows), numpy.asarray(groups)
+        if len(groups) != len(self.train_labels):
+            raise DkNNError('groups must give one group per training '
+                            'example')
+        size = numpy.bincount(groups)
+        most = int(size.max())
+        if self.k > len(groups) - most:
+            raise DkNNError(
+                'k={} is too large to audit {} training examples: leaving '
+                'out an example{} leaves {} to vote; lower --k to {} or '
+                'less'.format(
+                    self.k, len(groups), ' and its {} copies'.format(most - 1)
+                    if most > 1 else '', len(groups) - most,
+                    max(len(groups) - most, 1)))
+        _, first, back = numpy.unique(groups[rows], return_index=True,
+                                      return_inverse=True)
+        counts = numpy.zeros((len(rows), self.n_class), numpy.int64)
+        found = {}
+        for name in self.layers:
+            idx, dist = self._without_group(
+                numpy.asarray(layers[name])[first], groups[rows[first]],
+                groups, size, name, chunk, desc)
+            idx, dist = idx[back], dist[back]                       # (B, k)
+            found[name] = Neighbours(idx, dist, self.train_labels[idx])
+            counts += vote_counts(found[name].labels, self.n_class)
+        return counts, found
+
+    def _without_group(self, points, own, groups, size, name, chunk, desc):
+        """(G, k) neighbours of G points, none in the point's group."""
+        n, k = len(groups), self.k
+        idx_out = numpy.empty((len(points), k), numpy.int64)
+        dist_out = numpy.empty((len(points), k), numpy.float64)
+        for m in numpy.unique(size[own]):
+            at = numpy.flatnonzero(size[own] == m)
+            for start in range(0, len(at), chunk):
+                part = at[start:start + chunk]
+                idx, dist = self.indices[name].query(points[part],
+                                                     min(k + int(m), n))
+                keep = groups[idx] != own[part][:, None]
+                pick = numpy.argsort(~keep, axis=1, kind='stable')[:, :k]
+                idx_out[part] = numpy.take_along_axis(idx, pick, axis=1)
+                dist_out[part] = numpy.take_along_axis(dist, pick, axis=1)
+        return idx_out, dist_out
+
+    def label_p_values(self, counts, labels):
+        """(B,) conformal p-value of each row's ``labels`` (B,), from its
+        (B, C) neighbour counts: the share of calibration examples at least
+        as strange under their own true label."""
+        if self.calib_nonconformity is None:
+            raise DkNNError('conformal p-values need calibrate() first')
+        given = counts[numpy.arange(len(labels)), labels]
+        return p_values(self.n_votes - given, self.calib_nonconformity)
+
     def predict_activations(self, layers):
         """The DkNN's answer for precomputed activations.
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import numpy
 import chainer
 
-import errors
 from errors import UserError
+from toolkit import fileio
 
 EOS = '<eos>'
 UNK = '<unk>'
@@ -256,8 +256,9 @@ MAX_LINE = 1 << 20   # bytes of one line of a vectors file
 @contextlib.contextmanager
 def _open_vectors(path):
     """A vectors file, plain or ``.gz``, opened through
-    :func:`errors.open_regular` (special files refused, size capped)."""
-    with errors.open_regular(path, 'vectors', _VECTORS_FIX,
+    :func:`toolkit.fileio.open_regular` (special files refused, size
+    capped)."""
+    with fileio.open_regular(path, 'vectors', _VECTORS_FIX,
                              VectorsFormatError) as f:
         if str(path).endswith('.gz'):
             with gzip.GzipFile(fileobj=f) as g:
@@ -271,7 +272,7 @@ def _lines(f, path):
     :data:`MAX_LINE` bytes, never more than the cap on a vectors file in
     all (a ``.gz`` file inflated), a byte-order mark dropped, undecodable
     bytes ignored."""
-    cap = errors.max_bytes('vectors', VectorsFormatError)
+    cap = fileio.max_bytes('vectors', VectorsFormatError)
     total = 0
     for lineno in itertools.count(1):
         raw = f.readline(MAX_LINE + 1)
@@ -279,7 +280,7 @@ def _lines(f, path):
             return
         total += len(raw)
         if total > cap:
-            raise errors.size_error(path + ' (inflated)', 'vectors', cap,
+            raise fileio.size_error(path + ' (inflated)', 'vectors', cap,
                                     VectorsFormatError)
         if len(raw) > MAX_LINE:
             raise VectorsFormatError('{}:{}: a line longer than {} bytes; '
@@ -323,15 +324,14 @@ def _parse_row(fields, path, lineno):
         raise VectorsFormatError('{}:{}: a value is not a number'.format(
             path, lineno)) from None
     if not numpy.isfinite(row).all():
-        raise VectorsFormatError('{}:{}: the vector of {} holds nan or inf; '
-                                 'fix or drop that line'.format(
-                                     path, lineno, errors.clip(fields[0], 40)))
+        raise VectorsFormatError('{}:{}: the vector holds nan or inf; fix or '
+                                 'drop that line'.format(path, lineno))
     norm = float(numpy.linalg.norm(row.astype(numpy.float64)))
     if norm > MAX_NORM:
         raise VectorsFormatError(
-            '{}:{}: the vector of {} has norm {:.3g}, more than {:g}: not '
-            'word vectors? fix or drop that line'.format(
-                path, lineno, errors.clip(fields[0], 40), norm, MAX_NORM))
+            '{}:{}: the vector has norm {:.3g}, more than {:g}: not word '
+            'vectors? fix or drop that line'.format(path, lineno, norm,
+                                                    MAX_NORM))
     return row
 
 
@@ -407,4 +407,5 @@ def load_word_vectors(path, vocab, rng=None, scale=0.25):
             return _read_vectors(_lines(f, path), path, vocab, rng, scale)
     except (OSError, EOFError, zlib.error) as e:
         raise VectorsFormatError('{}: unreadable ({}); is it a complete '
-                                 'download?'.format(path, e)) from None
+                                 'download?'.format(path, type(e).__name__)
+                                 ) from None

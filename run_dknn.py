@@ -40,6 +40,7 @@ from toolkit import render
 from toolkit import runs
 from toolkit import fileio
 from toolkit import uncertainty
+from toolkit import user_data
 
 
 def build_parser():
@@ -72,9 +73,9 @@ def add_audit_args(p):
 def ood_names(text):
     """argparse type: data set names joined by ','."""
     names = [n for n in text.split(',') if n]
-    known = sorted(text_datasets.DATASETS) + list(text_datasets.OOD_EXTRA)
+    known = sorted(text_datasets.DATASETS) + list(uncertainty.OOD_EXTRA)
     unknown = [n for n in names if n not in known and
-               not text_datasets.is_path(n)]
+               not user_data.is_path(n)]
     if unknown or not names:
         raise argparse.ArgumentTypeError(
             'unknown data set {}; choose from {}, or give the path of your '

@@ -5,20 +5,21 @@
 
 writes ``result/stsa.binary_cnn/``: ``best_model.npz`` (best validation
 accuracy), ``vocab.json``, ``args.json`` (everything needed to rebuild the
-model and its data; paths relative to the folder), ``calib.json`` (the
-calibration examples' indices into the training pool), ``log`` and, last,
-``train_results.json``, which records that the run is complete.
+model and its data), ``calib.json`` (the calibration examples' indices into
+the training pool), ``log`` and, last, ``train_results.json``, which records
+that the run is complete.
 
 A folder that already holds a finished run with the same settings is left
-as it is; ``--force`` trains again, after listing what it removes.
+as it is; ``--force`` trains again, after listing what it removes. The
+settings are one :class:`toolkit.settings.TrainSettings`, which the bench
+scripts build by name and pass to :func:`train_run`.
 """
 import copy
 import os
-import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy
 import chainer
@@ -28,188 +29,31 @@ from chainer.training import extensions
 import nets
 import nlp_utils
 import text_datasets
-
 from errors import UserError
-
 from toolkit import cli
-from toolkit import runs
 from toolkit import fileio
-
-MAX = nets.MAX_SIZES
-MAX_EPOCHS = 1000000
-# Settings that define a run: a folder holding another value is another run.
-RUN_KEYS = ('dataset', 'model', 'batchsize', 'epoch', 'patience', 'unit',
-            'layer', 'dropout', 'widths', 'embed', 'char_based',
-            'word_vectors', 'seed', 'n_calib', 'val_ratio', 'max_vocab',
-            'init_seed', 'keep')
+from toolkit import runfiles
+from toolkit import runs
+from toolkit import settings as train_settings
+from toolkit import user_data
+from toolkit.runfiles import ARTIFACTS
 
 
 def build_parser():
     p = cli.parser(__doc__)
-    p.add_argument('--dataset', '-data', default='stsa.binary',
-                   help='one of {}, or the path of your own data: a CSV, TSV '
-                        'or JSONL file (split 90/10), or a folder with '
-                        'train.* [dev.*] [test.*] (docs/data.md)'.format(
-                            ', '.join(text_datasets.DATASETS)))
-    p.add_argument('--model', '-model', default='cnn',
-                   choices=list(nets.ENCODERS), help='encoder')
-    p.add_argument('--batchsize', '-b', type=cli.int_in(1, cli.MAX_BATCH),
-                   default=128, help='examples per training step (with '
-                                     '--communicator: per process)')
-    p.add_argument('--epoch', '-e', type=cli.int_in(1, MAX_EPOCHS),
-                   default=10, help='epochs (at most, with --patience)')
-    p.add_argument('--patience', type=cli.int_in(0, MAX_EPOCHS), default=0,
-                   help='stop after this many epochs without a better '
-                        'validation accuracy (0: train every epoch)')
-    p.add_argument('--keep', default='best', choices=['best', 'last'],
-                   help='the weights saved as best_model.npz: the epoch with '
-                        'the best validation accuracy, or the last epoch')
-    add_model_flags(p)
-    add_run_flags(p)
+    train_settings.add_flags(p)
+    cli.add_device_args(p)
     return p
 
 
-def add_model_flags(p):
-    """The encoder's sizes, its inputs and its word vectors."""
-    p.add_argument('--unit', '-u', type=cli.int_in(1, MAX['unit']),
-                   default=300,
-                   help='hidden units (and embedding size without vectors)')
-    p.add_argument('--layer', '-l', type=cli.int_in(0, MAX['layer']),
-                   default=3,
-                   help='LSTM layers (at least 1), or MLP layers after the '
-                        'CNN/BoW/pair encoder')
-    p.add_argument('--dropout', '-d', type=cli.float_in(0, 1, high_open=True),
-                   default=0.4, help='dropout ratio in the encoder and MLP')
-    p.add_argument('--widths', type=cli.int_in(1, MAX['width']), nargs='+',
-                   default=[3, 4, 5],
-                   help='cnn: filter widths, in tokens (characters with '
-                        '--char-based); at most {}'.format(MAX['widths']))
-    p.add_argument('--embed', type=cli.int_in(1, MAX['n_embed']),
-                   default=None,
-                   help='embedding size without word vectors (default: '
-                        '--unit)')
-    p.add_argument('--max-tokens', type=cli.int_in(
-        1, nlp_utils.MAX_TOKENS_LIMIT), default=None,
-                   help='the most tokens of one input; a longer one is an '
-                        'error (default: ${} or {})'.format(
-                            nlp_utils.MAX_TOKENS_ENV, nlp_utils.MAX_TOKENS))
-    p.add_argument('--char-based', action='store_true',
-                   help='character tokens instead of words')
-    p.add_argument('--word-vectors', '--word_vectors', default=None,
-                   dest='word_vectors',
-                   help='GloVe/word2vec/fastText text file (.gz ok), as a '
-                        'path or inside the data folder; the embedding '
-                        'takes its dimension')
+# --------------------------------------------------------------- the data
 
-
-def add_run_flags(p):
-    """Where the data and the run live, seeds, splits, devices."""
-    p.add_argument('--out', '-o', default='result',
-                   help='parent folder; the run goes to OUT/DATASET_MODEL')
-    cli.add_device_args(p)
-    p.add_argument('--seed', type=cli.int_in(0, 2 ** 32 - 1), default=0,
-                   help='seeds the validation and calibration draws, and '
-                        '(without --init-seed) the initial weights and the '
-                        'shuffling')
-    p.add_argument('--init-seed', type=cli.int_in(0, 2 ** 32 - 1),
-                   default=None,
-                   help='seeds the initial weights, dropout and the shuffling '
-                        'alone (default: --seed), so that models of several '
-                        'seeds share one data split')
-    p.add_argument('--data-dir', default=None,
-                   help='data folder (default: $%s, else data/ in the '
-                        'clone, else ../shared/data beside it)'
-                        % text_datasets.DATA_ENV)
-    p.add_argument('--n-calib', type=cli.int_in(0, runs.MAX_EXAMPLES),
-                   default=1000,
-                   help='training examples set aside for calibration')
-    p.add_argument('--val-ratio', type=cli.float_in(0, 1, True, True),
-                   default=0.1,
-                   help='share of train used for validation where the '
-                        'dataset has no dev file')
-    p.add_argument('--max-vocab', type=cli.int_in(3, MAX['n_vocab']),
-                   default=20000,
-                   help='vocabulary size, <eos> and <unk> included')
-    p.add_argument('--force', action='store_true',
-                   help='replace a result folder that holds another run')
-    p.add_argument('--communicator', default=None,
-                   choices=['naive', 'flat', 'pure_nccl'],
-                   help='data-parallel training over mpiexec ranks with '
-                        'ChainerMN: naive or flat on CPUs, pure_nccl on GPUs')
-
-
-def init_seed(args):
-    """The seed of the weights, dropout and shuffling: ``--init-seed``,
-    else ``--seed``."""
-    return args.seed if args.init_seed is None else args.init_seed
-
-
-def run_name(args):
-    """``DATASET_MODEL[_char]``; a path names the run by its last part."""
-    name = args.dataset
-    if text_datasets.is_path(name):
-        name = os.path.splitext(os.path.basename(os.path.normpath(name)))[0]
-    return '{}_{}{}'.format(name, args.model,
-                            '_char' if args.char_based else '')
-
-
-def run_state(path, setup):
-    """What ``path`` holds: ``'new'`` (nothing), ``'finished'`` (a complete
-    run with these settings), ``'unfinished'`` (one whose training did not
-    finish) or ``'other: ...'`` (a run with other settings). A folder that
-    is not a run is an error."""
-    names = [n for n in os.listdir(path) if n != runs.LOCK_FILE]
-    if not names:
-        return 'new'
-    old_path = os.path.join(path, runs.ARTIFACTS['setup'])
-    if not os.path.isfile(old_path):
-        raise UserError('{} exists and is not a result folder; pass --force '
-                        'to replace it or --out to write elsewhere'.format(
-                            path))
-    old = fileio.read_json(old_path, 'pass --force to replace the run')
-    defaults = vars(build_parser().parse_args([]))   # keys older runs lack
-    diff = [k for k in RUN_KEYS if not isinstance(old, dict) or
-            old.get(k, defaults[k]) != setup.get(k)]
-    if diff:
-        return 'other: differs in ' + ', '.join(diff)
-    done = os.path.isfile(os.path.join(path, runs.ARTIFACTS['train_results']))
-    return 'finished' if done else 'unfinished'
-
-
-def clear_run(path):
-    """``--force`` (or an unfinished run): say what is removed, then empty
-    the run folder. Only what this tool writes is removed: anything else
-    there (a file of another name, a link, a FIFO, a folder) is an error,
-    found before anything is removed."""
-    names = sorted(n for n in os.listdir(path) if n != runs.LOCK_FILE)
-    for name in names:
-        runs.check_tool_entry(path, name)
-    print('--force: removing {} entries of {}: {}'.format(
-        len(names), path, ', '.join(names)))
-    for name in names:
-        full = os.path.join(path, name)
-        if name == runs.ARTIFACTS['activations']:
-            shutil.rmtree(full)
-        else:
-            os.unlink(full)
-
-
-def vectors_path(path, data_dir):
-    """``--word-vectors`` as given, else inside the data folder (so
-    ``glove/glove.6B.50d.txt.gz`` works from any folder)."""
-    inside = os.path.join(data_dir or '', path)
-    if not os.path.exists(path) and data_dir and os.path.exists(inside):
-        return inside
-    return path
-
-
-def initial_embeddings(path, vocab, seed, data_dir=None):
+def initial_embeddings(path, vocab, seed):
     """GloVe-style vectors for ``vocab``: ((V, D) matrix, D), with coverage
     and duplicates printed; (None, None) without a file."""
     if not path:
         print('no word vectors: the embedding starts at random')
         return None, None
-    path = vectors_path(path, data_dir)
     vectors = nlp_utils.load_word_vectors(path, vocab,
                                           numpy.random.RandomState(seed))
     covered = vectors.covered[2:]  # <eos> and <unk> are never in a file
@@ -218,15 +62,93 @@ def initial_embeddings(path, vocab, seed, data_dir=None):
                                 covered.sum() / max(len(covered), 1),
                                 vectors.matrix.shape[1]))
     if vectors.duplicates:
-        word, first, again = vectors.duplicates[0]
+        _, first, again = vectors.duplicates[0]
         print('note: {} vocabulary words appear more than once in {}; the '
-              'first vector of each is kept (e.g. {!r}: line {} kept, line {} '
-              'ignored)'.format(len(vectors.duplicates), path, word, first,
-                                again))
+              'first vector of each is kept (e.g. line {} kept, line {} '
+              'ignored)'.format(len(vectors.duplicates), path, first, again))
     return vectors.matrix, vectors.matrix.shape[1]
 
 
-def make_trainer(model, splits, args, device, out, comm=None):
+@dataclass
+class Prepared:
+    """What training needs before it writes anything: the splits, the
+    initial embedding and the ``args.json`` dict."""
+    splits: object
+    initialW: object
+    setup: dict
+
+
+def resolved(s):
+    """The settings with the data set made absolute (a run finds it from
+    any folder) and the vectors file found, refused if it is not there."""
+    if s.dataset not in text_datasets.DATASETS:
+        if not user_data.is_path(s.dataset):
+            raise UserError('unknown --dataset; choose one of {}, or give the '
+                            'path of {}'.format(', '.join(
+                                text_datasets.DATASETS), user_data.FORMS))
+        s = s.replace(dataset=os.path.abspath(s.dataset))
+    if s.word_vectors:
+        path = runs.vectors_path(s.word_vectors, text_datasets.data_dir_from(
+            s.data_dir))
+        if not os.path.lexists(path):
+            raise UserError('--word-vectors {}: no such file (looked for it '
+                            'as given and in the data folder)'.format(
+                                s.word_vectors))
+    return s
+
+
+def identity_setup(s):
+    """The part of ``args.json`` known before the data is read, for
+    :func:`runs.run_state`: the settings and the sha256 of the vectors."""
+    setup = asdict(s)
+    setup.update(widths=list(s.widths),
+                 max_tokens=nlp_utils.max_tokens(s.max_tokens))
+    if s.word_vectors:
+        setup['word_vectors_sha256'] = fileio.file_sha256(runs.vectors_path(
+            s.word_vectors, text_datasets.data_dir_from(s.data_dir)),
+            'vectors')
+    return setup
+
+
+def prepare(s, setup, device):
+    """Load the data and the word vectors (every bad-input error happens
+    here, before any file is touched) and complete ``args.json``."""
+    splits = user_data.get_dataset(
+        s.dataset, s.data_dir, s.char_based, s.strict, seed=s.seed,
+        n_calib=s.n_calib, val_ratio=s.val_ratio,
+        max_vocab_size=s.max_vocab, max_tokens=s.max_tokens)
+    train_settings.check_labels(splits.label_names, s.dataset)
+    print('# train {}  validation {}  calibration {}  test {}  vocab {}  '
+          'class {}'.format(len(splits.train), len(splits.val),
+                            len(splits.calib), len(splits.test),
+                            len(splits.vocab), splits.n_class))
+    for line in (splits.skipped_rows.lines() if splits.skipped_rows else ()):
+        print(cli.printable(line))
+    vectors = s.word_vectors and runs.vectors_path(
+        s.word_vectors, text_datasets.data_dir_from(s.data_dir))
+    initialW, n_embed = initial_embeddings(vectors, splits.vocab,
+                                           s.weights_seed)
+    data_dir = text_datasets.data_dir_from(s.data_dir)
+    setup = dict(setup, data_dir=data_dir and os.path.abspath(data_dir),
+                 n_vocab=len(splits.vocab),
+                 n_embed=n_embed or s.embed or s.unit,
+                 n_class=splits.n_class, label_names=splits.label_names,
+                 pair=splits.pair, model_path=ARTIFACTS['model'],
+                 vocab_path=ARTIFACTS['vocab'], calib_path=ARTIFACTS['calib'],
+                 device=str(device), data_sha256={
+                     split: runfiles.examples_sha256(getattr(splits, split))
+                     for split in runfiles.SPLITS},
+                 vocab_sha256=runfiles.vocab_sha256(splits.vocab),
+                 max_tokens=nlp_utils.max_tokens(s.max_tokens))
+    if s.dataset not in text_datasets.DATASETS:
+        setup['data_files'] = runfiles.stamp_data_files(s.dataset)
+    train_settings.check_setup(setup, 'the settings')   # what loading checks
+    return Prepared(splits, initialW, setup)
+
+
+# ----------------------------------------------------------- the training
+
+def make_trainer(model, splits, s, device, out, comm=None):
     """Adam + weight decay, validation each epoch, best model snapshot.
 
     With a ChainerMN ``comm`` (data-parallel training), each rank trains on
@@ -240,23 +162,23 @@ def make_trainer(model, splits, args, device, out, comm=None):
         optimizer = chainermn.create_multi_node_optimizer(optimizer, comm)
         splits = copy.copy(splits)
         splits.train = chainermn.scatter_dataset(
-            splits.train, comm, shuffle=True, seed=init_seed(args))
+            splits.train, comm, shuffle=True, seed=s.weights_seed)
         splits.val = chainermn.scatter_dataset(splits.val, comm)
     optimizer.setup(model)
     optimizer.add_hook(chainer.optimizer_hooks.WeightDecay(1e-4))
     order = chainer.iterators.ShuffleOrderSampler(
-        numpy.random.RandomState(init_seed(args)))
+        numpy.random.RandomState(s.weights_seed))
     train_iter = chainer.iterators.SerialIterator(
-        splits.train, args.batchsize, order_sampler=order)
+        splits.train, s.batchsize, order_sampler=order)
     val_iter = chainer.iterators.SerialIterator(
-        splits.val, args.batchsize, repeat=False, shuffle=False)
+        splits.val, s.batchsize, repeat=False, shuffle=False)
     updater = training.updaters.StandardUpdater(
         train_iter, optimizer, converter=nlp_utils.convert_seq, device=device)
-    stop = (args.epoch, 'epoch')
-    if args.patience:   # stop when validation accuracy stops improving
+    stop = (s.epoch, 'epoch')
+    if s.patience:   # stop when validation accuracy stops improving
         stop = training.triggers.EarlyStoppingTrigger(
             monitor='validation/main/accuracy', mode='max',
-            patience=args.patience, max_trigger=stop)
+            patience=s.patience, max_trigger=stop)
     trainer = training.Trainer(updater, stop, out=out)
     # Evaluate on the validation split (never test) every epoch
     evaluator = extensions.Evaluator(
@@ -267,7 +189,7 @@ def make_trainer(model, splits, args, device, out, comm=None):
     # Stop at the first loss or weight that is nan or inf
     trainer.extend(check_finite(model))
     if comm is None or comm.rank == 0:
-        add_reports(trainer, model, args.keep)
+        add_reports(trainer, model, s.keep)
     return trainer
 
 
@@ -295,9 +217,7 @@ def check_finite(model):
 
 
 def save_best(model, path):
-    """A Trainer extension that writes ``model`` to ``path`` atomically
-    (Chainer's own snapshot moves a temporary folder into place, which
-    would move it into a folder standing there)."""
+    """A Trainer extension that writes ``model`` to ``path`` atomically."""
     def save(trainer):
         fileio.save_atomic(path, lambda f: chainer.serializers.save_npz(
             f, model))
@@ -305,8 +225,8 @@ def save_best(model, path):
 
 
 class AtomicLog(extensions.LogReport):
-    """Chainer's LogReport, its file written atomically (replacing only a
-    regular file) each time an entry is added."""
+    """Chainer's LogReport, its file written atomically each time an entry
+    is added."""
 
     def __init__(self, path):
         super().__init__(log_name=None)
@@ -327,11 +247,10 @@ def add_reports(trainer, model, keep='best'):
         training.triggers.MaxValueTrigger('validation/main/accuracy',
                                           (1, 'epoch'))
     trainer.extend(save_best(model, os.path.join(trainer.out,
-                                                 runs.ARTIFACTS['model'])),
+                                                 ARTIFACTS['model'])),
                    name='save_best', trigger=trigger)
     # Log and print each epoch's statistics, with a progress bar
-    trainer.extend(AtomicLog(os.path.join(trainer.out,
-                                          runs.ARTIFACTS['log'])),
+    trainer.extend(AtomicLog(os.path.join(trainer.out, ARTIFACTS['log'])),
                    name='LogReport')
     trainer.extend(extensions.PrintReport(
         ['epoch', 'main/loss', 'validation/main/loss', 'main/accuracy',
@@ -345,241 +264,117 @@ def accuracy(model, examples, device, batchsize):
     return float((logits.argmax(axis=1) == labels).mean())
 
 
-def run_setup(args, splits, n_embed, device):
-    """The ``args.json`` dict: every flag, plus what rebuilding the model
-    and its data needs, file names relative to the run folder, and the
-    sha256 of every split's examples (a later change of the data is found).
-    """
-    setup = dict(vars(args))
-    data_dir = text_datasets.data_dir_from(args.data_dir)
-    setup.update(data_dir=data_dir and os.path.abspath(data_dir),
-                 n_vocab=len(splits.vocab),
-                 n_embed=n_embed or args.embed or args.unit,
-                 n_class=splits.n_class, label_names=splits.label_names,
-                 pair=splits.pair,
-                 model_path=runs.ARTIFACTS['model'],
-                 vocab_path=runs.ARTIFACTS['vocab'],
-                 calib_path=runs.ARTIFACTS['calib'], device=str(device),
-                 gpu=None, data_sha256={
-                     split: runs.examples_sha256(getattr(splits, split))
-                     for split in runs.SPLITS},
-                 vocab_sha256=runs.vocab_sha256(splits.vocab),
-                 max_tokens=nlp_utils.max_tokens(args.max_tokens))
-    runs.check_model_size(setup, 'the settings')
-    return setup
-
-
-@dataclass
-class Prepared:
-    """What training needs before it writes anything: the splits, the
-    initial embedding and the ``args.json`` dict."""
-    splits: object
-    initialW: object
-    setup: dict
-
-
-def prepare(args, device):
-    """Load the data and the word vectors (every bad-input error happens
-    here, before any file is touched)."""
-    splits = text_datasets.get_dataset(
-        args.dataset, args.data_dir, args.char_based, args.seed,
-        args.n_calib, args.val_ratio, max_vocab_size=args.max_vocab,
-        max_tokens=args.max_tokens)
-    print('# train {}  validation {}  calibration {}  test {}  vocab {}  '
-          'class {}  (skipped {} lines with no text)'.format(
-              len(splits.train), len(splits.val), len(splits.calib),
-              len(splits.test), len(splits.vocab), splits.n_class,
-              splits.skipped))
-    initialW, n_embed = initial_embeddings(
-        args.word_vectors, splits.vocab, init_seed(args),
-        text_datasets.data_dir_from(args.data_dir))
-    return Prepared(splits, initialW, run_setup(args, splits, n_embed,
-                                                device))
-
-
-def fit(args, device, prepared, folder, comm=None):
+def fit(s, device, prepared, folder, comm=None):
     """Train, and write the run's files into ``folder``, each atomically,
     ``train_results.json`` last (it records completion).
 
     Returns:
-        dict: validation and test accuracy of the best model, seconds per
-        epoch and split sizes (``train_results.json``); None on a rank
-        other than 0 of data-parallel training (which writes nothing).
+        dict: validation and test accuracy of the kept model, epochs,
+        seconds per epoch, split sizes and the rows skipped
+        (``train_results.json``); None on a rank other than 0.
     """
     splits, setup = prepared.splits, prepared.setup
-    numpy.random.seed(init_seed(args))  # Chainer's initializers draw from it
+    numpy.random.seed(s.weights_seed)  # Chainer's initializers draw from it
     model = nets.build_model(setup, initialW=prepared.initialW)
     model.to_device(device)
     out = fileio.Outputs(folder)
     for role, content in (('vocab', splits.vocab),
                           ('calib', splits.calib_indices), ('setup', setup)):
-        out.write_json(runs.ARTIFACTS[role], content)
+        out.write_json(ARTIFACTS[role], content)
     start = time.time()
-    trainer = make_trainer(model, splits, args, device, folder, comm)
+    trainer = make_trainer(model, splits, s, device, folder, comm)
     trainer.run(show_loop_exception_msg=False)   # one error line, no trace
     seconds = time.time() - start
     if comm is not None and comm.rank != 0:
         return None
-    out.written += [runs.ARTIFACTS['model'], runs.ARTIFACTS['log']]
+    out.written += [ARTIFACTS['model'], ARTIFACTS['log']]
     log = trainer.get_extension('LogReport').log
     val = [e['validation/main/accuracy'] for e in log]
-    runs.load_weights(model, os.path.join(folder, runs.ARTIFACTS['model']))
+    runfiles.read_weights(model, os.path.join(folder, ARTIFACTS['model']))
+    skipped = splits.skipped_rows
     results = {
-        'val_accuracy': accuracy(model, splits.val, device, args.batchsize),
-        'test_accuracy': accuracy(model, splits.test, device, args.batchsize),
+        'val_accuracy': accuracy(model, splits.val, device, s.batchsize),
+        'test_accuracy': accuracy(model, splits.test, device, s.batchsize),
         'epochs': len(log), 'best_epoch': int(numpy.argmax(val)) + 1,
-        'kept_epoch': len(log) if args.keep == 'last' else
+        'kept_epoch': len(log) if s.keep == 'last' else
         int(numpy.argmax(val)) + 1,
         'seconds_per_epoch': seconds / max(len(log), 1),
         'n_train': len(splits.train), 'n_val': len(splits.val),
-        'n_test': len(splits.test), 'n_calib': len(splits.calib)}
-    out.finish(runs.ARTIFACTS['train_results'], results)
+        'n_test': len(splits.test), 'n_calib': len(splits.calib),
+        'skipped_rows': skipped.record() if skipped else {'count': 0}}
+    out.finish(ARTIFACTS['train_results'], results)
     return results
 
 
-def prepare_out(out):
-    """Create the parent folder ``--out`` if needed; returns the folders
-    created, outermost first. Refuses a file or a read-only folder."""
-    if os.path.exists(out):
-        if not os.path.isdir(out):
-            raise UserError('--out {} is a file; pass a folder'.format(out))
-        fileio.require_writable(out, 'the --out folder')
-        return []
-    made, path = [], os.path.abspath(out)
-    while not os.path.exists(path):
-        made.insert(0, path)
-        path = os.path.dirname(path)
-    os.makedirs(out)
-    return made
+# ------------------------------------------------------------- the folder
 
-
-def settings(**options):
-    """Training settings as the command line would give them: the parser's
-    defaults, with ``options`` (``epoch=5``, ``char_based=True``) checked
-    by the same flag types."""
-    argv = []
-    for key, value in options.items():
-        flag = '--' + key.replace('_', '-')
-        if key == 'word_vectors':
-            flag = '--word-vectors'
-        if value is True:
-            argv.append(flag)
-        elif isinstance(value, (list, tuple)):
-            argv += [flag] + [str(v) for v in value]
-        elif value is not False and value is not None:   # 0 is a value
-            argv += [flag, str(value)]
-    return build_parser().parse_args(argv)
-
-
-def rank_device(args, comm):
-    """A rank's device: its own GPU with pure_nccl, else ``--device``."""
-    if args.communicator == 'pure_nccl':
+def rank_device(s, comm, device):
+    """A rank's device: its own GPU with pure_nccl, else ``device``."""
+    if s.communicator == 'pure_nccl':
         return chainer.get_device('@cupy:{}'.format(comm.intra_rank))
-    return cli.device_from_args(args)
+    return device
 
 
-def check_settings(args):
-    """Flag combinations that no single flag type can refuse. A dataset
-    path is made absolute, so the run finds it from any folder."""
-    if args.init_seed == args.seed:   # the same run as without the flag
-        args.init_seed = None
-    if text_datasets.is_path(args.dataset):
-        args.dataset = os.path.abspath(args.dataset)
-    elif args.dataset not in text_datasets.DATASETS:
-        text_datasets.describe(args.dataset)   # says what is accepted
-    if args.model in ('rnn', 'bilstm') and args.layer < 1:
-        raise UserError('--layer must be at least 1 for --model {}'.format(
-            args.model))
-    if len(args.widths) > MAX['widths']:
-        raise UserError('--widths: at most {} widths, got {}'.format(
-            MAX['widths'], len(args.widths)))
-    if args.model == 'cnn' and args.unit < len(args.widths):
-        raise UserError('--unit must be at least {} for --model cnn with '
-                        '--widths {} (unit / number of widths filters of '
-                        'each)'.format(len(args.widths), ' '.join(
-                            map(str, args.widths))))
-
-
-def train_run(args, device=None):
-    """Train the run ``args`` describe into ``OUT/DATASET_MODEL``, holding
-    its lock. A finished run with the same settings is kept (unless
-    ``--force``). Data-parallel with ``--communicator``: every rank trains,
-    rank 0 writes.
+def train_run(s, device=None):
+    """Train the run the settings ``s`` describe into ``OUT/DATASET_MODEL``,
+    holding its lock. A finished run with the same settings is kept (unless
+    ``force``). Data-parallel with ``communicator``: every rank trains,
+    rank 0 writes. A failed run leaves the disk as it found it (a run that
+    stopped at a nan keeps its best model so far, unfinished).
 
     Returns:
         tuple: (the run folder, the :func:`fit` results, or those saved by
         the finished run); (None, None) on the other ranks.
     """
-    comm = cli.communicator(args.communicator) if args.communicator \
-        else None
+    s = resolved(s)
+    device = device or chainer.get_device('@numpy')
+    comm = cli.communicator(s.communicator) if s.communicator else None
+    setup = identity_setup(s)
     if comm is not None:
-        device = device or rank_device(args, comm)
+        cli.agree(comm, {'settings': setup})
+        device = rank_device(s, comm, device)
         if comm.rank != 0:
             with tempfile.TemporaryDirectory() as scratch:
-                fit(args, device, prepare(args, device), scratch, comm)
+                fit(s, device, prepare(s, setup, device), scratch, comm)
             return None, None
-    check_settings(args)
-    made = prepare_out(args.out)
-    final_dir = choose_folder(args)
+    made = runs.prepare_out(s.out)
+    final_dir = runs.choose_folder(os.path.join(s.out, s.run_name()), setup,
+                                   s.force)
     if not os.path.isdir(final_dir):
         os.mkdir(final_dir)
         made.append(os.path.abspath(final_dir))
     try:
-        return final_dir, train_locked(args, device, final_dir, comm)
+        return final_dir, train_locked(s, setup, device, final_dir, comm)
     except NonFinite as e:
-        model = os.path.join(final_dir, runs.ARTIFACTS['model'])
+        model = os.path.join(final_dir, ARTIFACTS['model'])
         if os.path.isfile(model):   # the last good model stays
             raise NonFinite('{}; the best model so far is kept in {} (the '
                             'run is unfinished: no {}); lower --dropout or '
                             '--batchsize, or check the word vectors'.format(
-                                e, model, runs.ARTIFACTS['train_results']))
-        remove_made(made)
+                                e, model, ARTIFACTS['train_results']))
+        runs.remove_made(made)
         raise NonFinite('{}, before any model was saved; nothing was kept'
                         .format(e)) from None
     except BaseException:
-        remove_made(made)
+        runs.remove_made(made)
         raise
 
 
-def remove_made(made):
-    """Remove the folders this command created: the disk as it was."""
-    for folder in reversed(made):
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def choose_folder(args):
-    """``OUT/DATASET_MODEL``, or, when that holds a run with other settings
-    (and no ``--force``), the first ``OUT/DATASET_MODEL-N`` that is free or
-    holds these settings: training never replaces another run unasked."""
-    base = os.path.join(args.out, run_name(args))
-    for n in range(1, 1000):
-        path = base if n == 1 else '{}-{}'.format(base, n)
-        if args.force or not os.path.isdir(path):
-            return path
-        state = run_state(path, vars(args))
-        if not state.startswith('other'):
-            return path
-        if n == 1:
-            print('{} holds another run ({}); training into a new folder '
-                  'beside it (--force replaces it)'.format(path, state[7:]))
-    raise UserError('{}-2 .. -999 all hold other runs; pass --out'.format(
-        base))
-
-
-def train_locked(args, device, final_dir, comm):
+def train_locked(s, setup, device, final_dir, comm):
     """:func:`train_run` once the folders exist: lock, check, train."""
-    with fileio.writing(final_dir, runs.LOCK_FILE):
-        state = run_state(final_dir, vars(args))
-        if state == 'finished' and not args.force:
+    with fileio.writing(final_dir):
+        state = runs.run_state(final_dir, setup)
+        if state == 'finished' and not s.force:
             print('{}: already trained with these settings; pass --force to '
                   'train again'.format(final_dir))
             return fileio.read_json(os.path.join(
-                final_dir, runs.ARTIFACTS['train_results']), RERUN)
-        device = device or cli.device_from_args(args)
-        prepared = prepare(args, device)
+                final_dir, ARTIFACTS['train_results']), RERUN)
+        prepared = prepare(s, setup, device)
         if state != 'new':
-            clear_run(final_dir)
-        return fit(args, device, prepared, final_dir, comm)
+            runs.clear_run(final_dir, '--force' if state == 'finished' or
+                           state.startswith('other') else
+                           'an unfinished run (its training did not finish)')
+        return fit(s, device, prepared, final_dir, comm)
 
 
 RERUN = 'pass --force to train again'
@@ -588,13 +383,15 @@ RERUN = 'pass --force to train again'
 @cli.script
 def main(argv=None):
     args = cli.parse(build_parser(), argv)
-    final_dir, results = train_run(args)
+    s = train_settings.from_args(args)
+    final_dir, results = train_run(s, cli.device_from_args(args))
     if final_dir is None:   # another rank of data-parallel training
         return results
     print('{}: validation accuracy {:.4f}, test accuracy {:.4f} ({:.1f} s '
-          'per epoch)'.format(final_dir, results['val_accuracy'],
-                              results['test_accuracy'],
-                              results['seconds_per_epoch']))
+          'per epoch, {} epochs)'.format(
+              cli.printable(final_dir), results['val_accuracy'],
+              results['test_accuracy'], results['seconds_per_epoch'],
+              results['epochs']))
     return results
 
 

@@ -33,6 +33,7 @@ from toolkit import fileio  # NOQA
 import scaling  # NOQA
 import text_datasets  # NOQA
 import train_text_classifier  # NOQA
+from toolkit.settings import TrainSettings  # NOQA
 from errors import UserError  # NOQA
 
 
@@ -106,7 +107,7 @@ ORIGINAL = {('stsa.binary', 'cnn', False): 84.5,
 def train_cell(cell, args, vectors):
     """Train one cell's classifier; returns its run folder."""
     recipe = dict(RECIPES[cell.recipe], **(QUICK if args.quick else {}))
-    settings = train_text_classifier.settings(
+    settings = TrainSettings(
         dataset=cell.dataset, model=cell.model, force=True, seed=cell.seed,
         out=os.path.join(args.out, 's{}'.format(cell.seed)),
         n_calib=args.n_calib, char_based=cell.char_based,

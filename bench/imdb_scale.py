@@ -27,6 +27,7 @@ import run_dknn  # NOQA
 from toolkit import runs  # NOQA
 import text_datasets  # NOQA
 import train_text_classifier  # NOQA
+from toolkit.settings import TrainSettings  # NOQA
 
 
 IMDB_TOKENS = 4096   # the longest review has about 2,500 words
@@ -36,7 +37,7 @@ def train(args):
     folder = os.path.join(args.out, 'imdb.binary_cnn')
     if not os.path.exists(os.path.join(folder, 'train_results.json')):
         shared = text_datasets.data_dir_from(None)
-        train_text_classifier.train_run(train_text_classifier.settings(
+        train_text_classifier.train_run(TrainSettings(
             dataset='imdb.binary', model='cnn', epoch=args.epoch, patience=1,
             batchsize=32, dropout=0.2, out=args.out, data_dir=shared,
             max_tokens=IMDB_TOKENS,

@@ -41,9 +41,12 @@ import noise_tables  # NOQA
 import noisy_data  # NOQA
 import run_dknn  # NOQA
 from toolkit import runs  # NOQA
+from toolkit import snli_standin  # NOQA
+from toolkit import user_data  # NOQA
 from toolkit import fileio  # NOQA
 import text_datasets  # NOQA
 import train_text_classifier  # NOQA
+from toolkit.settings import TrainSettings  # NOQA
 
 # `make train`: GloVe 6B 50d, 5 epochs, batch 32, dropout 0.2
 RECIPES = {'cnn': dict(model='cnn', epoch=5, batchsize=32, dropout=0.2),
@@ -99,7 +102,7 @@ def base_parts(dataset, args):
         data_dir = args.snli_dir if dataset == 'snli' else args.data_dir
         s = text_datasets.get_dataset(dataset, data_dir, seed=0,
                                       n_calib=N_CALIB)
-        names = text_datasets.label_order(s.label_names)
+        names = user_data.label_order(s.label_names)
         ids = [names.index(n) for n in s.label_names]
         _BASE[dataset] = ({k: [(f, ids[y]) for f, y in s.raw[k]]
                            for k in ('train', 'calib', 'val', 'test')},
@@ -137,7 +140,7 @@ def train(name, parts, names, seed, model, args):
     timing = os.path.join(args.out, 'seconds', name + '.json')
     start = time.time()
     folder, _ = train_text_classifier.train_run(
-        train_text_classifier.settings(
+        TrainSettings(
             dataset=data, seed=seed, n_calib=len(parts['calib']),
             word_vectors=args.word_vectors, out=os.path.join(args.out,
                                                              'runs'),
@@ -282,7 +285,7 @@ def clean(cond, args):
 def real(args):
     """The DkNN audit (paper setting) of the real SST-2 training labels of
     the `make train` model: the files, and the top entries."""
-    settings = train_text_classifier.settings(
+    settings = TrainSettings(
         dataset='stsa.binary', seed=0, n_calib=N_CALIB,
         word_vectors=args.word_vectors, data_dir=args.data_dir,
         out=os.path.join(args.out, 'real'), **recipe('cnn', args))
@@ -321,12 +324,12 @@ def build_parser():
     return p
 
 
-def snli_standin(args, shared):
+def snli_data(args, shared):
     """The SNLI stand-in of docs/snli.md (written once): its data folder.
     """
     folder = args.snli_dir or os.path.join(args.out, 'snli')
     if not os.path.isdir(os.path.join(folder, 'snli_1.0')):
-        text_datasets.write_snli_standin(
+        snli_standin.write_snli_standin(
             os.path.join(shared, 'snli', 'e-snli'), folder)
     return folder
 
@@ -367,7 +370,7 @@ def main(argv=None):
     args.word_vectors = args.word_vectors or os.path.join(
         data, 'glove', 'glove.6B.50d.txt.gz')
     if 'snli' in args.extra:
-        args.snli_dir = snli_standin(args, data)
+        args.snli_dir = snli_data(args, data)
     conditions = [c for c in CONDITIONS + [EXTRA[e] for e in args.extra]
                   if args.datasets is None or c.dataset in args.datasets]
     done = stage_results(args, conditions)

@@ -49,6 +49,7 @@ from toolkit import attribution  # NOQA
 import reduction_report  # NOQA
 import saturation  # NOQA
 import train_text_classifier  # NOQA
+from toolkit.settings import TrainSettings  # NOQA
 from toolkit import cli  # NOQA
 from toolkit import faithfulness  # NOQA
 from toolkit import metrics  # NOQA
@@ -113,7 +114,7 @@ def train_cell(out, recipe, model, extra, seed, data_dir=None):
         source = train_cell(out, spec['from'], model, extra, seed, data_dir)
         return sharpen(source, folder_of(out, recipe, model, seed),
                        spec['temperature'])
-    settings = train_text_classifier.settings(
+    settings = TrainSettings(
         dataset='stsa.binary', model=model, seed=DATA_SEED, init_seed=seed,
         data_dir=data_dir, out=os.path.dirname(
             folder_of(out, recipe, model, seed)),

@@ -10,7 +10,6 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
-import errors  # NOQA (after sys.path)
 from toolkit import fileio  # NOQA
 
 BENCHMARKS = os.path.join(ROOT, 'BENCHMARKS.md')
@@ -44,9 +43,9 @@ BLOCK = re.compile(r'<!-- ([\w-]+) -->\n.*?\n<!-- /\1 -->', re.S)
 
 def read_json(path):
     """A JSON file a bench script reads, through the one reader
-    (:func:`errors.load_json`): one ``error:`` line for a missing,
+    (:func:`toolkit.fileio.read_json`): one ``error:`` line for a missing,
     truncated, special or repetitive file."""
-    return errors.load_json(path, 'run the command that writes it again')
+    return fileio.read_json(path, 'run the command that writes it again')
 
 
 def write_section(name, body, path=BENCHMARKS):
@@ -54,8 +53,8 @@ def write_section(name, body, path=BENCHMARKS):
     keeping the sections in :data:`ORDER`. The file is written atomically
     (a temporary file renamed into place), so a full disk never leaves it
     half-written."""
-    text = errors.read_text(path, 'data') if os.path.exists(path) \
-        else HEADERS[path]
+    text = fileio.read_bytes(path, 'data').decode('utf-8') \
+        if os.path.exists(path) else HEADERS[path]
     blocks = {m.group(1): m.group(0) for m in BLOCK.finditer(text)}
     blocks[name] = '<!-- {0} -->\n{1}\n<!-- /{0} -->'.format(
         name, body.strip())

@@ -21,6 +21,7 @@ from toolkit import runs  # NOQA
 import scaling  # NOQA
 import text_datasets  # NOQA
 import train_text_classifier  # NOQA
+from toolkit.settings import TrainSettings  # NOQA
 
 MAKE_TRAIN = dict(dataset='stsa.binary', model='cnn', epoch=5, batchsize=32,
                   dropout=0.2)
@@ -30,7 +31,7 @@ def one_seed(seed, out, glove):
     """Train (unless done), DkNN and scaling for one seed: a row dict."""
     folder = os.path.join(out, 'seed{}'.format(seed), 'stsa.binary_cnn')
     if not os.path.exists(os.path.join(folder, 'train_results.json')):
-        train_text_classifier.train_run(train_text_classifier.settings(
+        train_text_classifier.train_run(TrainSettings(
             seed=seed, word_vectors=glove,
             out=os.path.dirname(folder), **MAKE_TRAIN))
     run = runs.load(os.path.join(folder, 'args.json'))

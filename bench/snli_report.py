@@ -4,7 +4,7 @@
     python bench/snli_report.py [--model bow] [--epoch 15]
 
 1. Writes official-schema jsonl files from the e-SNLI copies of SNLI dev
-   and test (``text_datasets.write_snli_standin``): train = 90% of the dev
+   and test (``snli_standin.write_snli_standin``): train = 90% of the dev
    pairs, dev = the other 10%, test = the test pairs.
 2. Trains the pair classifier (GloVe 6B 50d), runs DkNN on it, and runs
    conformity leave-one-out over every test hypothesis with the artifact
@@ -19,6 +19,7 @@ import os
 
 from report import RESULTS, write_section, read_json  # NOQA (first)
 from toolkit import cli  # NOQA
+from toolkit import snli_standin  # NOQA
 from toolkit import artifacts  # NOQA
 from toolkit import attribution  # NOQA
 from toolkit import explanations  # NOQA
@@ -26,12 +27,13 @@ import run_dknn  # NOQA
 from toolkit import runs  # NOQA
 import text_datasets  # NOQA
 import train_text_classifier  # NOQA
+from toolkit.settings import TrainSettings  # NOQA
 
 
 def train(dataset, args, data, glove):
     run = os.path.join(args.out, '{}_{}'.format(dataset, args.model))
     if not os.path.exists(os.path.join(run, 'train_results.json')):
-        train_text_classifier.train_run(train_text_classifier.settings(
+        train_text_classifier.train_run(TrainSettings(
             dataset=dataset, model=args.model, epoch=args.epoch,
             batchsize=32, dropout=0.2, data_dir=data, out=args.out,
             word_vectors=glove))
@@ -49,7 +51,7 @@ def main(argv=None):
     shared = text_datasets.data_dir_from(None)
     data = os.path.join(args.out, 'data')
     if not os.path.isdir(os.path.join(data, 'snli_1.0')):
-        text_datasets.write_snli_standin(
+        snli_standin.write_snli_standin(
             os.path.join(shared, 'snli', 'e-snli'), data)
     glove = os.path.join(shared, 'glove', 'glove.6B.50d.txt.gz')
 

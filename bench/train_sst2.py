@@ -15,6 +15,7 @@ from report import RESULTS, write_section, read_json  # NOQA (first)
 from toolkit import cli  # NOQA
 import text_datasets  # NOQA
 import train_text_classifier  # NOQA
+from toolkit.settings import TrainSettings  # NOQA
 import grid  # NOQA
 from grid import RECIPES  # NOQA
 
@@ -35,7 +36,7 @@ def main(argv=None):
         run = os.path.join(out, 'stsa.binary_' + model)
         done = os.path.join(run, 'train_results.json')
         if not os.path.exists(done):
-            train_text_classifier.train_run(train_text_classifier.settings(
+            train_text_classifier.train_run(TrainSettings(
                 dataset='stsa.binary', model=model, out=out,
                 word_vectors=glove if vectors else None, **RECIPES[model]))
         r = read_json(done)

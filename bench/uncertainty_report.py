@@ -27,6 +27,7 @@ import numpy
 
 from report import BENCHMARKS, RESULTS, ROOT, write_section  # NOQA (first)
 from toolkit import cli  # NOQA
+from toolkit import snli_standin  # NOQA
 import dknn  # NOQA
 from toolkit import render  # NOQA
 from toolkit import runs  # NOQA
@@ -51,7 +52,7 @@ def data_folder(shared):
     os.makedirs(folder, exist_ok=True)
     standin = os.path.join(ROOT, 'result', 'snli', 'data')
     if not os.path.isdir(os.path.join(standin, 'snli_1.0')):
-        text_datasets.write_snli_standin(
+        snli_standin.write_snli_standin(
             os.path.join(shared, 'snli', 'e-snli'), standin)
     for name in os.listdir(shared):
         link = os.path.join(folder, name)

@@ -78,7 +78,8 @@ def tiny_run(tmp_path_factory, tiny_data_dir):
     return str(base / 'r' / 'stsa.binary_cnn' / 'args.json')
 
 
-RUN_FILES = ('args.json', 'best_model.npz', 'vocab.json', 'calib.json')
+RUN_FILES = ('args.json', 'best_model.npz', 'vocab.json', 'calib.json',
+             'train_results.json')
 
 
 def copy_run(setup_path, folder):

@@ -82,8 +82,11 @@ def test_an_example_never_votes_for_itself_nor_do_its_copies():
     points[[5, 9, 30]] = points[2]        # three copies of text 2
     group[[5, 9, 30]] = 2
     points[11] = points[12]               # same point, different texts
-    from search import BruteIndex
-    idx, dist = audit.leave_out_search(BruteIndex(points), points, 6, group)
+    train = acts({'h1': points, 'h2': points}, numpy.arange(40) % 2)
+    head = dknn.DkNN(FakeModel(), dknn.Settings(k=6, layers=['h1'],
+                                                backend='brute')).fit(train)
+    _, found = head.search_excluding(train.layers, numpy.arange(40), group)
+    idx, dist = found['h1'].indices, found['h1'].distances
     numpy.testing.assert_array_equal(idx, brute_others(points, group, 6))
     for i in range(40):
         assert not set(idx[i]) & set(numpy.flatnonzero(group == group[i]))
@@ -116,10 +119,43 @@ def test_duplicate_groups_compare_token_ids_of_every_part():
 
 def test_k_must_leave_enough_other_examples():
     group = numpy.array([0, 0, 0, 1, 2, 3])
-    audit.check_k(3, group)
+    points = numpy.random.RandomState(0).randn(6, 2).astype('f')
+    train = acts({'h1': points, 'h2': points}, [0, 1, 0, 1, 0, 1])
+
+    def search(k):
+        head = dknn.DkNN(FakeModel(), dknn.Settings(
+            k=k, layers=['h1'], backend='brute')).fit(train)
+        return head.search_excluding(train.layers, numpy.arange(6), group)
+    assert search(3)[0].sum(axis=1).tolist() == [3] * 6
     with pytest.raises(dknn.DkNNError, match='k=4 is too large.*its 2 copies'
                                              '.*lower --k to 3'):
-        audit.check_k(4, group)
+        search(4)
+
+
+def test_copies_are_searched_once_per_group():
+    """m copies of one text cost one search of k + m neighbours, not m of
+    them (the audit of 40,000 copies was quadratic)."""
+    n_copies, n_other, k = 3000, 200, 5
+    rng = numpy.random.RandomState(0)
+    points = numpy.concatenate([numpy.zeros((n_copies, 3), 'f'),
+                                rng.randn(n_other, 3).astype('f') + 1])
+    group = numpy.concatenate([numpy.zeros(n_copies, int),
+                               1 + numpy.arange(n_other)])
+    train = acts({'h1': points, 'h2': points},
+                 numpy.arange(len(points)) % 2)
+    head = dknn.DkNN(FakeModel(), dknn.Settings(k=k, layers=['h1'],
+                                                backend='brute')).fit(train)
+    asked = []
+    query = head.indices['h1'].query
+    head.indices['h1'].query = lambda x, kk: asked.append(
+        (len(x), kk)) or query(x, kk)
+    _, found = head.search_excluding(train.layers, numpy.arange(len(points)),
+                                     group)
+    fetched = sum(rows * kk for rows, kk in asked)
+    assert fetched <= (n_copies + k) + n_other * (k + 1)
+    idx = found['h1'].indices
+    assert (idx[:n_copies] >= n_copies).all()   # no copy votes
+    assert (idx[:n_copies] == idx[0]).all()
 
 
 def test_ranking_breaks_ties_by_share_then_index():
@@ -257,7 +293,8 @@ def test_flags_out_of_range_end_in_one_error_line(run_copy, tmp_path,
     with pytest.raises(SystemExit) as e:
         run_dknn.main(base + ['--audit-top', '0'])
     assert e.value.code == 2
-    assert 'error: argument --audit-top: must be at least 1' in \
+    assert 'error: argument --audit-top: must be an integer in [1, 1000000], ' \
+        'got 0' in \
         capsys.readouterr().err
     assert not os.path.exists(os.path.join(os.path.dirname(run_copy),
                                            'train_audit.json'))

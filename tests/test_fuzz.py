@@ -5,7 +5,10 @@ JSON stamp and its ``.npy`` arrays), a few hundred cases under a fixed
 seed. The library loaders are called directly (``runs.load``, the splits,
 the temperature, ``run.forward``): every case must end in the right
 answer (the numbers of the untouched run) or in one :class:`UserError`
-whose message is one line, never in another exception."""
+whose message is one line, never in another exception. The cache is read
+with ``verify_cache`` (its arrays hashed against their stamp); without it,
+only a change of size or header is caught (docs/robustness.md), which a
+second check asserts for every truncated or resized array."""
 import json
 import os
 import shutil
@@ -45,10 +48,10 @@ def pristine(tiny_run, tmp_path_factory):
     return setup, files, answers(setup)
 
 
-def answers(setup):
+def answers(setup, verify=True):
     """What a loaded run says: the temperature, and the logits, layers and
     labels of the test and training forward passes."""
-    run = runs.load(setup)
+    run = runs.load(setup, verify_cache=verify)
     out = {'T': run.temperature, 'calib': list(run.splits.calib_indices)}
     for split in ('test', 'train'):
         acts = run.forward(split)
@@ -166,6 +169,9 @@ def test_every_mutation_is_the_answer_or_one_user_error(pristine):
             assert same(got, want, name, data), (name, mutate.__name__,
                                                  seed)
             outcomes['same'] += 1
+        if name.endswith('.npy') and len(data) != len(files[name]):
+            with pytest.raises(UserError):   # a size change, unhashed
+                answers(setup, verify=False)
         with open(path, 'wb') as f:
             f.write(files[name])
         shutil.rmtree(os.path.join(folder, 'tmp'), ignore_errors=True)

@@ -9,6 +9,7 @@ import pytest
 
 import nets
 import train_text_classifier
+from toolkit.settings import TrainSettings
 from conftest import TINY_TRAIN
 from toolkit import metrics
 from toolkit import runs
@@ -99,7 +100,7 @@ def test_every_real_cell_has_valid_training_settings():
         spec = overconfidence.RECIPES[recipe]
         source = spec.get('from', recipe)
         got = overconfidence.training_settings(source, model, extra)
-        args = train_text_classifier.settings(
+        args = TrainSettings(
             dataset='stsa.binary', model=model, init_seed=1, **got)
         assert args.init_seed == 1 and args.seed == 0
         for key, value in extra.items():   # the cell's own settings win

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import struct
 import subprocess
@@ -18,14 +19,14 @@ import zlib
 import numpy
 import pytest
 
-import errors
 import nets
 import nlp_utils
 import train_text_classifier
 from conftest import ROOT, TINY_TRAIN, copy_run, write_tiny_sst
 from errors import UserError
-from toolkit import runs
 from toolkit import fileio
+from toolkit import runfiles
+from toolkit import runs
 
 sys.path.insert(0, os.path.join(ROOT, 'bench'))
 import compare_runs  # NOQA
@@ -44,25 +45,20 @@ def test_a_fifo_is_never_opened_and_json_is_bounded(tmp_path, monkeypatch):
     fifo = str(tmp_path / 'f.json')
     os.mkfifo(fifo)
     with pytest.raises(UserError, match='f.json: is a named pipe'):
-        errors.load_json(fifo)
+        fileio.read_json(fifo)
     assert fifo not in opened
     deep = tmp_path / 'deep.json'
     deep.write_text('[' * 10 ** 6 + ']' * 10 ** 6)
     start = time.time()
-    with pytest.raises(UserError, match='nested more than 32 levels'):
-        errors.load_json(str(deep))
+    with pytest.raises(UserError, match='nested too deeply'):
+        fileio.read_json(str(deep))
     assert time.time() - start < 5
     (tmp_path / 'd.json').write_text('{"a": 1, "b": {"a": 2, "a": 3}}')
-    with pytest.raises(UserError, match="key 'a' appears twice"):
-        errors.load_json(str(tmp_path / 'd.json'))
+    with pytest.raises(UserError, match='a key appears twice'):
+        fileio.read_json(str(tmp_path / 'd.json'))
     monkeypatch.setenv('DKNN_MAX_JSON_BYTES', '10')
     with pytest.raises(UserError, match='10-byte cap.*DKNN_MAX_JSON_BYTES'):
-        errors.load_json(str(tmp_path / 'd.json'))
-
-
-def test_brackets_inside_strings_do_not_count():
-    assert errors.json_depth('{"a": "[[[[{{{{", "b": [1, {"c": []}]}') == 4
-    assert errors.json_depth('"unclosed [[[[') == 0
+        fileio.read_json(str(tmp_path / 'd.json'))
 
 
 @pytest.mark.parametrize('model', list(nets.ENCODERS))
@@ -144,29 +140,25 @@ def test_an_inflating_archive_fails_fast_with_little_memory(run_copy, bomb):
         assert seconds < 5 and peak < 2 * honest
 
 
-def test_the_header_is_checked_before_inflating(tmp_path, bomb,
-                                                monkeypatch):
-    """Read with no expected shapes, the member's header (2 GiB) is
-    refused against the array cap before its data is inflated; told the
-    shape to expect, it is refused against that."""
+def test_the_header_is_checked_before_inflating(tmp_path, bomb):
+    """Whether the zip directory tells the truth about the member's size
+    (2 GiB) or lies (its header alone), the member is refused before its
+    data is inflated: by its declared size, or by the shape its ``.npy``
+    header announces, against the shape expected."""
     path = str(tmp_path / 'b.npz')
     honest, lying = bomb
-    monkeypatch.setenv('DKNN_MAX_ARRAY_BYTES', str(64 << 20))
+    want = {'encoder/embed/W': ((4, 4), 'f')}
 
     def refused():
         with open(path, 'wb') as f:
             f.write(honest)
         with pytest.raises(UserError, match='inflates to 2147483776 bytes'):
-            fileio.load_npz(path, 'fix')
+            fileio.load_npz(path, want, 'fix')
         with open(path, 'wb') as f:
             f.write(lying)
-        with pytest.raises(UserError, match='would take 2147483648 bytes'):
-            fileio.load_npz(path, 'fix')
         with pytest.raises(UserError, match=r'is float32 \(536870912,\), '
-                                            r'where floats \(4, 4\) was'):
-            with open(path, 'rb') as f:
-                list(fileio.iter_npz(f, path, 'fix', {
-                    'encoder/embed/W': ((4, 4), 'f')}))
+                                            r'where \(4, 4\) was'):
+            fileio.load_npz(path, want, 'fix')
     peak, seconds = peak_of(refused)
     assert peak < 16 << 20 and seconds < 5
 
@@ -175,21 +167,25 @@ def test_the_header_is_checked_before_inflating(tmp_path, bomb,
 
 def test_the_data_comes_from_the_user_and_is_checked(tiny_run, tmp_path,
                                                      monkeypatch):
+    """A built-in data set is looked up where the user says, never where
+    args.json says; a changed file is named."""
     setup = copy_run(tiny_run, tmp_path / 'run')
     monkeypatch.delenv('DKNN_DATA_DIR')
     run = runs.load(setup)          # the model needs no data
-    with pytest.raises(runs.RunError, match='say where that data is'):
+    with pytest.raises(UserError, match='stsa.binary.train not found'):
         run.splits
     other = write_tiny_sst(tmp_path / 'other')
     assert runs.load(setup, data_dir=other).splits.pool_size == 60
     with open(os.path.join(other, 'stsa.binary.test'), 'a') as f:
         f.write('1 good fun\n')
-    with pytest.raises(runs.RunError, match=r'other/stsa\.binary\.test '
-                                            r'changed since training'):
+    with pytest.raises(UserError, match=r'other/stsa\.binary\.test '
+                                        r'changed since training'):
         runs.load(setup, data_dir=other).splits
 
 
-def test_own_data_is_looked_up_where_the_user_says(tmp_path, monkeypatch):
+@pytest.fixture
+def own_run(tmp_path):
+    """A run trained on a CSV of one's own; (args.json, the CSV)."""
     data = tmp_path / 'mine' / 'reviews.csv'
     data.parent.mkdir()
     data.write_text('text,label\n' + ''.join(
@@ -199,28 +195,77 @@ def test_own_data_is_looked_up_where_the_user_says(tmp_path, monkeypatch):
                                 str(tmp_path / 'r'), '--unit', '9',
                                 '--layer', '1', '--epoch', '1',
                                 '--n-calib', '4'])
-    setup = str(tmp_path / 'r' / 'reviews_cnn' / 'args.json')
+    return str(tmp_path / 'r' / 'reviews_cnn' / 'args.json'), data
+
+
+def test_own_data_is_found_again_where_training_read_it(own_run, tmp_path,
+                                                        monkeypatch):
+    setup, data = own_run
     monkeypatch.delenv('DKNN_DATA_DIR')
-    with pytest.raises(runs.RunError, match='trained on data from'):
-        runs.load(setup).splits
-    for where in (data, data.parent):
+    monkeypatch.chdir(tmp_path)
+    assert runs.load(setup).splits.pool_size == 16     # no --data-dir
+    for where in (data, data.parent):                  # or named
         assert runs.load(setup, data_dir=str(where)).splits.pool_size == 16
+    moved = tmp_path / 'copy'
+    moved.mkdir()
+    shutil.copy(str(data), str(moved / 'reviews.csv'))
+    assert runs.load(setup, data_dir=str(moved)).splits.pool_size == 16
+    data.write_text(data.read_text().replace('good film', 'SECRET film'))
+    with pytest.raises(UserError) as e:
+        runs.load(setup).splits
+    assert 'reviews.csv: is not the file the run was trained on' in \
+        str(e.value) and '--data-dir' in str(e.value)
+    assert 'SECRET' not in str(e.value)
 
 
-def test_an_unstamped_run_is_refused_or_restamped(run_copy, capsys):
+@pytest.mark.parametrize('plant', ['system file', 'fifo', 'dotdot'])
+def test_a_strangers_args_json_can_only_make_it_hash_and_refuse(
+        own_run, tmp_path, monkeypatch, plant):
+    """``dataset`` in a stranger's args.json pointing at a link to a system
+    file, a FIFO or ``..``: the file is hashed (a FIFO not even opened) and
+    refused, and nothing of it is shown."""
+    setup, _ = own_run
+    monkeypatch.delenv('DKNN_DATA_DIR')
+    target = tmp_path / 'evil' / 'reviews.csv'
+    target.parent.mkdir()
+    if plant == 'system file':
+        os.symlink('/etc/passwd', str(target))
+    elif plant == 'fifo':
+        os.mkfifo(str(target))
+    args = json.load(open(setup))
+    args['dataset'] = '..' if plant == 'dotdot' else str(target)
+    json.dump(args, open(setup, 'w'))
+    if plant == 'dotdot':
+        with pytest.raises(UserError, match='must be a built-in data set or '
+                                            'the absolute path'):
+            runs.load(setup)
+        args['dataset'] = str(tmp_path / 'evil' / '..')
+        json.dump(args, open(setup, 'w'))
+    start = time.time()
+    with pytest.raises(UserError) as e:
+        runs.load(setup, data_dir=str(tmp_path / 'evil')
+                  if plant == 'dotdot' else None).splits
+    assert time.time() - start < 10
+    assert 'root:' not in str(e.value)
+    assert 'is not the file' in str(e.value) or 'named pipe' in \
+        str(e.value) or 'no train file' in str(e.value), str(e.value)
+
+
+def test_an_unstamped_run_is_refused(run_copy):
     setup = json.load(open(run_copy))
-    stamps = setup.pop('data_sha256'), setup.pop('vocab_sha256')
+    setup.pop('data_sha256'), setup.pop('vocab_sha256')
     with open(run_copy, 'w') as f:
         json.dump(setup, f)
-    with pytest.raises(runs.RunError, match='--trust-unstamped'):
+    with pytest.raises(UserError, match='missing data_sha256, vocab_sha256'
+                                        '.*train the model again'):
         runs.load(run_copy)
-    run = runs.load(run_copy, trust_unstamped=True)
-    run.splits
-    note = capsys.readouterr().out
-    assert 'note: --trust-unstamped' in note and 'trusting the data' in note
-    again = json.load(open(run_copy))
-    assert (again['data_sha256'], again['vocab_sha256']) == stamps
-    runs.load(run_copy).splits      # stamped now: no flag needed
+
+
+def test_an_unfinished_run_is_refused(run_copy):
+    os.unlink(os.path.join(os.path.dirname(run_copy), 'train_results.json'))
+    with pytest.raises(UserError, match='training did not finish.*train it '
+                                        'again'):
+        runs.load(run_copy)
 
 
 def test_the_token_limit_travels_with_the_run(tmp_path, monkeypatch):
@@ -269,7 +314,7 @@ def test_training_stops_at_the_first_nan_keeping_the_best_model(
     folder = out / 'stsa.binary_cnn'
     assert not (folder / 'train_results.json').exists()
     model = nets.build_model(json.load(open(str(folder / 'args.json'))))
-    runs.load_weights(model, str(folder / 'best_model.npz'))   # finite
+    runfiles.read_weights(model, str(folder / 'best_model.npz'))  # finite
     monkeypatch.setattr(nets.Classifier, 'forward', nan_after(2))
     with pytest.raises(SystemExit, match='before any model was saved'):
         train_text_classifier.main(TINY_TRAIN + [
@@ -296,7 +341,7 @@ import os, sys, time
 sys.path.insert(0, sys.argv[3])
 from toolkit import fileio
 folder, fifo = sys.argv[1], sys.argv[2]
-lock = fileio.FolderLock(os.path.join(folder, '.lock'), folder).__enter__()
+lock = fileio.folder_lock(folder).__enter__()
 open(fileio.temp_path(os.path.join(folder, 'dknn_results.json')), 'w').close()
 print('holding', flush=True)
 open(fifo).read()          # blocks: an older reader stuck on a FIFO
@@ -327,8 +372,7 @@ def test_a_run_killed_while_reading_a_special_file(run_copy, tmp_path,
                        '--data-dir', data])
     notes = [line for line in capsys.readouterr().out.splitlines()
              if line.startswith('note:')]
-    assert len(notes) == 1 and 'removed 1 temporary file(s)' in notes[0] \
-        and 'took over the lock' in notes[0]
+    assert len(notes) == 1 and 'removed 1 temporary file(s)' in notes[0]
     run_dknn.main(['--model-setup', run_copy, '--k', '5'])
     assert [n for n in os.listdir(folder) if '.tmp-' in n or
             n == '.lock'] == []

@@ -29,14 +29,11 @@ import time
 from dataclasses import dataclass
 
 import numpy
-from tqdm import tqdm
-
 import dknn
 import nlp_utils
 
 ALPHA = 0.05       # the p-value below which an example is counted as flagged
 N_SHOWN = 5        # neighbours shown per example (last chosen layer)
-CHUNK = 4096       # training examples searched at a time
 
 
 @dataclass
@@ -79,58 +76,6 @@ def duplicate_groups(examples):
     return group
 
 
-def check_k(k, group):
-    """Refuse a k that leaves some example fewer than k others to vote."""
-    n, most = len(group), int(numpy.bincount(group).max())
-    if k > n - most:
-        raise dknn.DkNNError(
-            'k={} is too large to audit {} training examples: leaving out an '
-            'example{} leaves {} to vote; lower --k to {} or less'.format(
-                k, n, ' and its {} copies'.format(most - 1) if most > 1
-                else '', n - most, max(n - most, 1)))
-
-
-def _first_others(idx, dist, group, rows, k):
-    """The first k of each row's neighbours outside the row's own group:
-    (R, k) indices and distances."""
-    keep = group[idx] != group[rows][:, None]                    # (R, q)
-    pick = numpy.argsort(~keep, axis=1, kind='stable')[:, :k]    # (R, k)
-    return (numpy.take_along_axis(idx, pick, axis=1),
-            numpy.take_along_axis(dist, pick, axis=1))
-
-
-def leave_out_search(index, points, k, group, desc=None):
-    """Each training point's k nearest other training points, none with its
-    own token ids (``group``).
-
-    An example with m copies (itself included) queries k + m + 1
-    neighbours and drops its copies, so k always remain.
-
-    Args:
-        index: a :mod:`search` index over ``points``.
-        points: (N, D) the indexed training activations.
-        group: (N,) from :func:`duplicate_groups`.
-
-    Returns:
-        tuple: (N, k) int64 indices and (N, k) float64 distances, nearest
-        first (ties: the lower index).
-    """
-    n = len(group)
-    copies = numpy.bincount(group)[group]                          # (N,)
-    idx_out = numpy.empty((n, k), numpy.int64)
-    dist_out = numpy.empty((n, k), numpy.float64)
-    for m in numpy.unique(copies):
-        rows = numpy.flatnonzero(copies == m)
-        for start in tqdm(range(0, len(rows), CHUNK), desc=desc,
-                          disable=desc is None or len(rows) <= CHUNK):
-            part = rows[start:start + CHUNK]
-            idx, dist = index.query(numpy.asarray(points[part]),
-                                    min(k + int(m) + 1, n))
-            idx_out[part], dist_out[part] = _first_others(idx, dist, group,
-                                                          part, k)
-    return idx_out, dist_out
-
-
 def suspicion_order(p, share):
     """(N,) indices: p-value ascending, then share of votes for the given
     label ascending, then index."""
@@ -139,7 +84,7 @@ def suspicion_order(p, share):
 
 def audit_activations(head, train, group):
     """Audit a training set with a fitted, calibrated DkNN whose index
-    holds exactly these examples.
+    holds exactly these examples (:meth:`dknn.DkNN.search_excluding`).
 
     Args:
         head (dknn.DkNN): fitted on ``train``, calibrated.
@@ -149,22 +94,13 @@ def audit_activations(head, train, group):
     Returns:
         Audit (``seconds`` holds ``audit`` only).
     """
-    dknn.require_calibration(0 if head.calib_nonconformity is None
-                             else len(head.calib_nonconformity))
     start = time.time()
-    check_k(head.k, group)
     labels = numpy.asarray(train.labels, numpy.int64)
-    counts = numpy.zeros((len(labels), head.n_class), numpy.int64)
-    found = {}
-    for name in head.layers:
-        idx, dist = leave_out_search(head.indices[name], train.layers[name],
-                                     head.k, group, 'audit: ' + name)
-        found[name] = dknn.Neighbours(idx, dist, head.train_labels[idx])
-        counts += dknn.vote_counts(found[name].labels, head.n_class)
+    counts, found = head.search_excluding(train.layers,
+                                          numpy.arange(len(labels)), group)
     out = head.answer(counts, found)
-    given = counts[numpy.arange(len(labels)), labels]               # (N,)
-    p = dknn.p_values(head.n_votes - given, head.calib_nonconformity)
-    share = given / float(head.n_votes)
+    p = head.label_p_values(counts, labels)
+    share = counts[numpy.arange(len(labels)), labels] / float(head.n_votes)
     return Audit(suspicion_order(p, share), p, share, labels, out,
                  numpy.bincount(group)[group], list(head.layers), head.k,
                  {'audit': time.time() - start})

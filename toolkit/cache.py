@@ -3,26 +3,30 @@
 A run's ``activations/`` folder holds, per split (train, val, calib, test),
 one uncompressed ``.npy`` file per array and a stamp::
 
-    activations/train.json            model and data sha256, n, widths, dtype
+    activations/train.json            model and data sha256, n, widths,
+                                      dtype; each array's bytes and sha256
     activations/train.logits.npy      (N, C) float32
     activations/train.labels.npy      (N,) int32
     activations/train.layer.mlp3.npy  (N, D) float32 (or float16), per layer
 
 The stamp ties the arrays to the model file and to the examples they were
-computed from; a mismatch means "compute again". Arrays are read with
-``allow_pickle=False`` and memory-mapped, so a large training set is paged
-in as the search touches it rather than copied; a file that is truncated,
-of the wrong dtype or shape is refused with a line saying how to rebuild.
+computed from; a mismatch means "compute again". It is written last, so a
+partial set is never read as a cache. Reading checks what is cheap: each
+array's ``.npy`` header (shape and dtype against the stamp) and its size,
+then memory-maps it, so a large training set is paged in as the search
+touches it. The sha256 each array was written with is checked only on
+request (``--verify-cache``): a stamp in the same folder cannot stand
+against a stranger, who can rewrite both, and sizes plus the completion
+record already catch corruption and partial writes.
 """
+import hashlib
 import json
 import os
 
 import numpy
 
-import errors
 import nets
 from errors import UserError
-
 from toolkit import fileio
 
 FIX = 'compute it again with: python run_dknn.py --rebuild'
@@ -32,35 +36,6 @@ def _array_name(split, key):
     return '{}.{}.npy'.format(split, key)
 
 
-def _load(folder, split, key, shape, dtype_ok, sha256):
-    """A cached array, memory-mapped after its sha256 was checked against
-    the one its stamp records, and its ``.npy`` header against ``shape``
-    (the stamp's sizes) and ``dtype_ok(dtype)``; the file is opened through
-    :func:`errors.open_regular`, so a FIFO or device is never opened."""
-    path = fileio.inside(folder, _array_name(split, key), 'activations')
-    with errors.open_regular(path, 'array', FIX) as f:
-        try:
-            found, fortran, dtype = fileio.npy_header(f)
-        except (ValueError, OSError, EOFError) as e:
-            raise UserError('{}: unreadable ({}); {}'.format(
-                path, fileio.one_line(e)[:100], FIX)) from None
-        if tuple(found) != tuple(shape) or fortran or dtype.hasobject or \
-                not dtype_ok(dtype):
-            raise UserError('{}: unexpected dtype or shape {} {}; {}'.format(
-                path, dtype, tuple(found), FIX))
-        offset = f.tell()
-        f.seek(0)
-        if fileio.stream_sha256(f) != sha256:
-            raise UserError('{}: not the array its stamp records (sha256 in '
-                            '{}.json); {}'.format(path, split, FIX))
-        try:
-            return numpy.memmap(f, dtype=dtype, mode='r', offset=offset,
-                                shape=tuple(shape))
-        except (ValueError, OSError) as e:   # shorter than its header says
-            raise UserError('{}: unreadable ({}); {}'.format(
-                path, fileio.one_line(e)[:100], FIX)) from None
-
-
 def _keys(stamp):
     """The arrays of a stamp: logits, labels and one per layer."""
     return ['logits', 'labels'] + ['layer.' + n for n in stamp['layers']]
@@ -68,7 +43,7 @@ def _keys(stamp):
 
 def _saved_stamp(folder, split, stamp):
     """The stamp ``split.json`` holds if it is this model's and these
-    examples' with a sha256 for every array, else None."""
+    examples', recording every array, else None."""
     path = fileio.inside(folder, split + '.json', 'activations')
     if not os.path.lexists(path):
         return None
@@ -78,18 +53,31 @@ def _saved_stamp(folder, split, stamp):
             {k: v for k, v in saved.items() if k not in ('dtype', 'arrays')} \
             != {k: v for k, v in stamp.items() if k != 'dtype'}:
         return None   # another model, other data: compute again
-    hashes = saved.get('arrays')
-    if not isinstance(hashes, dict) or set(hashes) != set(_keys(stamp)):
-        return None   # written before arrays were hashed: compute again
+    arrays = saved.get('arrays')
+    if not isinstance(arrays, dict) or set(arrays) != set(_keys(stamp)) or \
+            not all(isinstance(a, dict) and fileio.is_int(a.get('bytes')) and
+                    isinstance(a.get('sha256'), str)
+                    for a in arrays.values()):
+        return None
     return saved
 
 
-def read(folder, split, stamp, labels, n_class):
+def _load(folder, split, key, shape, dtype_ok, record, verify):
+    path = fileio.inside(folder, _array_name(split, key), 'activations')
+    array = fileio.load_array(path, shape, dtype_ok, FIX)
+    if os.path.getsize(path) != record['bytes'] or verify and \
+            fileio.file_sha256(path) != record['sha256']:
+        raise UserError('{}: not the array its stamp records ({}.json); {}'
+                        .format(path, split, FIX))
+    return array
+
+
+def read(folder, split, stamp, labels, n_class, verify=False):
     """The cached activations of ``split`` if their stamp equals ``stamp``
-    (model sha256, data sha256, n, layer widths; float16 or float32
-    layers are both taken), else None. Arrays that disagree with the stamp
-    (their sha256, shape, dtype) or with the examples' ``labels`` are
-    refused.
+    (model sha256, data sha256, n, layer widths; float16 or float32 layers
+    are both taken), else None. An array whose header, size or (with
+    ``verify``) sha256 disagrees with the stamp, or labels other than the
+    examples' ``labels``, is refused.
 
     Returns:
         nets.Activations or None: memory-mapped arrays.
@@ -97,19 +85,26 @@ def read(folder, split, stamp, labels, n_class):
     saved = _saved_stamp(folder, split, stamp)
     if saved is None:
         return None
-    n, sha = stamp['n'], saved['arrays']   # the run's own sizes
-    logits = _load(folder, split, 'logits', (n, n_class),
-                   lambda d: d.kind == 'f', sha['logits'])
-    cached = _load(folder, split, 'labels', (n,), lambda d: d.kind in 'iu',
-                   sha['labels'])
+    n, arrays = stamp['n'], saved['arrays']
+
+    def get(key, shape, ok):
+        return _load(folder, split, key, shape, ok, arrays[key], verify)
+    logits = get('logits', (n, n_class), lambda d: d.kind == 'f')
+    cached = get('labels', (n,), lambda d: d.kind in 'iu')
     if not numpy.array_equal(cached, labels):
         raise UserError('{}: not the labels of the {} examples; {}'.format(
             os.path.join(folder, _array_name(split, 'labels')), split, FIX))
-    layers = {name: _load(folder, split, 'layer.' + name, (n, width),
-                          lambda d: d.name == saved['dtype'],
-                          sha['layer.' + name])
+    layers = {name: get('layer.' + name, (n, width),
+                        lambda d: d.name == saved['dtype'])
               for name, width in stamp['layers'].items()}
     return nets.Activations(logits, layers, numpy.asarray(cached))
+
+
+def in_memory(model, examples, device, batchsize, split, dtype):
+    """The forward pass of a split, kept in memory."""
+    return nets.predict_dataset(model, examples, device, batchsize,
+                                '{}: forward pass'.format(split),
+                                dtype=dtype)
 
 
 def _memmap(path, shape, dtype):
@@ -125,12 +120,21 @@ def _memmap(path, shape, dtype):
     return array
 
 
+def _record(path):
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            h.update(block)
+    return {'bytes': os.path.getsize(path), 'sha256': h.hexdigest()}
+
+
 def compute(out, subfolder, split, model, examples, device, batchsize,
             stamp, dtype=numpy.float32):
     """Run ``examples`` through ``model`` into ``.npy`` files under
     ``out.folder/subfolder``, batch by batch (memory-mapped temporary files,
-    allocated on disk first, renamed into place when complete); the stamp
-    is written last, so a partial set is never read as a cache.
+    allocated on disk first, renamed into place when complete); the stamp,
+    with every array's size and sha256, is written last. The cache records
+    its own completion, so the command's record does not list its files.
 
     Args:
         out (fileio.Outputs): where the caller said to save the cache.
@@ -146,8 +150,11 @@ def compute(out, subfolder, split, model, examples, device, batchsize,
         final = os.path.join(folder, _array_name(split, key))
         fileio.check_target(final)
         temps[final] = fileio.temp_path(final)
-        with fileio._naming(final):
+        try:
             return _memmap(temps[final], shape, dt)
+        except OSError as e:
+            e.filename = final
+            raise
     try:
         acts = nets.predict_dataset(model, examples, device, batchsize,
                                     '{}: forward pass'.format(split), alloc,
@@ -159,15 +166,15 @@ def compute(out, subfolder, split, model, examples, device, batchsize,
         fileio.remove_quietly(os.path.join(folder, split + '.json'))
         for final, tmp in temps.items():
             os.replace(tmp, final)
-            out.written.append(os.path.relpath(final, out.folder))
     finally:
         for tmp in temps.values():
             fileio.remove_quietly(tmp)
-    out.write(os.path.join(subfolder, _array_name(split, 'labels')),
-              lambda f: numpy.save(f, acts.labels, allow_pickle=False))
-    hashes = {key: fileio.file_sha256(os.path.join(
-        folder, _array_name(split, key))) for key in _keys(stamp)}
-    out.write(os.path.join(subfolder, split + '.json'),
-              lambda f: json.dump(dict(stamp, arrays=hashes), f, indent=1),
-              'w')
+    fileio.save_atomic(os.path.join(folder, _array_name(split, 'labels')),
+                       lambda f: numpy.save(f, acts.labels,
+                                            allow_pickle=False))
+    arrays = {key: _record(os.path.join(folder, _array_name(split, key)))
+              for key in _keys(stamp)}
+    fileio.save_atomic(os.path.join(folder, split + '.json'),
+                       lambda f: json.dump(dict(stamp, arrays=arrays), f,
+                                           indent=1), 'w')
     return acts   # the maps follow their files through the rename

@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import errno
 import functools
+import hashlib
 import json
 import os
 import re
@@ -248,21 +249,31 @@ def _parsed(cast, text, what):
         return cast(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            'expected {}, got {!r}'.format(what, text)) from None
+            'expected {}, got {!r}'.format(what, text[:40])) from None
 
 
 def int_in(low, high=None):
     """argparse type: an int in [low, high] (no upper bound: None)."""
+    words = 'an integer in [{}, {}]'.format(low, high) if high is not None \
+        else 'an integer of at least {}'.format(low)
+
     def parse(text):
-        value = _parsed(int, text, 'an integer')
-        if value < low:
-            raise argparse.ArgumentTypeError(
-                'must be at least {}, got {}'.format(low, value))
-        if high is not None and value > high:
-            raise argparse.ArgumentTypeError(
-                'must be at most {}, got {}'.format(high, value))
+        value = _parsed(int, text, words)
+        if value < low or high is not None and value > high:
+            raise argparse.ArgumentTypeError('must be {}, got {}'.format(
+                words, value))
         return value
     return parse
+
+
+def path_arg(text):
+    """argparse type: a path, not empty and without control characters."""
+    if not text:
+        raise argparse.ArgumentTypeError('expected a path, got an empty one')
+    if re.search('[\x00-\x1f\x7f]', text):
+        raise argparse.ArgumentTypeError('a path may not hold control '
+                                         'characters')
+    return text
 
 
 def int_at_least(low):
@@ -349,17 +360,18 @@ def add_run_flags(p):
     """``--model-setup`` and ``--data-dir``: the trained run a script reads.
     """
     p.add_argument('--model-setup', required=True, metavar='ARGS_JSON',
-                   help="the trained run's args.json")
-    p.add_argument('--data-dir', default=None,
-                   help="where the run's data is (default: $DKNN_DATA_DIR, else "
-                        "data/ in the clone, else ../shared/data beside it; "
-                        "never the folder args.json names): the data folder "
-                        "of a built-in data set, or your own data file or "
-                        "folder, or the folder holding it")
-    p.add_argument('--trust-unstamped', action='store_true',
-                   help='open a run whose args.json lacks its data and '
-                        'vocabulary stamps, trusting the data and vocab.json '
-                        'as they are now, and stamp it with them')
+                   type=path_arg, help="the trained run's args.json")
+    p.add_argument('--data-dir', default=None, type=path_arg,
+                   help="where the run's data is: the data folder of a "
+                        "built-in data set (default: $DKNN_DATA_DIR, else "
+                        "data/ in the clone, else ../shared/data beside it), "
+                        "or your own data file or folder, or the folder "
+                        "holding it (default: where training read it, "
+                        "checked by its sha256)")
+    p.add_argument('--verify-cache', action='store_true',
+                   help='hash the cached activations against the sha256 '
+                        'they were written with before using them (by '
+                        'default only their headers and sizes are checked)')
 
 
 # ------------------------------------------------------------ DkNN settings
@@ -449,6 +461,27 @@ def device_from_args(args):
     except Exception as e:
         raise UserError('cannot use device {!r}: {}'.format(spec, e))
     return device
+
+
+def agree(comm, fingerprint):
+    """Every MPI rank must work on the same settings, run and data: each
+    rank's ``fingerprint`` (JSON-ready) is compared across the ranks before
+    any work. If one differs, rank 0 ends the job with one line (the others
+    wait to be stopped), instead of a deadlock or a silently wrong result.
+    """
+    if comm is None or comm.size == 1:
+        return
+    mine = hashlib.sha256(json.dumps(fingerprint, sort_keys=True,
+                                     default=str).encode()).hexdigest()
+    every = comm.mpi_comm.allgather(mine)
+    odd = [r for r, h in enumerate(every) if h != every[0]]
+    if not odd:
+        return
+    if comm.rank == 0:
+        raise UserError('the MPI ranks were not given the same settings, run '
+                        'and data (rank {} differs from rank 0); start every '
+                        'rank with the same command and files'.format(odd[0]))
+    comm.mpi_comm.barrier()   # rank 0 aborts the job; nothing to say here
 
 
 def communicator(name='naive'):

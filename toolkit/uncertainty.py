@@ -20,6 +20,9 @@ For selective prediction each score ranks its own classifier's answers:
 the DkNN's for the two credibilities, the softmax's for the others.
 """
 
+import re
+import tarfile
+
 import numpy
 
 import dknn
@@ -32,6 +35,7 @@ from errors import UserError
 
 from toolkit import conformal
 from toolkit import metrics
+from toolkit import user_data
 
 SCORES = ('softmax', 'scaled', 'max_logit', 'conformity', 'conformal',
           'knn_distance')
@@ -123,11 +127,90 @@ def conformal_sets(run, head, epsilons=conformal.EPSILONS, mondrian=False):
 
 # --------------------------------------------------- out-of-distribution
 
+OOD_EXTRA = ('imdb-sentences',)
+
+
+def imdb_sentences(data_dir=None, char_based=False, min_words=4):
+    """Sentences cut from the IMDB test reviews (HTML breaks removed), a
+    near-domain shift for a sentence-level sentiment model."""
+    path = text_datasets.locate(['aclImdb', 'aclImdb_v1.tar.gz',
+                                 'aclImdb_v1_train_test.tar.gz'],
+                                text_datasets.URL_IMDB, data_dir)
+    out = []
+    try:
+        for _, text in sorted(text_datasets.imdb_members(path, 'test')):
+            text = re.sub(r'<br\s*/?>', ' ', text)
+            for sentence in re.split(r'(?<=[.!?])\s+', text):
+                sentence = nlp_utils.normalize_text(sentence)
+                if len(sentence.split()) >= min_words:
+                    out.append((nlp_utils.split_text(sentence, char_based),))
+    except (tarfile.TarError, EOFError, OSError) as e:
+        raise UserError('{}: cannot read the IMDB archive ({}).'.format(
+            path, type(e).__name__)) from None
+    return out
+
+
+def ood_inputs(name, data_dir=None, char_based=False, pair=False,
+               limit=2000, seed=0, max_tokens=None):
+    """The test inputs of data set ``name``, labels dropped, to feed a model
+    trained on another task as out-of-distribution inputs. A sentence model
+    gets a pair data set's hypotheses; a pair model accepts pairs only.
+
+    Args:
+        name (str): a built-in name, ``imdb-sentences``, or the path of a
+            user's data (its test split: the test file, or the held-out
+            tenth).
+        limit (int): at most this many, drawn with ``seed`` (0: all).
+        max_tokens (int): the most tokens of one input (see
+            :func:`get_dataset`).
+
+    Returns:
+        list of token-field tuples: ``(tokens,)`` or ``(premise,
+        hypothesis)``.
+    """
+    raw = None
+    if name in text_datasets.DATASETS or name in OOD_EXTRA:
+        source_pair = name in text_datasets.DATASETS and \
+            text_datasets.DATASETS[name].pair
+    elif user_data.is_path(name):
+        raw = user_data.load(name, char_based)
+        source_pair = raw.pair
+    else:
+        raise UserError('unknown out-of-distribution data set; choose one of '
+                        '{}, or give the path of your own data'.format(
+                            ', '.join(list(text_datasets.DATASETS) +
+                                      list(OOD_EXTRA))))
+    if pair and not source_pair:
+        raise UserError('{} holds single sentences, but this model reads '
+                        'premise-hypothesis pairs; choose a pair data set '
+                        '(snli)'.format(name))
+    if name == 'imdb-sentences':
+        inputs = imdb_sentences(data_dir, char_based)
+    else:
+        raw = raw or text_datasets.load_raw(name, data_dir, char_based)
+        inputs = [fields for fields, _ in raw.test]
+        if source_pair and not pair:
+            inputs = [fields[1:] for fields in inputs]   # the hypothesis
+    limit_tokens = nlp_utils.max_tokens(max_tokens)
+    kept = [x for x in inputs if max(len(f) for f in x) <= limit_tokens]
+    if len(kept) < len(inputs):
+        print('note: {}: left out {} of {} inputs longer than the {}-token '
+              'limit (raise it with ${})'.format(
+                  name, len(inputs) - len(kept), len(inputs), limit_tokens,
+                  nlp_utils.MAX_TOKENS_ENV))
+    inputs = kept
+    if limit and len(inputs) > limit:
+        keep = numpy.sort(numpy.random.RandomState(seed).permutation(
+            len(inputs))[:limit])
+        inputs = [inputs[i] for i in keep]
+    return inputs
+
+
 def ood_activations(run, name, limit, batchsize=256):
     """The forward pass of up to ``limit`` test inputs of data set
     ``name``, read with the run's vocabulary (labels unused)."""
     s = run.setup
-    inputs = text_datasets.ood_inputs(
+    inputs = ood_inputs(
         name, text_datasets.data_dir_from(run.data_dir), s['char_based'],
         run.pair, limit, s['seed'], run.max_tokens)
     if not inputs:
