@@ -16,6 +16,25 @@ Scoring rules (``scoring=``):
   least as large. Prediction is argmax p, credibility is max p and
   confidence is 1 minus the second largest p.
 
+Both count labels among k neighbours, so an input whose neighbourhood is
+unanimous cannot move, and a deletion that swaps no neighbour across the
+class boundary changes nothing: leave-one-out on them is mostly exactly 0.
+Two graded rules answer from distances instead (docs/dknn.md, RESULTS.md
+"Graded DkNN rules"):
+
+* ``graded``: per label c, D_c is the mean distance to the k nearest
+  training examples *of label c* in each chosen layer, divided by the
+  layer's scale (the calibration examples' median), summed over the layers;
+  p(c | x) = softmax(-D / T), T fitted by NLL on the calibration set.
+  Prediction, credibility and confidence as for conformity.
+* ``graded-conformal``: the nonconformity of label j is
+  alpha_j = D_j - min_{i != j} D_i, its p-value that of ``conformal``
+  against the calibration examples' alpha of their true label: the
+  prediction sets keep their coverage, and credibility has no ties.
+
+One index per layer and label (:class:`search.ByLabel`) serves all four:
+the k nearest overall are merged from each label's k nearest.
+
 Neighbours carry the *true* labels of the training examples (Papernot &
 McDaniel), and the calibration examples are kept out of the index.
 
@@ -23,6 +42,7 @@ The neighbours come from a search backend of :mod:`search`.
 """
 import copy
 import dataclasses
+import functools
 import time
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -35,7 +55,9 @@ import search
 
 from errors import UserError
 
-SCORINGS = ('conformity', 'conformal')
+PAPER = ('conformity', 'conformal')
+GRADED = ('graded', 'graded-conformal')
+SCORINGS = PAPER + GRADED
 POOLS = ('layer', 'total')
 
 
@@ -86,6 +108,12 @@ class Settings:
                     name, value, ', '.join(known)))
         if self.k < 1:
             raise DkNNError('k must be at least 1, not {}'.format(self.k))
+        if not 1 <= self.nprobe <= self.nlist:
+            raise DkNNError('--nprobe {} must be between 1 and --nlist {}'
+                            .format(self.nprobe, self.nlist))
+        if self.hnsw_m < 2:
+            raise DkNNError('--hnsw-m must be at least 2, not {}'.format(
+                self.hnsw_m))
 
     def replace(self, **changes):
         """A copy with ``changes``: ``settings.replace(k=10)``."""
@@ -129,6 +157,8 @@ class DkNNOutput:
             score, and 1 minus the second largest score.
         counts: (B, C) neighbours of each label, summed over the layers.
         neighbours: layer name -> :class:`Neighbours`.
+        distances: (B, C) class-conditional distances (see :class:`Search`).
+        by_label: layer name -> per label (B, k_c) nearest training indices.
     """
     scores: numpy.ndarray
     pred: numpy.ndarray
@@ -136,6 +166,8 @@ class DkNNOutput:
     confidence: numpy.ndarray
     counts: numpy.ndarray
     neighbours: dict
+    distances: numpy.ndarray = None
+    by_label: dict = None
 
 
 def top_two(scores):
@@ -209,14 +241,34 @@ def resolve_layers(names, layers):
     return list(layers)
 
 
+class Search(NamedTuple):
+    """What one search of B inputs found, for every rule.
+
+    Attributes:
+        counts: (B, C) labels of the k neighbours, summed over the layers.
+        neighbours: layer name -> :class:`Neighbours` (the k nearest).
+        distances: (B, C) each label's class-conditional distance: the mean
+            distance to its k nearest training examples in each layer,
+            divided by the layer's scale, summed over the layers.
+        by_label: layer name -> per label (B, k_c) training indices of its
+            nearest examples, nearest first.
+    """
+    counts: numpy.ndarray
+    neighbours: dict
+    distances: numpy.ndarray
+    by_label: dict
+
+
 class DkNN:
     """A trained classifier with a DkNN head.
 
-    ``fit(train)`` indexes the training set, ``calibrate(calib)`` scores
-    the calibration set, ``predict(xs)`` answers model inputs and
+    ``fit(train)`` indexes the training set (one index per layer and label:
+    :class:`search.ByLabel`), ``calibrate(calib)`` scores the calibration
+    set, ``predict(xs)`` answers model inputs and
     ``predict_activations(layers)`` answers precomputed activations (the
     batched leave-one-out uses it). ``fit`` and ``calibrate`` take array
-    examples or their :class:`nets.Activations`.
+    examples or their :class:`nets.Activations`. One search per layer and
+    label serves every rule (:meth:`answer`).
 
     Args:
         model: a classifier from :mod:`nets`.
@@ -235,8 +287,11 @@ class DkNN:
                                len(self.layers)))
         self.k = settings.k if settings.pool == 'layer' else \
             settings.k // len(self.layers)
-        self.indices, self.train_labels = {}, None
-        self.calib_nonconformity = None
+        self.indices, self.train_labels, self.train_points = {}, None, {}
+        self.shard = (0, None)   # (offset, comm) of this rank's rows
+        self.calib_nonconformity = self.calib_labels = None
+        self.scales = self.calib_distances = self.calib_alpha = None
+        self.temperature = None   # of the graded rule
 
     @property
     def scoring(self):
@@ -269,76 +324,149 @@ class DkNN:
 
     def fit(self, train, desc='DkNN: training activations', comm=None,
             offset=0, cache=None):
-        """Index the training set's chosen layers (one index per layer).
+        """Index the training set's chosen layers: one index per layer and
+        label (:class:`search.ByLabel`).
 
         Args:
             comm: a ChainerMN communicator when ``train`` is this rank's
                 shard (rows ``offset ..`` of the whole training set); every
-                rank then answers every query together (see
-                :class:`search.ShardedIndex`).
+                rank then answers every query together.
             cache (dict): layer name -> an index of this training set built
                 with these settings' backend, taken from it and added to it
                 (DkNNs of other k share their indexes).
         """
         acts = self._activations(train, desc)
-        labels = numpy.asarray(acts.labels, numpy.int32)
-        if comm is not None:   # every rank needs every neighbour's label
-            labels = numpy.concatenate(comm.mpi_comm.allgather(labels))
+        local = numpy.asarray(acts.labels, numpy.int32)
+        labels = local if comm is None else \
+            numpy.concatenate(comm.mpi_comm.allgather(local))
         if self.k > len(labels):
             raise DkNNError('k={} is larger than the {} training examples in '
                             'the index; lower --k'.format(self.k, len(labels)))
-        self.train_labels = labels
-        self.indices = {}
+        self.train_labels, self.shard = labels, (offset, comm)
+        make = functools.partial(search.BACKENDS[self.settings.backend],
+                                 **self.settings.backend_options())
+        self.indices, self.train_points = {}, {}
         for name in self.layers:
             index = cache.get(name) if cache is not None else None
             if index is None:
-                index = search.BACKENDS[self.settings.backend](
-                    acts.layers[name], **self.settings.backend_options())
+                index = search.ByLabel(make, acts.layers[name], local,
+                                       self.n_class, comm, offset)
             if cache is not None:
                 cache[name] = index
-            self.indices[name] = index if comm is None else \
-                search.ShardedIndex(index, offset, comm)
+            self.indices[name] = index
+            self.train_points[name] = acts.layers[name]
         return self
 
     def calibrate(self, calib, desc='DkNN: calibration'):
-        """Score the calibration set: each example's nonconformity (votes
-        against its true label), for conformal p-values."""
+        """Score the calibration set: each example's nonconformity under its
+        true label (votes against it; and the graded rule's distance
+        margin), the layers' distance scales and the graded rule's
+        temperature, fitted by NLL."""
         require_calibration(len(calib.labels) if isinstance(
             calib, nets.Activations) else len(calib))
         acts = self._activations(calib, desc)
-        counts, _ = self._search(acts.layers)                   # (M, C)
-        rows = numpy.arange(len(acts.labels))
-        self.calib_nonconformity = self.n_votes - counts[rows, acts.labels]
+        labels = numpy.asarray(acts.labels, numpy.int64)
+        self.scales = None
+        found = self._search(acts.layers)
+        self.scales = layer_scales(found.by_label_distances)
+        distances = self._distances(found.by_label_distances)
+        rows = numpy.arange(len(labels))
+        self.calib_labels = labels
+        self.calib_nonconformity = self.n_votes - found.counts[rows, labels]
+        self.calib_distances = distances
+        self.calib_alpha = margins(distances)[rows, labels]
+        self.temperature = fit_graded_temperature(distances, labels)
         return self
 
     def _search(self, layers):
-        """Neighbours in every chosen layer, and their label counts.
+        """Every chosen layer searched once per label.
 
         Returns:
-            tuple: (B, C) int counts summed over layers, and layer name ->
-            :class:`Neighbours`.
+            Search (with ``by_label_distances``, layer -> (B, C) mean
+            distances, before they are scaled and summed).
         """
         if self.train_labels is None:
             raise DkNNError('the DkNN has no training index: call fit()')
         n = len(layers[self.layers[0]])
         counts = numpy.zeros((n, self.n_class), numpy.int64)        # (B, C)
-        found = {}
+        found, by_label, means = {}, {}, {}
         for name in self.layers:
-            idx, dist = self.indices[name].query(layers[name], self.k)
-            labels = self.train_labels[idx]                          # (B, k)
-            found[name] = Neighbours(idx, dist, labels)
-            counts += vote_counts(labels, self.n_class)              # (B, C)
-        return counts, found
+            parts = self.indices[name].query_by_label(layers[name], self.k)
+            idx, dist = search.merge(parts, self.k)                  # (B, k)
+            found[name] = Neighbours(idx, dist, self.train_labels[idx])
+            counts += vote_counts(found[name].labels, self.n_class)
+            by_label[name] = [i for i, _ in parts]
+            means[name] = class_means(parts, n)                      # (B, C)
+        return _Found(counts, found, self._distances(means), by_label,
+                      means)
 
-    def search_excluding(self, layers, rows, groups, chunk=4096, desc=None):
-        """The k nearest training examples of B *training* examples in each
-        chosen layer, leaving out the example itself and its exact copies:
-        the training-set audit's search.
+    def _distances(self, means):
+        """(B, C) layer means, scaled by each layer's calibration scale,
+        summed over the layers (None before calibration)."""
+        if self.scales is None:
+            return None
+        return sum(means[name] / self.scales[name] for name in self.layers)
+
+    def predict_activations(self, layers):
+        """The DkNN's answer for precomputed activations.
+
+        Args:
+            layers: layer name -> (B, D) array for (at least) the chosen
+                layers, or :class:`nets.Activations`.
+
+        Returns:
+            DkNNOutput
+        """
+        layers = getattr(layers, 'layers', layers)
+        return self.answer(self._search(layers))
+
+    def answer(self, found):
+        """The DkNN's answer, by its scoring rule, from what a search found
+        (:meth:`_search`, or :meth:`search_excluding` for the audit).
+
+        Returns:
+            DkNNOutput
+        """
+        rule = self.scoring
+        if rule != 'conformity' and self.calib_nonconformity is None:
+            raise DkNNError('the {} rule needs calibrate() first'.format(rule))
+        if rule == 'conformity':
+            scores = found.counts / float(self.n_votes)             # (B, C)
+        elif rule == 'conformal':
+            scores = p_values(self.n_votes - found.counts,
+                              self.calib_nonconformity)             # (B, C)
+        elif rule == 'graded':
+            scores = graded_probabilities(found.distances, self.temperature)
+        else:
+            scores = p_values(margins(found.distances), self.calib_alpha)
+        pred, cred, second = top_two(scores)
+        return DkNNOutput(scores, pred, cred, 1 - second, found.counts,
+                          found.neighbours, found.distances, found.by_label)
+
+    def label_p_values(self, output, labels):
+        """(B,) p-value of each row's ``labels`` (B,) under the conformal
+        rule of this rule's family (``conformal`` for the vote rules,
+        ``graded-conformal`` for the graded ones), from a DkNNOutput: the
+        share of calibration examples at least as strange under their own
+        true label."""
+        if self.calib_nonconformity is None:
+            raise DkNNError('conformal p-values need calibrate() first')
+        rows = numpy.arange(len(labels))
+        if self.scoring in GRADED:
+            return p_values(margins(output.distances)[rows, labels],
+                            self.calib_alpha)
+        given = output.counts[rows, labels]
+        return p_values(self.n_votes - given, self.calib_nonconformity)
+
+    def search_excluding(self, layers, rows, groups, chunk=4096):
+        """What a search of B *training* examples finds in each chosen
+        layer, leaving out the example itself and its exact copies: the
+        training-set audit's search.
 
         Copies (equal ``groups``) have equal activations, so each group is
-        searched once, for k + its size neighbours, and its own members are
-        dropped: the cost grows with the number of groups, not with the
-        square of a group's size.
+        searched once, for k + its size neighbours per label, and its own
+        members are dropped: the cost grows with the number of groups, not
+        with the square of a group's size.
 
         Args:
             layers: layer name -> (B, D) activations of those examples.
@@ -347,8 +475,7 @@ class DkNN:
                 equal group.
 
         Returns:
-            tuple: (B, C) label counts summed over the layers, and layer
-            name -> :class:`Neighbours` (B, k), nearest first.
+            Search, for :meth:`answer`.
         """
         rows, groups = numpy.asarray(rows), numpy.asarray(groups)
         if len(groups) != len(self.train_labels):
@@ -366,78 +493,39 @@ class DkNN:
                     max(len(groups) - most, 1)))
         _, first, back = numpy.unique(groups[rows], return_index=True,
                                       return_inverse=True)
+        own = groups[rows[first]]
         counts = numpy.zeros((len(rows), self.n_class), numpy.int64)
-        found = {}
+        found, by_label, means = {}, {}, {}
         for name in self.layers:
-            idx, dist = self._without_group(
-                numpy.asarray(layers[name])[first], groups[rows[first]],
-                groups, size, name, chunk, desc)
-            idx, dist = idx[back], dist[back]                       # (B, k)
+            parts = self._without_group(
+                numpy.asarray(layers[name])[first], own, groups, size, name,
+                chunk)
+            parts = [(i[back], d[back]) for i, d in parts]
+            idx, dist = search.merge(parts, self.k)
             found[name] = Neighbours(idx, dist, self.train_labels[idx])
             counts += vote_counts(found[name].labels, self.n_class)
-        return counts, found
+            by_label[name] = [i for i, _ in parts]
+            means[name] = class_means(parts, len(rows))
+        return _Found(counts, found, self._distances(means), by_label, means)
 
-    def _without_group(self, points, own, groups, size, name, chunk, desc):
-        """(G, k) neighbours of G points, none in the point's group."""
-        n, k = len(groups), self.k
-        idx_out = numpy.empty((len(points), k), numpy.int64)
-        dist_out = numpy.empty((len(points), k), numpy.float64)
+    def _without_group(self, points, own, groups, size, name, chunk):
+        """Per label, (G, <= k) neighbours of G points outside the point's
+        group."""
+        out = [None] * self.n_class
         for m in numpy.unique(size[own]):
             at = numpy.flatnonzero(size[own] == m)
             for start in range(0, len(at), chunk):
                 part = at[start:start + chunk]
-                idx, dist = self.indices[name].query(points[part],
-                                                     min(k + int(m), n))
-                keep = groups[idx] != own[part][:, None]
-                pick = numpy.argsort(~keep, axis=1, kind='stable')[:, :k]
-                idx_out[part] = numpy.take_along_axis(idx, pick, axis=1)
-                dist_out[part] = numpy.take_along_axis(dist, pick, axis=1)
-        return idx_out, dist_out
-
-    def label_p_values(self, counts, labels):
-        """(B,) conformal p-value of each row's ``labels`` (B,), from its
-        (B, C) neighbour counts: the share of calibration examples at least
-        as strange under their own true label."""
-        if self.calib_nonconformity is None:
-            raise DkNNError('conformal p-values need calibrate() first')
-        given = counts[numpy.arange(len(labels)), labels]
-        return p_values(self.n_votes - given, self.calib_nonconformity)
-
-    def predict_activations(self, layers):
-        """The DkNN's answer for precomputed activations.
-
-        Args:
-            layers: layer name -> (B, D) array for (at least) the chosen
-                layers, or :class:`nets.Activations`.
-
-        Returns:
-            DkNNOutput
-        """
-        layers = getattr(layers, 'layers', layers)
-        return self.answer(*self._search(layers))
-
-    def answer(self, counts, found=None):
-        """The DkNN's answer from neighbour votes found by any search (the
-        training-set audit finds them leaving each example out).
-
-        Args:
-            counts: (B, C) neighbours of each label, summed over the chosen
-                layers (``n_votes`` per row).
-            found: layer name -> :class:`Neighbours`, kept in the output.
-
-        Returns:
-            DkNNOutput
-        """
-        if self.scoring == 'conformity':
-            scores = counts / float(self.n_votes)                   # (B, C)
-        else:
-            if self.calib_nonconformity is None:
-                raise DkNNError('conformal scoring needs calibrate() first')
-            scores = p_values(self.n_votes - counts,
-                                        self.calib_nonconformity)  # (B, C)
-        pred, cred, second = top_two(scores)
-        return DkNNOutput(scores, pred, cred, 1 - second, counts,
-                          found or {})
+                answers = self.indices[name].query_by_label(points[part],
+                                                            self.k + int(m))
+                for c, (idx, dist) in enumerate(answers):
+                    keep = groups[idx] != own[part][:, None]
+                    kc = min(self.k, int(keep.sum(axis=1).min()))
+                    pick = numpy.argsort(~keep, axis=1, kind='stable')[:, :kc]
+                    got = (numpy.take_along_axis(idx, pick, axis=1),
+                           numpy.take_along_axis(dist, pick, axis=1))
+                    out[c] = _put(out[c], part, got, len(points))
+        return out
 
     def predict(self, xs):
         """The DkNN's answer for a list of B model inputs (see :mod:`nets`).
@@ -445,6 +533,80 @@ class DkNN:
         _, layers = self.model.predict(nlp_utils.send_xs(xs, self.device))
         return self.predict_activations(
             {k: nets.to_cpu(layers[k]) for k in self.layers})
+
+
+class _Found(NamedTuple):
+    """:class:`Search`, with each layer's unscaled class means."""
+    counts: numpy.ndarray
+    neighbours: dict
+    distances: numpy.ndarray
+    by_label: dict
+    by_label_distances: dict
+
+
+def _put(acc, rows, got, n):
+    """Rows ``rows`` of a (n, k) (indices, distances) pair, made on first
+    use; a narrower answer (a small label) narrows it."""
+    idx, dist = got
+    if acc is None or acc[0].shape[1] > idx.shape[1]:
+        acc = (numpy.zeros((n, idx.shape[1]), numpy.int64),
+               numpy.zeros((n, idx.shape[1])))
+    acc[0][rows], acc[1][rows] = idx[:, :acc[0].shape[1]], \
+        dist[:, :acc[0].shape[1]]
+    return acc
+
+
+# ------------------------------------------------------- the graded rules
+
+def class_means(parts, n):
+    """(B, C) mean distance to each label's nearest examples (inf for a
+    label with none)."""
+    out = numpy.full((n, len(parts)), numpy.inf)
+    for c, (_, dist) in enumerate(parts):
+        if dist.shape[1]:
+            out[:, c] = dist.mean(axis=1)
+    return out
+
+
+def layer_scales(means):
+    """Layer name -> its distance scale: the median class-conditional mean
+    distance of the calibration examples, so that each layer weighs the
+    same when they are summed (a layer of larger activations would
+    otherwise decide alone)."""
+    return {name: max(float(numpy.median(m[numpy.isfinite(m)])), 1e-12)
+            for name, m in means.items()}
+
+
+def margins(distances):
+    """(B, C) the graded conformal nonconformity of each label:
+    alpha_j = D_j - min_{i != j} D_i, its class-conditional distance minus
+    the nearest other label's (negative where j is the nearest)."""
+    d = numpy.asarray(distances, numpy.float64)
+    order = numpy.sort(d, axis=1)
+    other = numpy.where(d == order[:, :1], order[:, 1:2], order[:, :1])
+    return d - other
+
+
+def graded_probabilities(distances, T):
+    """(B, C) softmax(-D / T): the graded rule's probabilities."""
+    z = -numpy.asarray(distances, numpy.float64) / T
+    z -= z.max(axis=1, keepdims=True)
+    e = numpy.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def fit_graded_temperature(distances, labels):
+    """The T minimising the NLL of softmax(-D / T) on the calibration set
+    (a search over log T)."""
+    from scipy.optimize import minimize_scalar
+    d = numpy.asarray(distances, numpy.float64)
+    rows = numpy.arange(len(labels))
+
+    def nll(log_t):
+        p = graded_probabilities(d, numpy.exp(log_t))[rows, labels]
+        return -numpy.log(numpy.maximum(p, 1e-300)).mean()
+    best = minimize_scalar(nll, bounds=(-12, 8), method='bounded')
+    return float(numpy.exp(best.x))
 
 
 def shard(n, comm):
@@ -474,6 +636,6 @@ def for_run(run, settings=Settings(), comm=None, out=None):
         a, b = shard(len(run.examples('train')), comm)
         head.fit(run.examples('train')[a:b], comm=comm, offset=a)
     built = time.time()
-    if len(run.examples('calib')) or settings.scoring == 'conformal':
+    if len(run.examples('calib')) or settings.scoring != 'conformity':
         head.calibrate(run.forward('calib', settings.batchsize, out))
     return head, {'build': built - start, 'calibrate': time.time() - built}

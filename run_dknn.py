@@ -126,7 +126,7 @@ def summarise(out, labels, softmax_pred, n_bins=metrics.N_BINS):
                                                       correct, n_bins)}
 
 
-def evaluate(run, settings=dknn.Settings(), scorings=dknn.SCORINGS,
+def evaluate(run, settings=dknn.Settings(), scorings=dknn.PAPER,
              comm=None, out=None):
     """Softmax and DkNN on the run's test set.
 
@@ -281,7 +281,7 @@ def outputs_of(uses):
     return ['credibility', 'dknn_results'] + asked
 
 
-def evaluate_run(run, settings=dknn.Settings(), scorings=dknn.SCORINGS,
+def evaluate_run(run, settings=dknn.Settings(), scorings=dknn.PAPER,
                  comm=None, uses=None, flags=None):
     """:func:`evaluate`, writing the forward passes, then
     ``dknn_credibility.npz`` and the figures, then ``dknn_results.json``

@@ -20,6 +20,32 @@ import numpy
 from errors import UserError
 
 
+class Rows:
+    """Some rows of an (N, D) array, seen as an (n, D) array without copying
+    them (a memory-mapped array stays on disk): slices, index arrays and
+    iteration read the rows they name. The per-label indexes of
+    :class:`ByLabel` index the rows of one label each this way."""
+
+    ndim = 2
+
+    def __init__(self, points, rows):
+        self.base, self.rows = points, numpy.asarray(rows, numpy.int64)
+        self.shape = (len(self.rows), points.shape[1])
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, key):
+        return numpy.asarray(self.base[self.rows[key]], numpy.float32)
+
+    def __iter__(self):
+        for start in range(0, len(self), 4096):
+            yield from self[start:start + 4096]
+
+    def __array__(self, dtype=None):
+        return numpy.asarray(self[:], dtype or numpy.float32)
+
+
 class NeighbourIndex:
     """k-NN over the rows of an (N, D) array (not copied: a memory-mapped
     array stays on disk).
@@ -36,8 +62,8 @@ class NeighbourIndex:
     refine = 1   # candidates ranked exactly: refine * k + margin(k)
 
     def __init__(self, points):
-        self.points = points if isinstance(points, numpy.ndarray) and \
-            points.ndim == 2 else numpy.asarray(points, numpy.float32)
+        self.points = points if isinstance(points, (numpy.ndarray, Rows)) \
+            and points.ndim == 2 else numpy.asarray(points, numpy.float32)
 
     def __len__(self):
         return len(self.points)
@@ -394,6 +420,84 @@ EXACT = ('brute', 'kdtree', 'faiss')
 # 1.9-3.8x faster than brute at every size from 5,920 to 550,000 points,
 # and within 1.1x of faiss alone from 100,000 points up
 DEFAULT = 'faiss'
+
+
+class ByLabel:
+    """One index per label, over the rows that carry it (global indices
+    kept), for the DkNN's class-conditional rules; and, merged, the k
+    nearest of all labels together, exact (each label's share of the global
+    k nearest is among its own k nearest), so one search per layer and
+    label serves both kinds of rule.
+
+    Args:
+        make: ``make(points) -> NeighbourIndex`` (a backend and its options).
+        points: (N, D) activations (a :class:`Rows` view per label: no
+            copy).
+        labels: (N,) int labels; n_class: how many labels.
+        comm, offset: a ChainerMN communicator when ``points`` is this
+            rank's shard, rows ``offset ..`` of the whole set; every rank
+            then answers every query together.
+    """
+
+    def __init__(self, make, points, labels, n_class, comm=None, offset=0):
+        labels = numpy.asarray(labels)
+        self.comm, self.offset = comm, offset
+        self.rows = [numpy.flatnonzero(labels == c) for c in range(n_class)]
+        self.parts = [_label_index(make, points, rows) if len(rows) else None
+                      for rows in self.rows]
+        counts = numpy.array([len(r) for r in self.rows])
+        self.sizes = comm.mpi_comm.allreduce(counts) if comm else counts
+
+    def __len__(self):
+        return int(self.sizes.sum())
+
+    def query_by_label(self, queries, k):
+        """Per label c, (M, min(k, n_c)) global indices and float64
+        distances of its nearest rows, nearest first (ties: the lower
+        index)."""
+        queries = numpy.asarray(queries, numpy.float32)
+        out = []
+        for c, (rows, part) in enumerate(zip(self.rows, self.parts)):
+            kc = int(min(k, len(rows)))
+            if part is None or not kc:
+                idx = numpy.zeros((len(queries), 0), numpy.int64)
+                dist = numpy.zeros((len(queries), 0))
+            else:
+                idx, dist = part.query(queries, kc)
+                idx = rows[idx] + self.offset
+            if self.comm is not None:
+                idx, dist = _gathered(self.comm, idx, dist,
+                                      int(min(k, self.sizes[c])))
+            out.append((idx, dist))
+        return out
+
+    def query(self, queries, k):
+        """(M, k) global indices and distances over every label."""
+        return merge(self.query_by_label(queries, k), k)
+
+
+def _label_index(make, points, rows):
+    """A label's index; an approximate backend a label is too small for
+    (fewer points than its cells or codebooks need) searches exactly."""
+    view = Rows(points, rows)
+    try:
+        return make(view)
+    except UserError:
+        return FaissIndex(view)
+
+
+def merge(parts, k):
+    """The k nearest of several (M, k_i) answers, by (distance, index)."""
+    idx = numpy.concatenate([i for i, _ in parts], axis=1)
+    dist = numpy.concatenate([d for _, d in parts], axis=1)
+    order = numpy.lexsort((idx, dist))[:, :k]
+    return (numpy.take_along_axis(idx, order, axis=1),
+            numpy.take_along_axis(dist, order, axis=1))
+
+
+def _gathered(comm, idx, dist, k):
+    """Every rank's answers merged into the k nearest."""
+    return merge(comm.mpi_comm.allgather((idx, dist)), k)
 
 
 def recall_at_k(approx_idx, exact_idx):

@@ -35,7 +35,7 @@ def sweep(run):
     for which in LAYERS:
         for k in KS:
             head, _ = dknn.for_run(r, dknn.Settings(layers=which, k=k))
-            for scoring in dknn.SCORINGS:
+            for scoring in dknn.PAPER:
                 out = head.with_scoring(scoring).predict_activations(test)
                 correct = out.pred == labels
                 rows.append((which, k, scoring, float(correct.mean()),

@@ -39,7 +39,7 @@ def measure(setup, float16):
 def row(a, b):
     """One table row: float32 run ``a`` against float16 run ``b``."""
     cells = [a['name']]
-    for s in dknn.SCORINGS:
+    for s in dknn.PAPER:
         cells.append('{:.4f} / {:.4f}'.format(a['results'][s]['accuracy'],
                                               b['results'][s]['accuracy']))
     oa, ob = a['outs']['conformity'], b['outs']['conformity']

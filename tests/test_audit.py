@@ -85,7 +85,8 @@ def test_an_example_never_votes_for_itself_nor_do_its_copies():
     train = acts({'h1': points, 'h2': points}, numpy.arange(40) % 2)
     head = dknn.DkNN(FakeModel(), dknn.Settings(k=6, layers=['h1'],
                                                 backend='brute')).fit(train)
-    _, found = head.search_excluding(train.layers, numpy.arange(40), group)
+    found = head.search_excluding(train.layers, numpy.arange(40),
+                                  group).neighbours
     idx, dist = found['h1'].indices, found['h1'].distances
     numpy.testing.assert_array_equal(idx, brute_others(points, group, 6))
     for i in range(40):
@@ -126,7 +127,7 @@ def test_k_must_leave_enough_other_examples():
         head = dknn.DkNN(FakeModel(), dknn.Settings(
             k=k, layers=['h1'], backend='brute')).fit(train)
         return head.search_excluding(train.layers, numpy.arange(6), group)
-    assert search(3)[0].sum(axis=1).tolist() == [3] * 6
+    assert search(3).counts.sum(axis=1).tolist() == [3] * 6
     with pytest.raises(dknn.DkNNError, match='k=4 is too large.*its 2 copies'
                                              '.*lower --k to 3'):
         search(4)
@@ -146,11 +147,11 @@ def test_copies_are_searched_once_per_group():
     head = dknn.DkNN(FakeModel(), dknn.Settings(k=k, layers=['h1'],
                                                 backend='brute')).fit(train)
     asked = []
-    query = head.indices['h1'].query
-    head.indices['h1'].query = lambda x, kk: asked.append(
+    query = head.indices['h1'].query_by_label
+    head.indices['h1'].query_by_label = lambda x, kk: asked.append(
         (len(x), kk)) or query(x, kk)
-    _, found = head.search_excluding(train.layers, numpy.arange(len(points)),
-                                     group)
+    found = head.search_excluding(train.layers, numpy.arange(len(points)),
+                                  group).neighbours
     fetched = sum(rows * kk for rows, kk in asked)
     assert fetched <= (n_copies + k) + n_other * (k + 1)
     idx = found['h1'].indices

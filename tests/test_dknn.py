@@ -128,7 +128,8 @@ def test_separable_data_has_credibility_one():
         h.fit(acts(layers, labels)).calibrate(acts(layers, labels))
         out = h.predict_activations(layers)
         numpy.testing.assert_array_equal(out.pred, labels)
-        numpy.testing.assert_array_equal(out.credibility, 1.0)
+        if scoring in dknn.PAPER:   # a unanimous vote; graded: a distance
+            numpy.testing.assert_array_equal(out.credibility, 1.0)
 
 
 def test_conformal_p_values_by_hand():
@@ -195,7 +196,7 @@ def test_run_dknn_end_to_end(run_copy):
     # the numbers are recomputed from the per-example file and the model
     cred = numpy.load(os.path.join(folder, 'dknn_credibility.npz'))
     labels = cred['labels']
-    for s in dknn.SCORINGS:
+    for s in dknn.PAPER:
         pred = cred[s + '_pred']
         assert saved[s]['accuracy'] == pytest.approx((pred == labels).mean())
         right = pred == labels

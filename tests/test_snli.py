@@ -6,6 +6,7 @@ import numpy
 import pytest
 
 from conftest import real_data_dir
+from errors import DataError
 
 from toolkit import artifacts
 import interpretations
@@ -15,6 +16,8 @@ from toolkit import runs
 import run_dknn
 import text_datasets
 import train_text_classifier
+from toolkit import snli_standin
+from toolkit import user_data
 
 
 @pytest.fixture(scope='module')
@@ -24,7 +27,7 @@ def snli_dir(tmp_path_factory):
     if not os.path.isdir(src):
         pytest.skip('real SNLI (e-SNLI) files not found')
     out = tmp_path_factory.mktemp('snli')
-    folder = text_datasets.write_snli_standin(src, str(out))
+    folder = snli_standin.write_snli_standin(src, str(out))
     # keep the tests small: the first pairs of each split
     for split, n in (('train', 120), ('dev', 30), ('test', 30)):
         path = os.path.join(folder, 'snli_1.0_{}.jsonl'.format(split))
@@ -34,7 +37,7 @@ def snli_dir(tmp_path_factory):
 
 
 def test_standin_has_the_official_schema(tmp_path, real_data):
-    folder = text_datasets.write_snli_standin(
+    folder = snli_standin.write_snli_standin(
         os.path.join(real_data, 'snli', 'e-snli'), str(tmp_path))
     counts = {}
     for split in ('train', 'dev', 'test'):
@@ -47,6 +50,78 @@ def test_standin_has_the_official_schema(tmp_path, real_data):
     raw = text_datasets.load_raw('snli', str(tmp_path))
     assert (len(raw.train), len(raw.dev), len(raw.test)) == (8858, 984, 9824)
     assert raw.skipped == 0
+
+
+def write_esnli(folder, n_dev=20, n_test=6):
+    """A tiny e-SNLI look-alike: s1, s2 and labels of dev and test."""
+    labels = text_datasets.SNLI_LABELS
+    os.makedirs(folder, exist_ok=True)
+    for split, n in (('dev', n_dev), ('test', n_test)):
+        cols = {'s1': ['a {} man sits .'.format(i) for i in range(n)],
+                's2': ['{} people'.format(split) for i in range(n)],
+                'labels': [labels[i % 3] for i in range(n)]}
+        for col, lines in cols.items():
+            with open(os.path.join(folder, '{}.{}'.format(col, split)),
+                      'w') as f:
+                f.write('\n'.join(lines) + '\n')
+    return folder
+
+
+@pytest.fixture
+def dataset_root(tmp_path):
+    """Chainer's dataset cache in a temporary folder, for this test."""
+    import chainer
+    before = chainer.dataset.get_dataset_root()
+    chainer.dataset.set_dataset_root(str(tmp_path / 'chainer'))
+    yield str(tmp_path / 'chainer')
+    chainer.dataset.set_dataset_root(before)
+
+
+def test_prepare_builds_the_standin_once_in_the_cache(tmp_path, dataset_root,
+                                                      capsys):
+    data = tmp_path / 'data'
+    write_esnli(str(data / 'snli' / 'e-snli'))     # one sub-folder down
+    folder = text_datasets.standin_folder()
+    assert folder.startswith(dataset_root) and not os.path.exists(folder)
+    with pytest.raises(DataError):                 # not built yet, offline
+        text_datasets.locate(['snli_1.0'], None, str(data))
+    snli_standin.prepare(str(data))
+    assert 'built the offline stand-in' in capsys.readouterr().out
+    assert text_datasets.snli_path(str(data)) == folder
+    raw = text_datasets.load_raw('snli', str(data))
+    assert (len(raw.train), len(raw.dev), len(raw.test)) == (18, 2, 6)
+    assert all(h == ['test', 'people'] for (_, h), _ in raw.test)
+    stamp = os.stat(os.path.join(folder, 'snli_1.0_train.jsonl')).st_mtime_ns
+    snli_standin.prepare(str(data))                # once: not rebuilt
+    assert capsys.readouterr().out == ''
+    assert os.stat(os.path.join(folder, 'snli_1.0_train.jsonl')
+                   ).st_mtime_ns == stamp
+    # the splits of a run: user_data.get_dataset prepares it itself
+    s = user_data.get_dataset('snli', str(data), n_calib=3)
+    assert s.pair and len(s.calib) == 3 and len(s.test) == 6
+
+
+def test_prepare_leaves_real_snli_and_missing_esnli_alone(tmp_path,
+                                                          dataset_root,
+                                                          capsys):
+    data = str(tmp_path / 'data')           # snli_1.0/ and e-snli/ in it
+    snli_standin.write_snli_standin(write_esnli(os.path.join(
+        data, 'e-snli')), data)
+    snli_standin.prepare(data)
+    os.mkdir(str(tmp_path / 'empty'))
+    snli_standin.prepare(str(tmp_path / 'empty'))   # no e-SNLI to build from
+    assert capsys.readouterr().out == ''
+    assert not os.path.exists(text_datasets.standin_folder())
+    assert text_datasets.snli_path(data) == os.path.join(data, 'snli_1.0')
+
+
+def test_standin_needs_every_esnli_file(tmp_path):
+    src = write_esnli(str(tmp_path / 'e'))
+    os.unlink(os.path.join(src, 'labels.test'))
+    with pytest.raises(DataError, match=r'labels\.test: missing'):
+        snli_standin.write_snli_standin(src, str(tmp_path / 'out'))
+    assert not os.path.exists(str(tmp_path / 'out' / 'snli_1.0' /
+                                  'snli_1.0_test.jsonl'))
 
 
 def test_empty_premise_or_hypothesis_is_kept_and_predictable():

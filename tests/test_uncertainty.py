@@ -9,10 +9,11 @@ import pytest
 
 from toolkit import conformal
 from toolkit import metrics
+import nlp_utils
 import run_dknn
 from toolkit import runs
-import text_datasets
 from toolkit import uncertainty
+from errors import UserError
 from conftest import TINY_TRAIN, write_tiny_sst
 
 
@@ -107,18 +108,40 @@ def test_the_knn_distance_is_sun_et_al_s(run_copy):
 
 
 def test_ood_inputs_drop_labels_and_sample(data_with_trec):
-    inputs = text_datasets.ood_inputs('TREC', data_with_trec, limit=3)
+    inputs = uncertainty.ood_inputs('TREC', data_with_trec, limit=3)
     assert len(inputs) == 3 and all(len(f) == 1 for f in inputs)
-    again = text_datasets.ood_inputs('TREC', data_with_trec, limit=3)
+    again = uncertainty.ood_inputs('TREC', data_with_trec, limit=3)
     assert inputs == again
-    with pytest.raises(text_datasets.DataError, match='pair'):
-        text_datasets.ood_inputs('TREC', data_with_trec, pair=True)
-    with pytest.raises(text_datasets.DataError, match='unknown'):
-        text_datasets.ood_inputs('nosuch', data_with_trec)
+    every = uncertainty.ood_inputs('TREC', data_with_trec, limit=0)
+    assert len(every) == 40 and all(x in every for x in inputs)
+    with pytest.raises(UserError, match='pair'):
+        uncertainty.ood_inputs('TREC', data_with_trec, pair=True)
+    with pytest.raises(UserError, match='unknown') as e:
+        uncertainty.ood_inputs('nosuch', data_with_trec)
+    assert 'imdb-sentences' in str(e.value)     # uncertainty.OOD_EXTRA
+
+
+def test_ood_inputs_leave_out_long_inputs_with_a_note(tmp_path, capsys):
+    folder = write_tiny_sst(tmp_path / 'data')
+    lengths = [3, 9, 4, 12, 5]
+    lines = ['{} {}'.format(i % 6, ' '.join(['w'] * n))
+             for i, n in enumerate(lengths)]
+    for split in ('train', 'test'):
+        with open(os.path.join(folder, 'TREC.{}.all'.format(split)),
+                  'w') as f:
+            f.write('\n'.join(lines) + '\n')
+    inputs = uncertainty.ood_inputs('TREC', folder, limit=0, max_tokens=5)
+    assert sorted(len(f) for (f,) in inputs) == [3, 4, 5]
+    out = capsys.readouterr().out
+    assert 'note: TREC: left out 2 of 5 inputs longer than the 5-token ' \
+        'limit' in out and nlp_utils.MAX_TOKENS_ENV in out
+    assert len(uncertainty.ood_inputs('TREC', folder, limit=0,
+                                      max_tokens=12)) == 5
+    assert 'left out' not in capsys.readouterr().out
 
 
 def test_imdb_sentences_on_the_real_archive(real_data):
-    sentences = text_datasets.imdb_sentences(real_data)
+    sentences = uncertainty.imdb_sentences(real_data)
     assert len(sentences) > 100000
     assert not any('<br' in ' '.join(s[0]) for s in sentences[:5000])
     assert all(len(s[0]) >= 4 for s in sentences)

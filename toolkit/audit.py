@@ -96,11 +96,12 @@ def audit_activations(head, train, group):
     """
     start = time.time()
     labels = numpy.asarray(train.labels, numpy.int64)
-    counts, found = head.search_excluding(train.layers,
-                                          numpy.arange(len(labels)), group)
-    out = head.answer(counts, found)
-    p = head.label_p_values(counts, labels)
-    share = counts[numpy.arange(len(labels)), labels] / float(head.n_votes)
+    found = head.search_excluding(train.layers, numpy.arange(len(labels)),
+                                  group)
+    out = head.answer(found)
+    p = head.label_p_values(out, labels)
+    share = found.counts[numpy.arange(len(labels)), labels] / \
+        float(head.n_votes)
     return Audit(suspicion_order(p, share), p, share, labels, out,
                  numpy.bincount(group)[group], list(head.layers), head.k,
                  {'audit': time.time() - start})

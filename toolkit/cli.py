@@ -394,10 +394,14 @@ def add_dknn_flags(p, scoring_both=False):
     g.add_argument('--lsh', action='store_true',
                    help='alias for --backend lsh (the original flag)')
     g.add_argument('--scoring', default='both' if scoring_both else d.scoring,
-                   choices=dknn.SCORINGS + (('both',) if scoring_both
+                   choices=dknn.SCORINGS + (('both', 'all') if scoring_both
                                             else ()),
-                   help='conformity shares (Wallace et al.) or conformal '
-                        'p-values (Papernot and McDaniel)')
+                   help='conformity shares (Wallace et al.), conformal '
+                        'p-values (Papernot and McDaniel), or the graded '
+                        'rules of class-conditional distances (graded, '
+                        'graded-conformal; docs/dknn.md)' +
+                        ('; both: the paper\'s two, all: all four'
+                         if scoring_both else ''))
     g.add_argument('--batchsize', type=int_in(1, MAX_BATCH),
                    default=d.batchsize, help='inputs per forward pass')
     g.add_argument('--nlist', type=int_in(1, 1 << 20), default=d.nlist,
@@ -430,8 +434,10 @@ def dknn_settings(args):
 
 
 def scorings(args):
-    """The scoring rules ``--scoring`` names, ``both`` being both."""
-    return dknn.SCORINGS if args.scoring == 'both' else (args.scoring,)
+    """The scoring rules ``--scoring`` names: ``both`` the paper's two,
+    ``all`` all four."""
+    return {'both': dknn.PAPER, 'all': dknn.SCORINGS}.get(
+        args.scoring, (args.scoring,))
 
 
 # ---------------------------------------------------------------- devices

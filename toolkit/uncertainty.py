@@ -46,7 +46,7 @@ COVERAGES = (0.5, 0.8, 0.9)   # selective risk reported at these coverages
 def answers(head, acts):
     """Both scoring rules' DkNN outputs for activations."""
     return {s: head.with_scoring(s).predict_activations(acts)
-            for s in dknn.SCORINGS}
+            for s in dknn.PAPER}
 
 
 def _unit(x):
@@ -62,11 +62,10 @@ class KthDistance:
     MPI), L2-normalised."""
 
     def __init__(self, head, layer):
-        index = head.indices[layer]
-        local = getattr(index, 'local', index)
-        unit = search.BACKENDS[search.DEFAULT](_unit(local.points))
-        self.index = unit if local is index else search.ShardedIndex(
-            unit, index.offset, index.comm)
+        offset, comm = head.shard
+        unit = search.BACKENDS[search.DEFAULT](_unit(head.train_points[layer]))
+        self.index = unit if comm is None else search.ShardedIndex(
+            unit, offset, comm)
         self.layer, self.k = layer, head.k
 
     def __call__(self, layers):

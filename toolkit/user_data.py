@@ -204,6 +204,17 @@ def _columns(found, path, lineno, what):
     return pair, needed
 
 
+def _json_columns(record):
+    """(pair, needed keys) from the first JSON object that names a text
+    (a single ``text`` or ``premise``/``hypothesis``); (None, None) until
+    one does, so a first row missing its label is skipped like any other."""
+    if 'premise' in record or 'hypothesis' in record:
+        return True, PAIR
+    if 'text' in record:
+        return False, SINGLE
+    return None, None
+
+
 def _header(fields, path, lineno, fmt):
     header = [f.strip() for f in fields]
     if len(set(header)) < len(header):
@@ -244,10 +255,12 @@ def _rows(path, fmt):
             else:
                 record = dict(zip(header, record))
         if isinstance(record, dict) and pair is None:
-            pair, needed = _columns(record, path, lineno, 'key')
+            pair, needed = _json_columns(record)
         try:
             if isinstance(record, Bad):
                 raise record
+            if needed is None:   # no object yet named its text
+                raise Bad('no text')
             texts = tuple(_text(record.get(c), c) for c in needed[:-1])
             yield lineno, pair, texts, label_value(record.get('label'))
         except Bad as e:
