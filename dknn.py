@@ -22,11 +22,14 @@ class boundary changes nothing: leave-one-out on them is mostly exactly 0.
 Two graded rules answer from distances instead (docs/dknn.md, RESULTS.md
 "Graded DkNN rules"):
 
-* ``graded``: per label c, D_c is the mean distance to the k nearest
-  training examples *of label c* in each chosen layer, divided by the
-  layer's scale (the calibration examples' median), summed over the layers;
-  p(c | x) = softmax(-D / T), T fitted by NLL on the calibration set.
-  Prediction, credibility and confidence as for conformity.
+* ``graded``: per label c, D_c is the mean log distance to the k nearest
+  training examples *of label c* in each chosen layer (the log of their
+  geometric mean distance), summed over the layers;
+  p(c | x) = softmax(-D / T), T fitted by NLL on the calibration set: the
+  labels' geometric mean distances, each to the power -1/T, normalised.
+  Prediction, credibility and confidence as for conformity. (Of the
+  summaries measured, mean, minimum, kernel sum and log mean distance at
+  k = 10 to 150, this one was the calibrated one: RESULTS.md.)
 * ``graded-conformal``: the nonconformity of label j is
   alpha_j = D_j - min_{i != j} D_i, its p-value that of ``conformal``
   against the calibration examples' alpha of their true label: the
@@ -248,8 +251,8 @@ class Search(NamedTuple):
         counts: (B, C) labels of the k neighbours, summed over the layers.
         neighbours: layer name -> :class:`Neighbours` (the k nearest).
         distances: (B, C) each label's class-conditional distance: the mean
-            distance to its k nearest training examples in each layer,
-            divided by the layer's scale, summed over the layers.
+            log distance to its k nearest training examples in each layer
+            (the log of their geometric mean), summed over the layers.
         by_label: layer name -> per label (B, k_c) training indices of its
             nearest examples, nearest first.
     """
@@ -290,7 +293,7 @@ class DkNN:
         self.indices, self.train_labels, self.train_points = {}, None, {}
         self.shard = (0, None)   # (offset, comm) of this rank's rows
         self.calib_nonconformity = self.calib_labels = None
-        self.scales = self.calib_distances = self.calib_alpha = None
+        self.calib_distances = self.calib_alpha = None
         self.temperature = None   # of the graded rule
 
     @property
@@ -360,16 +363,13 @@ class DkNN:
     def calibrate(self, calib, desc='DkNN: calibration'):
         """Score the calibration set: each example's nonconformity under its
         true label (votes against it; and the graded rule's distance
-        margin), the layers' distance scales and the graded rule's
-        temperature, fitted by NLL."""
+        margin), and the graded rule's temperature, fitted by NLL."""
         require_calibration(len(calib.labels) if isinstance(
             calib, nets.Activations) else len(calib))
         acts = self._activations(calib, desc)
         labels = numpy.asarray(acts.labels, numpy.int64)
-        self.scales = None
-        found = self._search(acts.layers)
-        self.scales = layer_scales(found.by_label_distances)
-        distances = self._distances(found.by_label_distances)
+        found = self.search(acts.layers)
+        distances = found.distances
         rows = numpy.arange(len(labels))
         self.calib_labels = labels
         self.calib_nonconformity = self.n_votes - found.counts[rows, labels]
@@ -378,7 +378,7 @@ class DkNN:
         self.temperature = fit_graded_temperature(distances, labels)
         return self
 
-    def _search(self, layers):
+    def search(self, layers):
         """Every chosen layer searched once per label.
 
         Returns:
@@ -401,11 +401,9 @@ class DkNN:
                       means)
 
     def _distances(self, means):
-        """(B, C) layer means, scaled by each layer's calibration scale,
-        summed over the layers (None before calibration)."""
-        if self.scales is None:
-            return None
-        return sum(means[name] / self.scales[name] for name in self.layers)
+        """(B, C) the layers' mean log distances, summed: a layer's units
+        cancel in every rule (they shift all labels alike)."""
+        return sum(means[name] for name in self.layers)
 
     def predict_activations(self, layers):
         """The DkNN's answer for precomputed activations.
@@ -418,7 +416,7 @@ class DkNN:
             DkNNOutput
         """
         layers = getattr(layers, 'layers', layers)
-        return self.answer(self._search(layers))
+        return self.answer(self.search(layers))
 
     def answer(self, found):
         """The DkNN's answer, by its scoring rule, from what a search found
@@ -559,22 +557,13 @@ def _put(acc, rows, got, n):
 # ------------------------------------------------------- the graded rules
 
 def class_means(parts, n):
-    """(B, C) mean distance to each label's nearest examples (inf for a
-    label with none)."""
+    """(B, C) mean log distance to each label's nearest examples: the log of
+    their geometric mean distance (inf for a label with none)."""
     out = numpy.full((n, len(parts)), numpy.inf)
     for c, (_, dist) in enumerate(parts):
         if dist.shape[1]:
-            out[:, c] = dist.mean(axis=1)
+            out[:, c] = numpy.log(numpy.maximum(dist, 1e-12)).mean(axis=1)
     return out
-
-
-def layer_scales(means):
-    """Layer name -> its distance scale: the median class-conditional mean
-    distance of the calibration examples, so that each layer weighs the
-    same when they are summed (a layer of larger activations would
-    otherwise decide alone)."""
-    return {name: max(float(numpy.median(m[numpy.isfinite(m)])), 1e-12)
-            for name, m in means.items()}
 
 
 def margins(distances):

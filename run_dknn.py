@@ -225,7 +225,7 @@ def credibility_arrays(outs, labels):
 
 def report(results, scorings):
     """Print one row for softmax and one per scoring rule."""
-    row = '{:<16} {:>9} {:>9} {:>10} {:>10} {:>7}'
+    row = '{:<22} {:>9} {:>9} {:>10} {:>10} {:>7}'
     fmt = lambda *xs: ['' if x is None else '%.4f' % x for x in xs]  # NOQA
     print(row.format('', 'accuracy', 'agree', 'cred(ok)', 'cred(bad)', 'ECE'))
     sm = results['softmax']

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import numpy
 
 from report import ROOT  # NOQA (sets sys.path)
+import dknn  # NOQA
 import nets  # NOQA
 import nlp_utils  # NOQA
-import search  # NOQA
 from toolkit import audit  # NOQA
 from toolkit import metrics  # NOQA
 from toolkit import runs  # NOQA
@@ -97,10 +97,21 @@ def logit_neighbours(run, k):
     same text left out, as in the audit) and the (N,) labels."""
     logits, labels = train_logits(run)
     points = numpy.ascontiguousarray(logits, numpy.float32)
-    idx, _ = audit.leave_out_search(
-        search.BruteIndex(points), points, k,
-        audit.duplicate_groups(run.examples('train')))
-    return idx, labels
+    head = dknn.DkNN(_Logits(), dknn.Settings(k=k, backend='brute'))
+    n = len(points)
+    head.fit(nets.Activations(points, {'logits': points},
+                              numpy.zeros(n, numpy.int32)))
+    found = head.search_excluding({'logits': points}, numpy.arange(n),
+                                  audit.duplicate_groups(
+                                      run.examples('train')))
+    return found.neighbours['logits'].indices, labels
+
+
+class _Logits:
+    """The logits as the one layer of a DkNN of one label: its search,
+    leaving each example and its copies out."""
+    layer_names = ['logits']
+    n_class = 1
 
 
 def logit_knn_scores(idx, labels, k):

@@ -135,22 +135,29 @@ def measures(explainer, inputs):
         dict: (M,) arrays ``softmax`` (max probability), ``calibrated``
         (max temperature-scaled probability), ``conformity`` (DkNN
         conformity credibility), ``conformal_credibility`` and
-        ``conformal_confidence`` (DkNN conformal), and ``dknn_pred``.
+        ``conformal_confidence`` (DkNN conformal), ``graded_credibility``
+        and ``graded_conformal_credibility`` (the graded rules), and
+        ``dknn_pred`` (conformity's).
     """
     logits, layers = explainer.forward(inputs)
-    conformity = explainer.head.predict_activations(layers)
-    conformal = explainer.head.with_scoring('conformal').predict_activations(
-        layers)
+    head = explainer.head
+    found = head.search(layers)   # one search answers every rule
+    out = {rule: head.with_scoring(rule).answer(found)
+           for rule in dknn.SCORINGS}
     return {'softmax': metrics.softmax(logits).max(axis=1),
             'calibrated': explainer.scaled.probs(logits).max(axis=1),
-            'conformity': conformity.credibility,
-            'conformal_credibility': conformal.credibility,
-            'conformal_confidence': conformal.confidence,
-            'dknn_pred': conformity.pred}
+            'conformity': out['conformity'].credibility,
+            'conformal_credibility': out['conformal'].credibility,
+            'conformal_confidence': out['conformal'].confidence,
+            'graded_credibility': out['graded'].credibility,
+            'graded_conformal_credibility':
+                out['graded-conformal'].credibility,
+            'dknn_pred': out['conformity'].pred}
 
 
 MEASURES = ('softmax', 'calibrated', 'conformity', 'conformal_credibility',
-            'conformal_confidence')
+            'conformal_confidence', 'graded_credibility',
+            'graded_conformal_credibility')
 
 
 def _mean(values):

@@ -276,10 +276,13 @@ MEASURE_TITLES = {'softmax': 'softmax confidence',
                   'calibrated': 'temperature-scaled confidence',
                   'conformity': 'DkNN conformity credibility',
                   'conformal_credibility': 'DkNN conformal credibility',
-                  'conformal_confidence': 'DkNN conformal confidence'}
+                  'conformal_confidence': 'DkNN conformal confidence',
+                  'graded_credibility': 'DkNN graded credibility',
+                  'graded_conformal_credibility':
+                      'DkNN graded conformal credibility'}
 
 
-def plot_reduction(examples, measures=tuple(MEASURE_TITLES)):
+def plot_reduction(examples, measures=tuple(MEASURE_TITLES)[:5]):
     """Densities of each confidence measure on original and on reduced
     inputs, one panel per measure (the paper's robustness figure, after the
     authors' conf_figure.py)."""
