@@ -27,6 +27,8 @@ Two graded rules answer from distances instead (docs/dknn.md, RESULTS.md
   geometric mean distance), summed over the layers;
   p(c | x) = softmax(-D / T), T fitted by NLL on the calibration set: the
   labels' geometric mean distances, each to the power -1/T, normalised.
+  A distance counts as at least 5% of the median neighbour distance (an
+  exact copy would otherwise weigh without bound).
   Prediction, credibility and confidence as for conformity. (Of the
   summaries measured, mean, minimum, kernel sum and log mean distance at
   k = 10 to 150, this one was the calibrated one: RESULTS.md.)
@@ -293,7 +295,7 @@ class DkNN:
         self.indices, self.train_labels, self.train_points = {}, None, {}
         self.shard = (0, None)   # (offset, comm) of this rank's rows
         self.calib_nonconformity = self.calib_labels = None
-        self.calib_distances = self.calib_alpha = None
+        self.calib_distances = self.calib_alpha = self.floors = None
         self.temperature = None   # of the graded rule
 
     @property
@@ -368,6 +370,7 @@ class DkNN:
             calib, nets.Activations) else len(calib))
         acts = self._activations(calib, desc)
         labels = numpy.asarray(acts.labels, numpy.int64)
+        self.floors = distance_floors(self.search(acts.layers).neighbours)
         found = self.search(acts.layers)
         distances = found.distances
         rows = numpy.arange(len(labels))
@@ -396,9 +399,12 @@ class DkNN:
             found[name] = Neighbours(idx, dist, self.train_labels[idx])
             counts += vote_counts(found[name].labels, self.n_class)
             by_label[name] = [i for i, _ in parts]
-            means[name] = class_means(parts, n)                      # (B, C)
+            means[name] = class_means(parts, n, self._floor(name))   # (B, C)
         return _Found(counts, found, self._distances(means), by_label,
                       means)
+
+    def _floor(self, name):
+        return (self.floors or {}).get(name, 1e-12)
 
     def _distances(self, means):
         """(B, C) the layers' mean log distances, summed: a layer's units
@@ -503,7 +509,7 @@ class DkNN:
             found[name] = Neighbours(idx, dist, self.train_labels[idx])
             counts += vote_counts(found[name].labels, self.n_class)
             by_label[name] = [i for i, _ in parts]
-            means[name] = class_means(parts, len(rows))
+            means[name] = class_means(parts, len(rows), self._floor(name))
         return _Found(counts, found, self._distances(means), by_label, means)
 
     def _without_group(self, points, own, groups, size, name, chunk):
@@ -556,14 +562,27 @@ def _put(acc, rows, got, n):
 
 # ------------------------------------------------------- the graded rules
 
-def class_means(parts, n):
+def class_means(parts, n, floor=1e-12):
     """(B, C) mean log distance to each label's nearest examples: the log of
-    their geometric mean distance (inf for a label with none)."""
+    their geometric mean distance (inf for a label with none), each
+    distance at least ``floor``."""
     out = numpy.full((n, len(parts)), numpy.inf)
     for c, (_, dist) in enumerate(parts):
         if dist.shape[1]:
-            out[:, c] = numpy.log(numpy.maximum(dist, 1e-12)).mean(axis=1)
+            out[:, c] = numpy.log(numpy.maximum(dist, floor)).mean(axis=1)
     return out
+
+
+FLOOR = 0.05   # of the median neighbour distance: the least distance counted
+
+
+def distance_floors(neighbours):
+    """Layer name -> the least distance the graded rules count:
+    :data:`FLOOR` of the calibration examples' median neighbour distance.
+    A copy of a training text (distance 0) would otherwise weigh without
+    bound (log 0), and its label's probability round to 1."""
+    return {name: max(FLOOR * float(numpy.median(nb.distances)), 1e-12)
+            for name, nb in neighbours.items()}
 
 
 def margins(distances):
@@ -582,6 +601,20 @@ def graded_probabilities(distances, T):
     z -= z.max(axis=1, keepdims=True)
     e = numpy.exp(z)
     return e / e.sum(axis=1, keepdims=True)
+
+
+def graded_log_odds(distances, T):
+    """(B, C) log(p_c / (1 - p_c)) of the graded probabilities, computed
+    from the distances (z_c - logsumexp of the others), exact where p
+    rounds to 1."""
+    z = -numpy.asarray(distances, numpy.float64) / T
+    out = numpy.empty_like(z)
+    for c in range(z.shape[1]):
+        others = numpy.delete(z, c, axis=1)
+        top = others.max(axis=1, keepdims=True)
+        out[:, c] = z[:, c] - (top[:, 0] + numpy.log(
+            numpy.exp(others - top).sum(axis=1)))
+    return out
 
 
 def fit_graded_temperature(distances, labels):

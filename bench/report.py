@@ -29,7 +29,8 @@ HEADERS = {
 # Sections in reading order; others follow. RESULTS.md opens with the
 # paper's table and the claims, then the other measurements; the
 # engineering tables (bad input, then BENCHMARKS.md's) come last.
-ORDER = ['grid', 'grid-analysis', 'claims', 'overconfidence',
+ORDER = ['grid', 'grid-analysis', 'claims', 'graded', 'graded-reading',
+         'neighbour-tests', 'neighbour-tests-reading', 'overconfidence',
          'reduction', 'saturation', 'saturation-sweep', 'human-alignment',
          'char', 'conformal-sets', 'ood', 'selective', 'uncertainty-analysis',
          'label-noise', 'label-noise-real', 'label-noise-reading',

@@ -57,7 +57,8 @@ def test_all_three_uses_end_to_end(run_copy, data_with_trec):
     expected = conformal.set_summary(conformal.prediction_sets(p, 0.3),
                                      test.labels)
     assert r['conformal_sets']['table']['softmax_lac']['0.3'] == expected
-    assert set(r['conformal_sets']['table']) == {'dknn', 'softmax_lac',
+    assert set(r['conformal_sets']['table']) == {'dknn', 'dknn_graded',
+                                                 'softmax_lac',
                                                  'softmax_aps'}
     assert r['ood']['TREC']['n'] == 40        # TREC.test.all, every line
     assert r['ood']['temperature_source'].startswith(

@@ -142,10 +142,18 @@ def calibrated_scores(explainer, inputs):
 
 
 def conformity_scores(explainer, inputs):
+    """(M, C) the DkNN rule's scores: conformity shares, p-values, or for
+    the ``graded`` rule the log-odds of its probabilities, log(p_c / (1 -
+    p_c)), which rank tokens as the probabilities do but cannot saturate
+    (a probability of 1 - 1e-9 moves by less than float tolerance)."""
     if not len(inputs):
         return numpy.zeros((0, explainer.model.n_class))
     _, layers = explainer.forward(inputs)
-    return explainer.head.predict_activations(layers).scores
+    out = explainer.head.predict_activations(layers)
+    if explainer.settings.scoring == 'graded':
+        return dknn.graded_log_odds(out.distances,
+                                    explainer.head.temperature)
+    return out.scores
 
 
 def leave_one_out(explainer, xs, scores, filler=None):

@@ -375,11 +375,14 @@ SCORE_TITLES = {'softmax': 'softmax max prob.',
                 'max_logit': 'max logit',
                 'conformity': 'DkNN conformity credibility',
                 'conformal': 'DkNN conformal credibility',
+                'graded': 'DkNN graded credibility',
+                'graded-conformal': 'DkNN graded conformal credibility',
                 'knn_distance': 'k-th neighbour distance',
                 'dknn': 'DkNN votes (conformal)',
+                'dknn_graded': 'DkNN graded (conformal)',
                 'softmax_lac': 'softmax, LAC', 'softmax_aps': 'softmax, APS'}
 # drawn dashed: often on top of another score's curve
-DASHED = {'scaled': '--', 'conformal': '--'}
+DASHED = {'scaled': '--', 'conformal': '--', 'graded-conformal': '--'}
 
 
 def plot_conformal_sets(sets):

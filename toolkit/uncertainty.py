@@ -35,18 +35,20 @@ from errors import UserError
 
 from toolkit import conformal
 from toolkit import metrics
+from toolkit import snli_standin
 from toolkit import user_data
 
 SCORES = ('softmax', 'scaled', 'max_logit', 'conformity', 'conformal',
-          'knn_distance')
-DKNN_SCORES = ('conformity', 'conformal')
+          'graded', 'graded-conformal', 'knn_distance')
+DKNN_SCORES = dknn.SCORINGS
 COVERAGES = (0.5, 0.8, 0.9)   # selective risk reported at these coverages
 
 
 def answers(head, acts):
-    """Both scoring rules' DkNN outputs for activations."""
-    return {s: head.with_scoring(s).predict_activations(acts)
-            for s in dknn.PAPER}
+    """Every scoring rule's DkNN outputs for activations, from one search.
+    """
+    found = head.search(getattr(acts, 'layers', acts))
+    return {s: head.with_scoring(s).answer(found) for s in dknn.SCORINGS}
 
 
 def _unit(x):
@@ -90,8 +92,8 @@ def trust_scores(acts, outs, T, distance):
     return {'softmax': metrics.softmax(logits).max(axis=1),
             'scaled': metrics.softmax(logits / T).max(axis=1),
             'max_logit': logits.max(axis=1),
-            'conformity': outs['conformity'].credibility.astype('d'),
-            'conformal': outs['conformal'].credibility.astype('d'),
+            **{rule: outs[rule].credibility.astype('d')
+               for rule in dknn.SCORINGS},
             'knn_distance': distance(acts.layers).astype('d')}
 
 
@@ -99,8 +101,9 @@ def trust_scores(acts, outs, T, distance):
 
 def conformal_sets(run, head, epsilons=conformal.EPSILONS, mondrian=False):
     """Coverage and size of conformal prediction sets on the test set, from
-    the DkNN's votes and, as baselines, from the softmax (LAC, APS), all
-    calibrated on the run's calibration set.
+    the DkNN's votes, from its graded rule's distance margins and, as
+    baselines, from the softmax (LAC, APS), all calibrated on the run's
+    calibration set.
 
     Returns:
         dict: ``table`` (score -> eps -> :func:`conformal.set_summary`),
@@ -108,13 +111,14 @@ def conformal_sets(run, head, epsilons=conformal.EPSILONS, mondrian=False):
     """
     calib, test = run.forward('calib'), run.forward('test')
     dknn.require_calibration(len(calib.labels))
-    vote = head.with_scoring('conformity')
-    votes = {name: conformal.dknn_nonconformity(
-        vote.predict_activations(a).counts, head.n_votes)
-        for name, a in (('test', test), ('calib', calib))}
+    found = {name: head.search(a.layers)
+             for name, a in (('test', test), ('calib', calib))}
     probs = {name: metrics.softmax(a.logits)
              for name, a in (('test', test), ('calib', calib))}
-    scores = {'dknn': (votes['test'], votes['calib'])}
+    scores = {'dknn': tuple(conformal.dknn_nonconformity(
+        found[n].counts, head.n_votes) for n in ('test', 'calib')),
+        'dknn_graded': tuple(dknn.margins(found[n].distances)
+                             for n in ('test', 'calib'))}
     for name, f in (('softmax_lac', conformal.lac_nonconformity),
                     ('softmax_aps', conformal.aps_nonconformity)):
         scores[name] = (f(probs['test']), f(probs['calib']))
@@ -183,6 +187,8 @@ def ood_inputs(name, data_dir=None, char_based=False, pair=False,
         raise UserError('{} holds single sentences, but this model reads '
                         'premise-hypothesis pairs; choose a pair data set '
                         '(snli)'.format(name))
+    if name.startswith('snli'):
+        snli_standin.prepare(data_dir)
     if name == 'imdb-sentences':
         inputs = imdb_sentences(data_dir, char_based)
     else:
