@@ -422,6 +422,29 @@ EXACT = ('brute', 'kdtree', 'faiss')
 DEFAULT = 'faiss'
 
 
+class FaissInnerProduct:
+    """Exact maximum inner-product search (faiss ``IndexFlatIP``), for the
+    relevance metrics that are inner products of embeddings
+    (:mod:`toolkit.relevance`): ``query`` gives (M, k) indices and float64
+    inner products, largest first."""
+
+    def __init__(self, points):
+        faiss = _faiss()
+        points = numpy.asarray(points, numpy.float32)
+        self.index = faiss.IndexFlatIP(points.shape[1])
+        for start in range(0, len(points), 1 << 16):
+            self.index.add(numpy.ascontiguousarray(
+                points[start:start + (1 << 16)]))
+
+    def __len__(self):
+        return self.index.ntotal
+
+    def query(self, queries, k):
+        sims, idx = self.index.search(numpy.ascontiguousarray(
+            queries, numpy.float32), min(k, len(self)))
+        return idx.astype(numpy.int64), sims.astype(numpy.float64)
+
+
 class ByLabel:
     """One index per label, over the rows that carry it (global indices
     kept), for the DkNN's class-conditional rules; and, merged, the k
