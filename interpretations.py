@@ -44,6 +44,11 @@ def build_parser():
                    help='examples drawn in the PNG heatmap (0: no PNG)')
     p.add_argument('--reduce-by', default='grad', choices=list(INTERPRETERS),
                    help='the method that ranks tokens for --reduce')
+    p.add_argument('--max-explain-tokens', type=cli.int_in(1, 1 << 16),
+                   default=nlp_utils.EXPLAIN_TOKENS,
+                   help='the longest input leave-one-out and --reduce take: '
+                        'their cost grows with the square of its length '
+                        '(the gradient takes any)')
     p.add_argument('--beam', type=cli.int_in(1, 100), default=5,
                    help='partial reductions kept per input (--reduce)')
     cli.add_switches(p, {
@@ -76,18 +81,20 @@ def parse_methods(spec):
 
 
 def print_ranked(rec, methods, label_names):
-    """One example's tokens, most supporting first, for each method."""
+    """One example's tokens, most supporting first, for each method; every
+    text of the data shown escaped (:func:`cli.printable`)."""
+    show = cli.printable
     tokens = explanations.tokens_of(rec)
     for m in methods:
         att = rec['results'][m]
         print('#{} [{}] label: {}  prediction: {} ({:.4f})'.format(
-            rec['index'], m, label_names[rec['label']],
-            label_names[att.prediction], att.score))
-        print('  ' + ' || '.join(' '.join(t) for t in rec['parts']))
+            rec['index'], m, show(label_names[rec['label']]),
+            show(label_names[att.prediction]), att.score))
+        print('  ' + show(' || '.join(' '.join(t) for t in rec['parts'])))
         for j in numpy.argsort(-att.importance, kind='stable'):
-            print('  {:+.4f} {}'.format(att.importance[j], tokens[j]))
+            print('  {:+.4f} {}'.format(att.importance[j], show(tokens[j])))
     for s, y in rec['neighbours'] or []:
-        print('  neighbour [{}] {}'.format(label_names[y], s))
+        print('  neighbour [{}] {}'.format(show(label_names[y]), show(s)))
 
 
 def reduce_command(explainer, indices, method, beam, flags=None):
@@ -107,9 +114,11 @@ def main(argv=None):
     args = cli.parse(build_parser(), argv)
     comm = cli.communicator() if args.distributed else None
     run = runs.from_args(args)
+    cli.agree(comm, cli.fingerprint(args, run))
     settings = cli.dknn_settings(args)
     explainer = Explainer(run.model, run, settings=settings,
-                          field=args.field, comm=comm)
+                          field=args.field, comm=comm,
+                          max_tokens=args.max_explain_tokens)
     indices = cli.chosen_examples(args, len(run.splits.test))
     flags = cli.settings_of(args)
     if args.reduce:

@@ -385,8 +385,10 @@ def _in_memory(key, shape, dtype):
 
 def predict_inputs(model, xs, device, batchsize=256, desc=None, alloc=None,
                    dtype=numpy.float32):
-    """Logits and hidden layers of B model inputs, batch by batch, written
-    into arrays allocated once (a layer never exists twice in memory).
+    """Logits and hidden layers of B model inputs, batch by batch (at most
+    ``batchsize`` inputs and :data:`nlp_utils.BATCH_TOKENS` tokens a batch),
+    written into arrays allocated once (a layer never exists twice in
+    memory).
 
     Args:
         xs (list): model inputs (see the module docstring).
@@ -402,10 +404,9 @@ def predict_inputs(model, xs, device, batchsize=256, desc=None, alloc=None,
     """
     alloc = alloc or _in_memory
     logits, layers = None, collections.OrderedDict()
-    order = nlp_utils.length_order(xs)   # batches of similar lengths
-    starts = range(0, len(xs), batchsize)
-    for i in tqdm(starts, desc=desc, disable=desc is None, leave=False):
-        rows = numpy.sort(order[i:i + batchsize])
+    for rows in tqdm(nlp_utils.batches(xs, batchsize), desc=desc,
+                     disable=desc is None, leave=False):
+        rows = numpy.sort(rows)   # batches of similar lengths
         out, hidden = model.predict(nlp_utils.send_xs([xs[r] for r in rows],
                                                       device))
         if logits is None:

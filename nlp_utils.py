@@ -173,6 +173,55 @@ def parts(x):
     return list(x) if isinstance(x, tuple) else [x]
 
 
+BATCH_TOKENS = 1 << 18   # tokens in one forward pass, padding included
+EXPLAIN_TOKENS = 4096    # the longest input leave-one-out or reduction takes
+VARIANT_TOKENS = 1 << 24   # tokens of leave-one-out variants made at once
+
+
+def size(x):
+    """Tokens of a model input (every part, ``<eos>`` included)."""
+    return sum(len(p) for p in parts(x))
+
+
+def batches(xs, batchsize, max_tokens=BATCH_TOKENS, cost=None):
+    """Index lists of ``xs``, shortest first, each at most ``batchsize``
+    inputs and (but for a single larger input) ``max_tokens`` tokens: memory
+    stays bounded by the batch whatever the inputs' lengths.
+
+    Args:
+        cost: ``cost(n)`` tokens an input of n tokens takes; None: n padded
+            to the batch's longest input.
+    """
+    order = length_order(xs)
+    out, rows, used = [], [], 0
+    for r in order:
+        n = size(xs[r])   # ascending: this one is the longest yet
+        need = n * (len(rows) + 1) if cost is None else used + cost(n)
+        if rows and (len(rows) == batchsize or need > max_tokens):
+            out.append(rows)
+            rows, used = [], 0
+            need = n if cost is None else cost(n)
+        rows.append(r)
+        used = need
+    if rows:
+        out.append(rows)
+    return out
+
+
+def check_explainable(xs, limit=EXPLAIN_TOKENS):
+    """Refuse an input longer than ``limit`` tokens for work that grows
+    with the square of its length (leave-one-out makes one variant per
+    token; reduction a step per token)."""
+    for x in xs:
+        n = size(x)
+        if n > limit:
+            raise UserError('an input of {} tokens is longer than the {} '
+                            'leave-one-out and input reduction take (their '
+                            'cost grows with the square of the length); '
+                            'explain it with --interp-method grad, or raise '
+                            '--max-explain-tokens'.format(n, limit))
+
+
 def length_order(xs):
     """(B,) indices of inputs ``xs`` from the shortest to the longest
     (stable): batches of similar lengths pad less."""

@@ -160,6 +160,7 @@ def evaluate(run, settings=dknn.Settings(), scorings=dknn.PAPER,
         'n_train': len(run.examples('train')),
         'n_calib': len(run.examples('calib')), 'n_test': len(test.labels),
         'label_names': run.label_names,
+        'shared_with_train': text_datasets.overlap(run.splits),
         'softmax': {'accuracy': float(correct.mean()),
                     'ece': metrics.expected_calibration_error(
                         probs.max(axis=1), correct)},
@@ -373,9 +374,14 @@ def main(argv=None):
         return record
     comm = cli.communicator() if args.distributed else None
     run = runs.from_args(args, cached=not args.rebuild)
+    cli.agree(comm, cli.fingerprint(args, run))
     results = evaluate_run(run, cli.dknn_settings(args), cli.scorings(args),
                            comm, args, cli.settings_of(args))
     if cli.is_rank0():
+        warning = text_datasets.overlap_warning(results['shared_with_train'],
+                                                run.splits)
+        if warning:
+            print(warning)
         report(results, cli.scorings(args))
         report_uncertainty(results)
         print('wrote {}, {} in {}'.format(runs.ARTIFACTS['dknn_results'],

@@ -623,3 +623,29 @@ def make_splits(raw, name, seed=0, n_calib=1000, val_ratio=0.1, vocab=None,
                            'val': src.get('dev', src.get('train')),
                            'test': src.get('test')},
                   skipped_rows=raw.skipped_rows)
+
+
+def _key(x):
+    return tuple(numpy.asarray(p, numpy.int32).tobytes()
+                 for p in nlp_utils.parts(x))
+
+
+def overlap(splits):
+    """How many test and validation examples are, token id for token id,
+    examples of the training pool (train and calibration): a split that
+    shares examples with train is not held out. Returns {split: count}."""
+    seen = {_key(x) for part in (splits.train, splits.calib) for x, _ in part}
+    return {split: sum(_key(x) in seen for x, _ in getattr(splits, split))
+            for split in ('test', 'val')}
+
+
+def overlap_warning(counts, splits):
+    """The warning line for :func:`overlap`'s counts, or None."""
+    said = ['{} of the {} {} examples'.format(n, len(getattr(splits, s)),
+                                              'validation' if s == 'val'
+                                              else s)
+            for s, n in counts.items() if n]
+    if not said:
+        return None
+    return ('warning: {} are also in the training data (the same tokens): '
+            'accuracy on them is not held out'.format(' and '.join(said)))

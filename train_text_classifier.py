@@ -124,6 +124,9 @@ def prepare(s, setup, device):
                             len(splits.vocab), splits.n_class))
     for line in (splits.skipped_rows.lines() if splits.skipped_rows else ()):
         print(cli.printable(line))
+    leaks = text_datasets.overlap(splits)
+    if text_datasets.overlap_warning(leaks, splits):
+        print(text_datasets.overlap_warning(leaks, splits))
     vectors = s.word_vectors and runs.vectors_path(
         s.word_vectors, text_datasets.data_dir_from(s.data_dir))
     initialW, n_embed = initial_embeddings(vectors, splits.vocab,
@@ -274,6 +277,7 @@ def fit(s, device, prepared, folder, comm=None):
         (``train_results.json``); None on a rank other than 0.
     """
     splits, setup = prepared.splits, prepared.setup
+    cli.agree(comm, {k: setup[k] for k in ('data_sha256', 'vocab_sha256')})
     numpy.random.seed(s.weights_seed)  # Chainer's initializers draw from it
     model = nets.build_model(setup, initialW=prepared.initialW)
     model.to_device(device)
@@ -301,7 +305,8 @@ def fit(s, device, prepared, folder, comm=None):
         'seconds_per_epoch': seconds / max(len(log), 1),
         'n_train': len(splits.train), 'n_val': len(splits.val),
         'n_test': len(splits.test), 'n_calib': len(splits.calib),
-        'skipped_rows': skipped.record() if skipped else {'count': 0}}
+        'skipped_rows': skipped.record() if skipped else {'count': 0},
+        'shared_with_train': text_datasets.overlap(splits)}
     out.finish(ARTIFACTS['train_results'], results)
     return results
 

@@ -94,6 +94,44 @@ def test_one_failing_rank_stops_the_job(tmp_path, how, line):
     assert len(lines) == 1 and lines[0].endswith(line), r.stderr[-2000:]
 
 
+
+
+def mpmd(script, args, other, timeout=120):
+    """Two ranks started with different arguments (Open MPI's MPMD form)."""
+    cmd = [MPIEXEC, '--allow-run-as-root', '--oversubscribe', '-n', '1',
+           sys.executable, script] + args + [':', '-n', '1', sys.executable,
+                                             script] + other
+    return subprocess.run(cmd, capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+@pytest.mark.parametrize('change', ['layers', 'run'])
+def test_ranks_that_disagree_stop_in_seconds(tiny_run, tmp_path, change):
+    """Ranks given other --layers (which deadlocked) or another run (which
+    gave a wrong result) end the job with one error line, writing
+    nothing."""
+    one = copy_run(tiny_run, tmp_path / 'one')
+    args = ['--model-setup', one, '--k', '5', '--distributed']
+    if change == 'layers':
+        other = args + ['--layers', 'cnn']
+    else:
+        other = ['--model-setup', copy_run(tiny_run, tmp_path / 'two'),
+                 '--k', '5', '--distributed']
+        import json
+        setup = json.load(open(other[1]))
+        setup['dropout'] = 0.3
+        json.dump(setup, open(other[1], 'w'))
+    start = time.time()
+    r = mpmd('run_dknn.py', args, other)
+    assert time.time() - start < 60
+    assert r.returncode != 0
+    lines = [x for x in r.stderr.splitlines() if 'error:' in x]
+    assert len(lines) == 1 and 'not given the same settings' in lines[0], \
+        r.stderr[-2000:]
+    assert not os.path.exists(os.path.join(os.path.dirname(one),
+                                           'dknn_results.json'))
+
+
 def test_data_parallel_training_writes_one_run(tiny_data, tmp_path):
     from conftest import TINY_TRAIN
     out = tmp_path / 'r'
@@ -181,4 +219,5 @@ def test_a_rank_stopped_mid_job_ends_the_job(tiny_run, tmp_path, signum,
     assert left == [] and not os.path.exists(os.path.join(folder, '.lock'))
     notes = [line for line in capsys.readouterr().out.splitlines()
              if line.startswith('note:')]
-    assert len(notes) == 1 and 'lock' in notes[0] and 'killed' in notes[0]
+    assert len(notes) <= 1 and all('a killed command left' in n
+                                   for n in notes)

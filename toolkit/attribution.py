@@ -65,11 +65,14 @@ class Explainer:
             looked up there when first needed.
         head (dknn.DkNN): a fitted, calibrated DkNN of ``settings`` to use;
             None: built from the run when first needed.
+        max_tokens (int): the longest input leave-one-out takes.
     """
 
     def __init__(self, model, run=None, *, settings=dknn.Settings(),
-                 field='hypothesis', comm=None, temperature=None, head=None):
+                 field='hypothesis', comm=None, temperature=None, head=None,
+                 max_tokens=nlp_utils.EXPLAIN_TOKENS):
         self.model, self.run, self.comm = model, run, comm
+        self.max_tokens = max_tokens
         self.device = run.device if run is not None else None
         self.settings = settings
         self.field, self.batchsize = field, settings.batchsize
@@ -224,13 +227,20 @@ def title(method, scoring='conformity'):
 
 
 def explain(explainer, xs, method, chunk=64, desc=None):
-    """Run one registered method over many inputs, ``chunk`` at a time
-    (inputs of similar lengths together: less padding)."""
-    order = nlp_utils.length_order(xs)
+    """Run one registered method over many inputs, at most ``chunk`` at a
+    time, and at most :data:`nlp_utils.BATCH_TOKENS` tokens of inputs (the
+    gradient) or :data:`nlp_utils.VARIANT_TOKENS` of their variants
+    (leave-one-out), inputs of similar lengths together. Leave-one-out
+    refuses inputs over ``explainer.max_tokens``."""
+    if INTERPRETERS[method].scores is not None:
+        nlp_utils.check_explainable(xs, explainer.max_tokens)
+        # an input of n tokens makes n + 1 variants of about n tokens
+        groups = nlp_utils.batches(xs, chunk, nlp_utils.VARIANT_TOKENS,
+                                   cost=lambda n: n * (n + 1))
+    else:
+        groups = nlp_utils.batches(xs, chunk)
     out = [None] * len(xs)
-    for i in tqdm(range(0, len(xs), chunk), desc=desc, disable=desc is None,
-                  leave=False):
-        rows = order[i:i + chunk]
+    for rows in tqdm(groups, desc=desc, disable=desc is None, leave=False):
         for r, a in zip(rows, INTERPRETERS[method].explain(
                 explainer, [xs[r] for r in rows])):
             out[r] = a

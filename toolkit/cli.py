@@ -490,6 +490,14 @@ def agree(comm, fingerprint):
     comm.mpi_comm.barrier()   # rank 0 aborts the job; nothing to say here
 
 
+def fingerprint(args, run):
+    """What every MPI rank of one command must share: its flags, the run's
+    settings, model file and data stamps."""
+    setup = {k: v for k, v in run.setup.items() if k != 'run_dir'}
+    return {'flags': settings_of(args), 'setup': setup,
+            'model': run.model_sha256}
+
+
 def communicator(name='naive'):
     """A ChainerMN communicator over the ranks of ``mpiexec`` (for
     ``--distributed``); one line saying how to install MPI if it is

@@ -90,6 +90,7 @@ def reduce(explainer, xs, method='grad', beam=5, log=None, desc=None,
         list of :class:`Reduced`, one per input.
     """
     fld = explainer.field
+    nlp_utils.check_explainable(xs, explainer.max_tokens)
     preds = explainer.predictions(xs)
     out = [Reduced(x, x, [], int(p)) for x, p in zip(xs, preds)]
     state = {i: [_Beam(x, list(range(len(slots(x, fld)))))]
