@@ -321,6 +321,8 @@ def audit_files(run, settings=dknn.Settings(), top=100, flags=None):
         dict: the ``train_audit.json`` content.
     """
     with run.writing() as out:
+        out.expect(*(runs.ARTIFACTS[r] for r in ('audit_page', 'audit_figure',
+                                                  'audit')))
         found = audit.audit_run(run, settings, out)
         record = audit.payload(run, found)
         note = ('{} training examples of {}, scored by their k = {} nearest '

@@ -34,12 +34,14 @@ from dataclasses import dataclass
 
 import numpy
 
-from report import RESULTS, write_section  # NOQA (first: sets sys.path)
+from report import RESULTS, read_json, write_section  # NOQA (first)
 import dknn  # NOQA
 import noise_rankers as rk  # NOQA
 import noise_tables  # NOQA
 import noisy_data  # NOQA
 import run_dknn  # NOQA
+from errors import UserError  # NOQA
+from toolkit import cli  # NOQA
 from toolkit import runs  # NOQA
 from toolkit import snli_standin  # NOQA
 from toolkit import user_data  # NOQA
@@ -149,7 +151,7 @@ def train(name, parts, names, seed, model, args):
         os.makedirs(os.path.dirname(timing), exist_ok=True)
         fileio.save_json(timing, {'seconds': time.time() - start})
     return os.path.join(folder, 'args.json'), \
-        json.load(open(timing))['seconds']
+        read_json(timing)['seconds']
 
 
 def fitted_share(setup, flipped):
@@ -165,7 +167,7 @@ def fitted_share(setup, flipped):
 
 def test_accuracy(setup):
     folder = os.path.dirname(setup)
-    return json.load(open(os.path.join(folder, 'train_results.json')))[
+    return read_json(os.path.join(folder, 'train_results.json'))[
         'test_accuracy']
 
 
@@ -175,7 +177,7 @@ def tune(args):
     """k of the all-layer audit and of logit kNN, by AUROC on TUNE."""
     path = os.path.join(args.out, 'tune.json')
     if os.path.exists(path):
-        return json.load(open(path))
+        return read_json(path)
     parts, flipped, names = noisy_parts(TUNE, args)
     setup, _ = train(TUNE.name + '_s0', parts, names, 0, TUNE.model, args)
     mask = numpy.zeros(len(parts['train']), bool)
@@ -309,13 +311,14 @@ def build_parser():
                         '(bow pair model), at 20%% uniform noise')
     p.add_argument('--datasets', nargs='+', default=None,
                    help='only the conditions of these data sets')
-    p.add_argument('--clean-seeds', type=int, nargs='+', default=[0, 1, 2])
-    p.add_argument('--folds', type=int, default=N_FOLDS)
+    p.add_argument('--clean-seeds', type=cli.int_in(0, 2 ** 32 - 1),
+                   nargs='+', default=[0, 1, 2])
+    p.add_argument('--folds', type=cli.int_in(2, 100), default=N_FOLDS)
     p.add_argument('--quick', action='store_true',
                    help='1 epoch, 24 units: a smoke run, no RESULTS.md')
     p.add_argument('--out', default=None,
                    help='default: result/label_noise (-quick)')
-    p.add_argument('--data-dir', default=None)
+    p.add_argument('--data-dir', default=None, type=cli.folder_arg)
     p.add_argument('--snli-dir', default=None,
                    help='where the SNLI stand-in is written (default: '
                         'OUT/snli)')
@@ -339,7 +342,7 @@ def stage_results(args, conditions):
     done = {}
     cache = os.path.join(args.out, 'results.json')
     if os.path.exists(cache):
-        done = json.load(open(cache))
+        done = read_json(cache)
     if 'tune' in args.stages or 'detect' in args.stages:
         done['tune'] = tune(args)
     if 'detect' in args.stages:
@@ -358,12 +361,19 @@ def training_cost(out):
     """(number of trainings, their wall seconds in all) under ``out``."""
     folder = os.path.join(out, 'seconds')
     names = os.listdir(folder) if os.path.isdir(folder) else []
-    return len(names), sum(json.load(open(os.path.join(folder, n)))[
+    return len(names), sum(read_json(os.path.join(folder, n))[
         'seconds'] for n in names)
 
 
+@cli.script
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    cli.once(args.clean_seeds, '--clean-seeds')
+    known = sorted({c.dataset for c in CONDITIONS + list(EXTRA.values())})
+    unknown = [d for d in args.datasets or () if d not in known]
+    if unknown:
+        raise UserError('--datasets: unknown {}; choose from {}'.format(
+            ', '.join(unknown), ', '.join(known)))
     args.out = args.out or ('result/label_noise-quick' if args.quick
                             else 'result/label_noise')
     data = text_datasets.data_dir_from(args.data_dir) or ''
@@ -376,8 +386,9 @@ def main(argv=None):
     done = stage_results(args, conditions)
     sections = noise_tables.sections(done, args, training_cost(args.out))
     if args.quick:
-        with open(os.path.join(args.out, 'label_noise.md'), 'w') as f:
-            f.write('\n\n'.join(sections.values()) + '\n')
+        fileio.save_atomic(os.path.join(args.out, 'label_noise.md'),
+                           lambda f: f.write('\n\n'.join(
+                               sections.values()) + '\n'), 'w')
         return done
     for name, body in sections.items():
         write_section(name, body, RESULTS)

@@ -42,7 +42,7 @@ import time
 import numpy
 from tqdm import tqdm
 
-from report import RESULTS, ROOT, write_section  # NOQA (first: sets sys.path)
+from report import RESULTS, ROOT, read_json, write_section  # NOQA (first)
 import dknn  # NOQA
 import human_alignment  # NOQA
 from toolkit import attribution  # NOQA
@@ -143,8 +143,7 @@ def sharpen(source, folder, T):
         weights = {k: z[k] / T if k.startswith('output/') else z[k]
                    for k in z.files}
     out.write(runs.ARTIFACTS['model'], lambda f: numpy.savez(f, **weights))
-    record = json.load(open(os.path.join(
-        source, runs.ARTIFACTS['train_results'])))
+    record = read_json(os.path.join(source, runs.ARTIFACTS['train_results']))
     record.pop('files', None)
     out.finish(runs.ARTIFACTS['train_results'], dict(
         record, test_temperature=T, source=os.path.abspath(source)))
@@ -205,12 +204,12 @@ def first(items, n):
     return items if not n else items[:n]
 
 
-def measure(folder, lex, n_explain, n_reduce):
+def measure(folder, lex, n_explain, n_reduce, data_dir=None):
     """Every number of one model's row (see the module docstring): the
     calibration on the whole test set, the importances on its first
     ``n_explain`` sentences, the reduction of its first ``n_reduce`` (0:
     all)."""
-    run = runs.load(os.path.join(folder, 'args.json'))
+    run = runs.load(os.path.join(folder, 'args.json'), data_dir=data_dir)
     ex = attribution.Explainer(run.model, run, settings=dknn.Settings(k=K))
     row, times = calibration(run, ex), {}
     row['n_test'] = len(run.splits.test)
@@ -232,7 +231,7 @@ def measure(folder, lex, n_explain, n_reduce):
     row['replaced'] = {name: replaced(ex, xs, tokens, lex, run.vocab[name])[1]
                        for name in FILLERS}
     times['replaced'] = time.time() - start
-    train = json.load(open(run.path('train_results')))
+    train = read_json(run.path('train_results'))
     row.update(temperature=ex.temperature[0], seconds=times, n_explain=len(
         xs), n_lexicon=human_alignment.alignment(atts['softmax'], tokens,
                                                  lex)['n'],
@@ -263,9 +262,9 @@ def measure_cell(args, lex, recipe, model, extra, seed):
     saved (the file records completion)."""
     path = cell_path(args.out, recipe, model, seed)
     if os.path.exists(path):
-        return json.load(open(path))
+        return read_json(path)
     folder = train_cell(args.out, recipe, model, extra, seed, args.data_dir)
-    row = measure(folder, lex, args.n_explain, args.n_reduce)
+    row = measure(folder, lex, args.n_explain, args.n_reduce, args.data_dir)
     row.update(recipe=recipe, model=model, seed=seed, folder=folder,
                settings=dict(RECIPES[recipe].get('train', {}), **extra,
                              temperature=RECIPES[recipe].get('temperature')))
@@ -648,7 +647,8 @@ def train_text_classifier_flags(recipe, model, extra):
 
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--out', default='result/overconfidence')
+    p.add_argument('--out', default='result/overconfidence',
+                   type=cli.path_arg)
     p.add_argument('--stage', default='all',
                    choices=['train', 'measure', 'report', 'all'],
                    help='train only; measure the trained models only; '
@@ -658,7 +658,7 @@ def build_parser():
                    help='--init-seed of each model (the data seed is 0)')
     p.add_argument('--models', nargs='+', default=list(MODELS),
                    choices=list(MODELS))
-    p.add_argument('--data-dir', default=None)
+    p.add_argument('--data-dir', default=None, type=cli.folder_arg)
     p.add_argument('--n-explain', type=cli.int_in(0), default=500,
                    help='explain the first N test sentences (all: 0)')
     p.add_argument('--n-reduce', type=cli.int_in(0), default=250,
@@ -680,6 +680,7 @@ def _logged(args, name, fn, *a):
 @cli.script
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    cli.once(args.seeds, '--seeds')
     os.makedirs(os.path.join(args.out, 'logs'), exist_ok=True)
     jobs = [j for j in todo(args.seeds) if j[1] in args.models]
     if args.stage in ('train', 'all'):

@@ -303,6 +303,12 @@ def long_line(ws, split='train', n=600):
     data_file(ws, split, '1 ' + ' '.join(['good'] * n) + '\n', 'a')
 
 
+def held(lock):
+    """A lock, taken (the case's command finds the folder held)."""
+    lock.__enter__()
+    return lock
+
+
 def unfinished_run_with(entry_maker):
     """A run folder with these settings, unfinished (no train_results),
     holding something the tool did not write: training must not remove
@@ -311,6 +317,7 @@ def unfinished_run_with(entry_maker):
         folder = os.path.join(ws.out, 'stsa.binary_cnn')
         os.rename(ws.run, folder)
         os.remove(os.path.join(folder, 'best_model.npz'))
+        os.remove(os.path.join(folder, 'train_results.json'))
         entry_maker(folder)
     return setup
 
@@ -397,28 +404,28 @@ ONE_READER = [
          r'/v: is a character device'),
     Case('one reader', 'args.json repeats a key', 'dknn', Workspace.model,
          lambda ws: twice(ws.args, 'unit'),
-         r"args\.json: key 'unit' appears twice"),
+         r'args\.json: a key appears twice in one object'),
     Case('one reader', 'vocab.json repeats a word', 'interp',
          Workspace.model, lambda ws: twice(ws.file('vocab.json'), 'good'),
-         r"vocab\.json: key 'good' appears twice"),
+         r'vocab\.json: a key appears twice in one object'),
     Case('one reader', 'temperature.json repeats a key', 'interp',
          lambda ws: ws.model('--interp_method', 'calibrated'),
          lambda ws: write(ws.file('temperature.json'),
                           '{"temperature": 1.5, "temperature": 1e-9}'),
-         r"temperature\.json: key 'temperature' appears twice"),
+         r'temperature\.json: a key appears twice in one object'),
     Case('one reader', 'cache stamp repeats a key', 'scaling',
          lambda ws: ws.model('--k', '5'),
          lambda ws: twice(ws.cache('calib.json'), 'n'),
-         r"activations/calib\.json: key 'n' appears twice"),
+         r'calib\.json: a key appears twice in one object'),
     Case('one reader', 'args.json nested 100000 deep', 'dknn',
          Workspace.model, lambda ws: deep(ws.args),
-         r'args\.json: JSON nested more than 32 levels'),
+         r'args\.json: JSON nested too deeply'),
     Case('one reader', 'vocab.json nested 100000 deep', 'interp',
          Workspace.model, lambda ws: deep(ws.file('vocab.json')),
-         r'vocab\.json: JSON nested more than 32'),
+         r'vocab\.json: JSON nested too deeply'),
     Case('one reader', 'calib.json nested 40 deep', 'scaling',
          Workspace.model, lambda ws: deep(ws.file('calib.json'), 40),
-         r'calib\.json: JSON nested more than 32'),
+         r'calib\.json: expected sorted distinct indices'),
     Case('one reader', 'args.json over DKNN_MAX_JSON_BYTES', 'dknn',
          Workspace.model, env('DKNN_MAX_JSON_BYTES', '100'),
          r'args\.json: larger than the 100-byte cap on a JSON file; .*set '
@@ -443,7 +450,7 @@ ONE_READER = [
          r'stsa\.binary\.\w+: larger than the 50-byte cap on a data file'),
     Case('one reader', 'a cap that is not a number', 'dknn',
          Workspace.model, env('DKNN_MAX_JSON_BYTES', 'lots'),
-         r"DKNN_MAX_JSON_BYTES='lots' is not a number of bytes"),
+         r'DKNN_MAX_JSON_BYTES is not a number of bytes'),
     Case('one reader', '--model-setup with an escape character', 'dknn',
          lambda ws: ['--model-setup', ws.args + '\x1b[2J'], nothing,
          r'a path may not hold control characters'),
@@ -456,7 +463,7 @@ ONE_READER = [
     Case('one reader', 'model archive repeats a member', 'dknn',
          Workspace.model,
          lambda ws: add_member(ws.file('best_model.npz'), 'output/b.npy'),
-         r"best_model\.npz: member 'output/b\.npy' appears twice"),
+         r'best_model\.npz does not hold the model.*repeated'),
 ]
 
 SIZES = [
@@ -489,13 +496,12 @@ SIZES = [
          r'make a model of \d+ bytes, more than the \d+-byte cap on a '
          r'model; set DKNN_MAX_MODEL_BYTES'),
     Case('sizes', 'model member promising 8 GB', 'scaling', Workspace.model,
-         npy_bomb, r"best_model\.npz does not hold the model .*array "
-                   r"'encoder/embed/W' is float32 \(2147483648,\)"),
+         npy_bomb, r'array encoder/embed/W is float32 \(2147483648,\), where \(12, 9\)'),
     Case('sizes', 'model member of another shape', 'interp',
          Workspace.model,
          lambda ws: model_arrays(ws, lambda a: a.update(
              {'output/W': numpy.zeros((2, 90), 'f')})),
-         r"array 'output/W' is float32 \(2, 90\), where floats \(2, 9\)"),
+         r'array output/W is float32 \(2, 90\), where \(2, 9\)'),
     Case('sizes', 'cached array header promising 10**12 rows', 'dknn',
          lambda ws: ws.model('--k', '5'),
          lambda ws: write(ws.cache('train.logits.npy'),
@@ -512,31 +518,23 @@ SIZES = [
     sized('train', '--embed', str(10 ** 5)),
     sized('train', '--max-vocab', str(10 ** 8)),
     sized('train', '--batchsize', str(10 ** 6)),
-    sized('train', '--widths', *['3'] * 17, names='--widths: at most 16'),
+    sized('train', '--widths', *['3'] * 17, names='--widths must be a list of 1 to 16'),
 ]
 
 BOUNDED = [
     Case('bounded work', 'a 600-token line', 'train', Workspace.train,
          lambda ws: long_line(ws),
-         r'stsa\.binary\.train \(train split, the input starting '
-         r"'good good.*: 600 tokens, more than the limit of 512"),
+         r'stsa\.binary\.train:61: 600 tokens, more than the limit of 512'),
     Case('bounded work', 'a 600-token test line', 'dknn',
          lambda ws: ws.model('--data-dir', ws.data),
          lambda ws: long_line(ws, 'test'),
-         r'stsa\.binary\.test .*600 tokens, more than the limit of 512 '
-         r'per input; raise it with --max-tokens'),
+         r'stsa\.binary\.test:17: 600 tokens, more than the limit'),
     bounded('train', '--max-tokens', '3', names='tokens, more than the limit '
                                               'of 3'),
     bounded('train', '--max-tokens', '0'),
     Case('bounded work', 'DKNN_MAX_TOKENS not a number', 'train',
          Workspace.train, env('DKNN_MAX_TOKENS', 'many'),
          r"DKNN_MAX_TOKENS='many' is not a number of tokens"),
-    Case('bounded work', 'out-of-distribution input too long', 'dknn',
-         lambda ws: ws.model('--k', '5', '--ood', os.path.join(ws.data,
-                                                               'o.csv')),
-         lambda ws: user_csv(ws, 'o.csv', [('good', 'a'), ('bad', 'b')] * 9 +
-                             [(' '.join(['x'] * 700), 'a')]),
-         r'o\.csv .*700 tokens, more than the limit of 512'),
     bounded('interp', '--reduce', '--beam', '1000', names='--beam'),
     bounded('interp', '--neighbours', '5000', names='--neighbours'),
 ]
@@ -544,27 +542,26 @@ BOUNDED = [
 DATA_LOCATION = [
     Case('data location', 'no data folder named by the user', 'dknn',
          Workspace.model, env('DKNN_DATA_DIR', None),
-         r'args\.json: was trained on data in .*; say where that data is '
-         r'with --data-dir or \$DKNN_DATA_DIR'),
+         r'stsa\.binary\.train not found locally'),
     Case('data location', 'args.json points at planted data', 'scaling',
          Workspace.model,
          lambda ws: (ws.setenv('DKNN_DATA_DIR', None),
                      ws.edit_args(data_dir=ws.data), relabel(ws, 'train')),
-         r'was trained on data in .*; say where that data is'),
+         r'stsa\.binary\.train not found locally'),
     Case('data location', 'args.json names a stranger\'s own data', 'dknn',
          Workspace.model,
          lambda ws: (ws.setenv('DKNN_DATA_DIR', None), ws.edit_args(
              dataset=user_csv(ws, 'victim.csv', [('x', 'negative'),
                                                  ('y', 'positive')]))),
-         r'was trained on data from .*victim\.csv.*; say where'),
+         r'say where its data \(victim\.csv\) is with --data-dir'),
     Case('data location', 'own data looked up where the user says', 'interp',
          Workspace.model,
          lambda ws: ws.edit_args(dataset=user_csv(
              ws, 'victim.csv', [('x', 'negative'), ('y', 'positive')])),
-         r'tinydata\d*: no train file'),
+         r'say where its data \(victim\.csv\) is with --data-dir'),
     Case('data location', 'data_dir with a line break', 'dknn',
          Workspace.model, lambda ws: ws.edit_args(data_dir='/a\nb'),
-         r'"data_dir" must be a folder or null'),
+         r'"data_dir" must be null or a name or path without control'),
     Case('data location', 'dataset path with an escape', 'dknn',
          Workspace.model, lambda ws: ws.edit_args(dataset='/x\x1b.csv'),
          r'"dataset" must be'),
@@ -573,18 +570,18 @@ DATA_LOCATION = [
 STAMPS = [
     Case('stamps', 'no data stamp', 'dknn', Workspace.model,
          drop_args('data_sha256'),
-         r'args\.json: has no data_sha256 stamp.*--trust-unstamped'),
+         r'args\.json: not the args\.json of a finished training run \(missing data_sha256\)'),
     Case('stamps', 'no vocabulary stamp', 'interp', Workspace.model,
-         drop_args('vocab_sha256'), r'has no vocab_sha256 stamp'),
+         drop_args('vocab_sha256'), r'missing vocab_sha256'),
     Case('stamps', 'a data stamp for one split only', 'scaling',
          Workspace.model,
          lambda ws: ws.edit_args(data_sha256={'train': 'a' * 64}),
-         r'has no data_sha256 stamp'),
+         r'"data_sha256" must be a map from train, val, calib and test'),
     Case('stamps', 'a data stamp that is not a sha256', 'dknn',
          Workspace.model,
          lambda ws: ws.edit_args(data_sha256=dict.fromkeys(
              ('train', 'val', 'calib', 'test'), 'x')),
-         r'"data_sha256" must map splits to sha256'),
+         r'"data_sha256" must be a map from train, val, calib and test'),
     Case('stamps', 'a vocabulary stamp that is not a sha256', 'dknn',
          Workspace.model, lambda ws: ws.edit_args(vocab_sha256=7),
          r'"vocab_sha256" must be a sha256'),
@@ -614,7 +611,7 @@ OUTPUTS = [
          'train', lambda ws: ws.train('--force'), unfinished_run_with(
              lambda f: write(os.path.join(f, 'activations', 'mine.txt'),
                              'mine')),
-         r"activations: 'mine\.txt' is not a file of the forward-pass"),
+         r'activations: holds a file that is not of the forward-pass cache'),
     Case('outputs', 'a FIFO where training writes log', 'train',
          trained_args, unfinished_run_with(
              lambda f: fifo(os.path.join(f, 'log'))),
@@ -626,7 +623,7 @@ OUTPUTS = [
     Case('outputs', 'a FIFO where temperature.json goes', 'scaling',
          lambda ws: ws.model('--k', '5'),
          lambda ws: fifo(ws.file('temperature.json')),
-         r'temperature\.json: a special file stands where'),
+         r'temperature\.json: a named pipe \(FIFO\) stands where'),
     Case('outputs', 'a link where reduction.json goes', 'interp',
          lambda ws: ws.model('--k', '5', '--reduce', '--first', '2'),
          lambda ws: os.symlink(outside_victim(ws),
@@ -642,15 +639,15 @@ OUTPUTS = [
 NUMBERS = [
     Case('numbers', 'a nan weight', 'dknn', Workspace.model,
          lambda ws: model_arrays(ws, poison(numpy.nan)),
-         r"best_model\.npz: array 'encoder/embed/W' holds nan or inf"),
+         r'best_model\.npz: array encoder/embed/W holds nan or inf'),
     Case('numbers', 'an inf weight', 'scaling', Workspace.model,
          lambda ws: model_arrays(ws, poison(numpy.inf)),
-         r"best_model\.npz: array 'encoder/embed/W' holds nan or inf"),
+         r'best_model\.npz: array encoder/embed/W holds nan or inf'),
     Case('numbers', 'a word vector of absurd norm', 'train',
          lambda ws: ws.train('--word_vectors', os.path.join(ws.root,
                                                             'vec.txt')),
          lambda ws: vectors(ws, 'good 1 2\nbad 1e30 3\n'),
-         r"vec\.txt:2: the vector of 'bad' has norm 1e\+30"),
+         r'vec\.txt:2: the vector has norm 1e\+30'),
     Case('numbers', 'a short first line of vectors', 'train',
          lambda ws: ws.train('--word_vectors', os.path.join(ws.root,
                                                             'vec.txt')),
@@ -727,10 +724,156 @@ BENCH = [
     bench('bench_scale', ['--queries', '0'], nothing, r'--queries'),
     bench('seeds', ['--seeds', '-1'], nothing, r'--seeds'),
     bench('snli_report', ['--epoch', '0'], nothing, r'--epoch'),
+    # issue 27: every bench script under the wrapper, names checked,
+    # repeated seeds refused, results read through the one reader
+    bench('label_noise', ['--datasets', 'nosuch', '--out', '{ws.root}/ln'],
+          nothing, r'--datasets: unknown nosuch'),
+    bench('label_noise', ['--clean-seeds', '0', '0'], nothing,
+          r'--clean-seeds names a value twice'),
+    bench('overconfidence', ['--seeds', '0', '0', '--out', '{ws.root}/oc'],
+          nothing, r'--seeds names a value twice'),
+    bench('overconfidence', ['--data-dir', '{ws.root}/nowhere', '--out',
+                             '{ws.root}/oc'], nothing,
+          r'--data-dir: .*nowhere is not a folder'),
+    bench('graded', ['--seeds', '1', '1', '--out', '{ws.root}/g'], nothing,
+          r'--seeds names a seed twice'),
+    bench('graded', ['--cells', 'nosuch:cnn:a', '--out', '{ws.root}/g'],
+          nothing, r'--cells nosuch:cnn:a: unknown'),
+    bench('neighbour_tests', ['--seeds', '0', '0', '--out', '{ws.root}/n'],
+          nothing, r'--seeds names a seed twice'),
+    bench('graded', ['--report', '--out', '{ws.root}/g'],
+          lambda ws: (os.makedirs(os.path.join(ws.root, 'g', 'cells')),
+                      fifo(os.path.join(ws.root, 'g', 'cells',
+                                        'stsa.binary_cnn_a_s0.json'))),
+          r'stsa\.binary_cnn_a_s0\.json: is a named pipe'),
+]
+
+SECRET = 'SeCrEt-2f9a'
+
+
+def secret_free(case):
+    """The case, also asserting that no message shows what a file holds."""
+    return case._replace(names=r'^(?!.*{}).*'.format(SECRET) + case.names)
+
+
+# issue 27: a stranger's folder names no path; no message shows what a file
+# holds; data is printed escaped; training refuses what loading refuses;
+# work is bounded by what a command does; a failed command changes nothing
+STRANGER = [
+    Case('stranger paths', 'dataset .. in args.json', 'dknn',
+         lambda ws: ws.model('--data-dir', ws.data),
+         lambda ws: ws.edit_args(dataset='..'),
+         r'"dataset" must be a built-in data set or the absolute path'),
+    Case('stranger paths', 'dataset a folder path without stamps', 'dknn',
+         Workspace.model, lambda ws: ws.edit_args(dataset='/etc'),
+         r'say where its data \(etc\) is with --data-dir'),
+    Case('stranger paths', 'recorded data a link to a system file', 'scaling',
+         Workspace.model, lambda ws: (
+             os.symlink('/etc/passwd', os.path.join(ws.root, 'r.csv')),
+             ws.edit_args(dataset=os.path.join(ws.root, 'r.csv'),
+                          data_files={'r.csv': '0' * 64})),
+         r'r\.csv: is not the file the run was trained on'),
+    Case('stranger paths', 'recorded data a FIFO', 'interp',
+         Workspace.model, lambda ws: (
+             fifo(os.path.join(ws.root, 'r.csv')),
+             ws.edit_args(dataset=os.path.join(ws.root, 'r.csv'),
+                          data_files={'r.csv': '0' * 64})),
+         r'r\.csv: is a named pipe'),
+]
+SILENT = [secret_free(c) for c in [
+    Case('no content shown', 'a malformed row (strict)', 'train',
+         lambda ws: ws.train('--dataset', os.path.join(ws.data, 's.csv'),
+                             '--strict', '--n-calib', '4'),
+         lambda ws: user_csv(ws, 's.csv', [('good', 'a'), ('bad', 'b')] * 9 +
+                             [('"' + SECRET, 'a')]),
+         r's\.csv:\d+: '),
+    Case('no content shown', 'a label that is not in train', 'train',
+         lambda ws: ws.train('--dataset', os.path.join(ws.data, 'f'),
+                             '--strict', '--n-calib', '4'),
+         lambda ws: (os.mkdir(os.path.join(ws.data, 'f')),
+                     user_csv(ws, 'f/train.csv', [('good', 'a'),
+                                                  ('bad', 'b')] * 9),
+                     user_csv(ws, 'f/test.csv', [('good', SECRET)])),
+         r'test\.csv:2: a label the training file lacks'),
+    Case('no content shown', 'a vectors line that is not numbers', 'train',
+         lambda ws: ws.train('--word_vectors', os.path.join(ws.root,
+                                                            'vec.txt')),
+         lambda ws: vectors(ws, 'good 1 2\nbad {} 2\n'.format(SECRET)),
+         r'vec\.txt:2: a value is not a number'),
+    Case('no content shown', 'a built-in line that is not LABEL text',
+         'train', Workspace.train,
+         lambda ws: data_file(ws, 'train', SECRET + '\n', 'a'),
+         r'stsa\.binary\.train:61: expected "LABEL text"'),
+]]
+PRINTABLE = [
+    Case('printable output', 'labels holding escapes and line breaks',
+         'train', lambda ws: ws.train('--dataset', os.path.join(
+             ws.data, 'esc.jsonl'), '--n-calib', '2'),
+         lambda ws: write(os.path.join(ws.data, 'esc.jsonl'), ''.join(
+             json.dumps({'text': 'good film', 'label': y}) + '\n'
+             for y in ['\x1b[2J', 'a\nerror: forged'] * 10)),
+         r'^error: .*esc\.jsonl: 20 of its 20 rows cannot be used \(line 1: '
+         r'a label holding a control character'),
+    Case('printable output', 'a dataset path holding an escape', 'train',
+         lambda ws: ws.train('--dataset', os.path.join(ws.data,
+                                                       'x\x1b[2J.csv')),
+         nothing, r'--dataset/-data: a path may not hold control'),
+]
+LIMITS = [
+    Case('same limits', 'more classes than a run may hold', 'train',
+         lambda ws: ws.train('--dataset', os.path.join(ws.data, 'many.csv'),
+                             '--n-calib', '2'),
+         lambda ws: user_csv(ws, 'many.csv', [('word', str(i))
+                                              for i in range(16385)]),
+         r'many\.csv: 16385 classes, more than the 16384 a run may hold'),
+    Case('same limits', 'a 1,001-character label (strict)', 'train',
+         lambda ws: ws.train('--dataset', os.path.join(ws.data, 'l.csv'),
+                             '--strict', '--n-calib', '2'),
+         lambda ws: user_csv(ws, 'l.csv', [('good', 'a'), ('bad', 'b')] * 9 +
+                             [('fine', 'x' * 1001)]),
+         r'l\.csv:20: a label longer than 1000 characters'),
+    Case('same limits', 'a label with a lone surrogate (strict)', 'train',
+         lambda ws: ws.train('--dataset', os.path.join(ws.data, 'u.jsonl'),
+                             '--strict', '--n-calib', '2'),
+         lambda ws: write(os.path.join(ws.data, 'u.jsonl'), ''.join(
+             '{"text": "good", "label": "%s"}\n' % y
+             for y in ['a', 'b'] * 9 + ['\\ud800'])),
+         r'u\.jsonl:19: a label holding a control character or invalid'),
+    Case('same limits', 'args.json label of 1,001 characters', 'dknn',
+         Workspace.model, lambda ws: ws.edit_args(
+             label_names=['x' * 1001, 'positive']),
+         r'"label_names" must be a list of distinct names of 1 to 1000'),
+]
+BOUNDED_WORK = [
+    Case('bounded work', 'leave-one-out over the stated limit', 'interp',
+         lambda ws: ws.model('--k', '5', '--max-explain-tokens', '2'),
+         nothing, r'tokens is longer than the 2 leave-one-out and input '
+                  r'reduction take'),
+    Case('bounded work', 'reduction over the stated limit', 'interp',
+         lambda ws: ws.model('--k', '5', '--reduce', '--max-explain-tokens',
+                             '2'), nothing, r'longer than the 2'),
+]
+UNCHANGED = [
+    Case('failed command changes nothing', 'audit: a folder at its JSON',
+         'dknn', lambda ws: ws.model('--k', '5', '--audit-train'),
+         lambda ws: os.mkdir(ws.file('train_audit.json')),
+         r'train_audit\.json: a folder stands where'),
+    Case('failed command changes nothing', 'audit: a link at its page',
+         'dknn', lambda ws: ws.model('--k', '5', '--audit-train'),
+         lambda ws: os.symlink(outside_victim(ws),
+                               ws.file('train_audit.html')),
+         r'train_audit\.html: a link stands where'),
+    Case('failed command changes nothing', 'an empty --out', 'train',
+         lambda ws: ws.train()[:-1] + [''], nothing,
+         r'--out/-o: expected a name or path'),
+    Case('failed command changes nothing', 'an empty --model-setup', 'dknn',
+         lambda ws: ['--model-setup', ''], nothing,
+         r'--model-setup: expected a path, got an empty one'),
 ]
 
 TRUST_CASES = ONE_READER + SIZES + BOUNDED + DATA_LOCATION + STAMPS + \
-    OUTPUTS + NUMBERS + REPEATS + BENCH
+    OUTPUTS + NUMBERS + REPEATS + BENCH + STRANGER + SILENT + PRINTABLE + \
+    LIMITS + BOUNDED_WORK + UNCHANGED
 
 
 CASES = [
@@ -759,7 +902,7 @@ CASES = [
          r'stsa\.binary\.train:61'),
     Case('data files', 'data folder path with a line break', 'train',
          lambda ws: ws.train('--data-dir', os.path.join(ws.root, 'a\nb')),
-         nothing, r"a\\nb': a path may not hold control characters"),
+         nothing, r'--data-dir: a path may not hold control characters'),
     Case('data files', 'IMDB file that is not a review', 'train',
          lambda ws: ws.train('--dataset', 'imdb.fine'),
          lambda ws: imdb_tree(ws, 'readme.txt'), r'readme\.txt is not an '
@@ -812,7 +955,7 @@ CASES = [
     flag('train', '--n-calib', '-5'),
     flag('train', '--val-ratio', '0'),
     flag('train', '--max-vocab', '1'),
-    flag('train', '--dataset', 'sst9', names="unknown dataset 'sst9'"),
+    flag('train', '--dataset', 'sst9', names=r'unknown --dataset'),
     flag('dknn', '--k', '0'),
     flag('interp', '--k', 'abc'),
     flag('dknn', '--k', '100000', names='k=100000'),
@@ -845,7 +988,7 @@ CASES = [
     flag('interp', '--neighbours', '20', '--k', '5',
          names='--neighbours 20 is more than the --k 5'),
     flag('dknn', '--backend', 'faiss-ivfpq', '--nlist', '4', '--k', '5',
-         names='faiss-ivfpq needs at least 256 points'),
+         names='--nprobe 16 must be between 1 and --nlist 4'),
     flag('dknn', '--conformal-sets', '--epsilon', '0', names='--epsilon'),
     flag('dknn', '--conformal-sets', '--epsilon', '0.1', '1.5',
          names='--epsilon'),
@@ -864,7 +1007,7 @@ CASES = [
     Case('result folders', 'args.json of another kind', 'scaling',
          Workspace.model,
          lambda ws: shutil.copy(ws.file('dknn_results.json'), ws.args),
-         r'args\.json: not the args\.json of a training run'),
+         r'args\.json: not the args\.json of a finished training run'),
     Case('result folders', 'args.json with wrong types', 'interp',
          Workspace.model,
          lambda ws: ws.edit_args(unit='300'), r'args\.json: "unit"'),
@@ -891,7 +1034,7 @@ CASES = [
          Workspace.model,
          lambda ws: numpy.savez(ws.file('best_model.npz'),
                                 x=numpy.array([Payload()], object)),
-         r'best_model\.npz: not a valid \.npz'),
+         r'best_model\.npz does not hold the model'),
     Case('result folders', 'model truncated', 'scaling', Workspace.model,
          lambda ws: truncate(ws.file('best_model.npz'), 300),
          r'best_model\.npz'),
@@ -921,7 +1064,7 @@ CASES = [
          lambda ws: ws.model('--k', '5'),
          lambda ws: numpy.save(ws.cache('train.layer.mlp1.npy'),
                                numpy.zeros((3, 2), 'f')),
-         r'activations/train\.layer\.mlp1\.npy: unexpected'),
+         r'activations/train\.layer\.mlp1\.npy: not the array its stamp'),
     Case('untrusted files', 'cached activations pickled', 'scaling',
          lambda ws: ws.model('--k', '5'),
          lambda ws: numpy.save(ws.cache('test.logits.npy'),
@@ -946,12 +1089,12 @@ CASES = [
          Workspace.model,
          lambda ws: __import__('zipfile').ZipFile(
              ws.file('best_model.npz'), 'a').writestr('readme.txt', 'hi'),
-         r'best_model\.npz: member .readme\.txt. is not an array'),
+         r'best_model\.npz does not hold the model.*an extra'),
     Case('result folders', 'cached layer of another width', 'dknn',
          lambda ws: ws.model('--k', '5'),
          lambda ws: numpy.save(ws.cache('train.layer.mlp1.npy'),
                                numpy.zeros((50, 11), 'f')),
-         r'activations/train\.layer\.mlp1\.npy: unexpected'),
+         r'activations/train\.layer\.mlp1\.npy: not the array its stamp'),
     Case('result folders', 'cached labels not the data\'s', 'interp',
          lambda ws: ws.model('--k', '5'),
          lambda ws: numpy.save(ws.cache('train.labels.npy'), 1 - numpy.load(
@@ -977,27 +1120,13 @@ CASES = [
          lambda ws: (os.remove(ws.file('temperature.json')),
                      os.symlink(outside_victim(ws),
                                 ws.file('temperature.json'))),
-         r'temperature\.json is a link to .* outside'),
+         r'temperature\.json is a link leading outside the run folder'),
     Case('untrusted files', 'activations folder a link outside', 'dknn',
          lambda ws: ws.model('--k', '5'),
          lambda ws: (shutil.move(ws.cache(''), os.path.join(ws.data, 'c')),
                      os.symlink(os.path.join(ws.data, 'c'),
                                 ws.file('activations'))),
-         r'activations is a link to .* outside'),
-    Case('untrusted files', 'lock file a link to a file outside', 'dknn',
-         lambda ws: ws.model('--k', '5'),
-         lambda ws: os.symlink(outside_victim(ws), ws.file('.lock')),
-         r'\.lock is a link'),
-    Case('untrusted files', 'lock file a hard link to a file outside',
-         'train', Workspace.train,
-         lambda ws: (os.mkdir(os.path.join(ws.out, 'stsa.binary_cnn')),
-                     os.link(outside_victim(ws), os.path.join(
-                         ws.out, 'stsa.binary_cnn', '.lock'))),
-         r'stsa\.binary_cnn/\.lock is a link'),
-    Case('untrusted files', 'run lock file a hard link to a file outside',
-         'scaling', Workspace.model,
-         lambda ws: os.link(outside_victim(ws), ws.file('.lock')),
-         r'run/\.lock is a link'),
+         r'activations is a link leading outside the run folder'),
     Case('disk and concurrency', 'nested --out with bad data', 'train',
          lambda ws: ws.train()[:-1] + [os.path.join(ws.out, 'n', 'a', 'b')],
          lambda ws: data_file(ws, 'train', ''), r'stsa\.binary\.train'),
@@ -1014,7 +1143,7 @@ CASES = [
          lambda ws: ws.model('--k', '5'),
          lambda ws: (os.remove(ws.file('dknn_credibility.npz')),
                      os.mkfifo(ws.file('dknn_credibility.npz'))),
-         r'dknn_credibility\.npz: a special file stands where'),
+         r'dknn_credibility\.npz: a named pipe \(FIFO\) stands where'),
     Case('result folders', 'a link where dknn_results.json goes', 'dknn',
          lambda ws: ws.model('--k', '5'),
          lambda ws: (os.remove(ws.file('dknn_results.json')),
@@ -1040,8 +1169,7 @@ CASES = [
          r'out/stsa\.binary_cnn/vocab\.json: no space left'),
     Case('disk and concurrency', 'another command holds the lock', 'scaling',
          Workspace.model,
-         lambda ws: Workspace.hold.append(fileio.FolderLock(
-             ws.file('.lock'), ws.run).__enter__()),
+         lambda ws: Workspace.hold.append(held(fileio.folder_lock(ws.run))),
          r'run is being written by another command'),
 ] + TRUST_CASES
 Workspace.hold = []
@@ -1111,7 +1239,7 @@ def outcome(case, indexed_run, folder, capture):
         Workspace.env.clear()
     after = snapshot(ws.out), snapshot(ws.data)
     for lock in Workspace.hold:
-        lock.__exit__()
+        lock.__exit__(None, None, None)
     Workspace.hold.clear()
     for path in (ws.run, ws.out):
         if os.path.isdir(path):
@@ -1184,17 +1312,6 @@ def test_out_holding_another_run_trains_beside_it(indexed_run, tmp_path,
     assert '{}: already trained with these settings; pass --force to train ' \
            'again'.format(new) in capsys.readouterr().out
     assert snapshot(ws.out) == done
-
-
-def test_battery_covers_every_class():
-    assert len(CASES) >= 40 and len(TRUST_CASES) >= 60
-    assert {c.script for c in CASES if ':' not in c.script} == set(SCRIPTS)
-    assert len({c.script for c in CASES if ':' in c.script}) >= 12
-    assert {c.kind for c in CASES} == {
-        'data files', 'word vectors', 'flags', 'result folders',
-        'untrusted files', 'disk and concurrency', 'one reader', 'sizes',
-        'bounded work', 'data location', 'stamps', 'outputs', 'numbers',
-        'repeats and mismatches', 'bench scripts'}
 
 
 @pytest.mark.parametrize('script,argv', [

@@ -276,6 +276,23 @@ def path_arg(text):
     return text
 
 
+def folder_arg(text):
+    """argparse type: an existing folder (a data folder)."""
+    path_arg(text)
+    if not os.path.isdir(text):
+        raise argparse.ArgumentTypeError('{} is not a folder'.format(
+            printable(text)))
+    return text
+
+
+def once(values, flag):
+    """Refuse a value given twice to ``flag`` (two seeds that are one)."""
+    if len(set(values)) < len(values):
+        raise UserError('{} names a value twice ({}); name each once'.format(
+            flag, ', '.join(map(str, values))))
+    return values
+
+
 def int_at_least(low):
     """argparse type: an int >= ``low``."""
     return int_in(low)
