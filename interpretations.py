@@ -61,6 +61,7 @@ def build_parser():
         '--distributed': cli.DISTRIBUTED,
         '--quiet': 'do not print ranked words'})
     cli.add_dknn_flags(p)
+    cli.add_tag_flag(p)
     cli.add_device_args(p)
     return p
 
@@ -97,15 +98,15 @@ def print_ranked(rec, methods, label_names):
         print('  neighbour [{}] {}'.format(show(label_names[y]), show(s)))
 
 
-def reduce_command(explainer, indices, method, beam, flags=None):
+def reduce_command(explainer, indices, method, beam, flags=None, tag=None):
     """``--reduce``: reduce, write the files, print the summary."""
     payload = explanations.reduce_run(explainer, indices, method, beam,
-                                      flags)
+                                      flags, tag)
     if cli.is_rank0():
         print(render.reduction_table(payload['summary']))
-        print('{} inputs reduced in {:.1f} s; wrote reduction.json, .png, '
-              '.html in {}'.format(len(payload['examples']),
-                                   payload['seconds'], explainer.run.folder))
+        print('{} inputs reduced in {:.1f} s; wrote {} in {}'.format(
+            len(payload['examples']), payload['seconds'],
+            ', '.join(payload.pop('written')), explainer.run.folder))
     return payload
 
 
@@ -123,7 +124,7 @@ def main(argv=None):
     flags = cli.settings_of(args)
     if args.reduce:
         return reduce_command(explainer, indices, args.reduce_by, args.beam,
-                              flags)
+                              flags, args.tag)
     methods = parse_methods(args.interp_method)
     if args.neighbours > settings.k:
         raise UserError('--neighbours {} is more than the --k {} neighbours '
@@ -131,15 +132,17 @@ def main(argv=None):
                                                            settings.k))
     payload, records, base = explanations.explain_run(
         explainer, methods, indices, args.neighbours, args.figure,
-        args.faithfulness, args.artifacts, flags)
+        args.faithfulness, args.artifacts, flags, args.tag)
     if not cli.is_rank0():
         return payload
     if not args.quiet:
         for rec in records:
             print_ranked(rec, methods, run.label_names)
-    print('wrote {}.html, .json{}{} in {}'.format(
-        base, ', .png' if args.figure else '',
-        ', _faithfulness.md' if args.faithfulness else '', run.folder))
+    if 'temperature' in payload:
+        print('calibrated: T = {:.4f} ({})'.format(
+            payload['temperature']['T'], payload['temperature']['source']))
+    print('wrote {} in {}'.format(', '.join(payload.pop('written')),
+                                  run.folder))
     return payload
 
 

@@ -37,6 +37,7 @@ from toolkit import cli
 from toolkit import conformal
 from toolkit import metrics
 from toolkit import render
+from toolkit import runfiles
 from toolkit import runs
 from toolkit import fileio
 from toolkit import uncertainty
@@ -55,6 +56,7 @@ def build_parser():
                      'the run\'s activations/ cache'})
     add_uncertainty_args(p)
     add_audit_args(p)
+    cli.add_tag_flag(p)
     cli.add_device_args(p)
     return p
 
@@ -117,7 +119,7 @@ def summarise(out, labels, softmax_pred, n_bins=metrics.N_BINS):
     """Accuracy, agreement with the softmax, credibility of right and wrong
     predictions and ECE of one scoring rule's output."""
     correct = out.pred == labels
-    mean = lambda a: float(a.mean()) if len(a) else float('nan')  # NOQA
+    mean = lambda a: float(a.mean()) if len(a) else None  # NOQA: none
     return {'accuracy': mean(correct),
             'agreement_with_softmax': mean(out.pred == softmax_pred),
             'credibility_correct': mean(out.credibility[correct]),
@@ -227,10 +229,12 @@ def credibility_arrays(outs, labels):
 def report(results, scorings):
     """Print one row for softmax and one per scoring rule."""
     row = '{:<22} {:>9} {:>9} {:>10} {:>10} {:>7}'
-    fmt = lambda *xs: ['' if x is None else '%.4f' % x for x in xs]  # NOQA
+    # None: no example to average (cred(bad) with no error) is shown '-'
+    fmt = lambda *xs: ['-' if x is None else x if isinstance(x, str)  # NOQA
+                       else '%.4f' % x for x in xs]
     print(row.format('', 'accuracy', 'agree', 'cred(ok)', 'cred(bad)', 'ECE'))
     sm = results['softmax']
-    print(row.format('softmax', *fmt(sm['accuracy'], None, None, None,
+    print(row.format('softmax', *fmt(sm['accuracy'], '', '', '',
                                      sm['ece'])))
     for s in scorings:
         r = results[s]
@@ -283,7 +287,7 @@ def outputs_of(uses):
 
 
 def evaluate_run(run, settings=dknn.Settings(), scorings=dknn.PAPER,
-                 comm=None, uses=None, flags=None):
+                 comm=None, uses=None, flags=None, tag=None):
     """:func:`evaluate`, writing the forward passes, then
     ``dknn_credibility.npz`` and the figures, then ``dknn_results.json``
     (last: it records completion) into the run folder. Returns the
@@ -294,25 +298,36 @@ def evaluate_run(run, settings=dknn.Settings(), scorings=dknn.PAPER,
         uses: parsed flags of :func:`add_uncertainty_args` (None: none),
             for :func:`uncertainty_reports`.
         flags (dict): the command's settings, kept in the results.
+        tag (str): ``--tag``: the files get ``_TAG`` (kept beside others).
+
+    A set written before with other settings is replaced, and the figures
+    it has and this one has not are removed (said in one line).
     """
     if uses is not None and (uses.conformal_sets or uses.ood or
                              uses.selective):
         dknn.require_calibration(len(run.examples('calib')))
+    names = {role: runfiles.tagged(runs.ARTIFACTS[role], tag)
+             for role in outputs_of(uses)}
     with run.writing(comm) as out:
-        out.expect(*(runs.ARTIFACTS[role] for role in outputs_of(uses)))
+        out.expect(*names.values())
+        if out.folder is not None:
+            runfiles.replace_set(out, names['dknn_results'],
+                                 set(names.values()))
         results, outs, head = evaluate(run, settings, scorings, comm, out)
         figures = uncertainty_reports(run, head, results, uses) \
             if uses is not None else {}
         arrays = credibility_arrays(outs, run.forward('test').labels)
-        out.write(runs.ARTIFACTS['credibility'], fileio.npz_writer(arrays))
+        out.write(names['credibility'], fileio.npz_writer(arrays))
         for role, fig in figures.items():
-            out.write(runs.ARTIFACTS[role], render.png_writer(fig))
+            out.write(names[role], render.png_writer(fig))
         results['settings'] = dict(flags or {}, dknn=settings.public())
-        out.finish(runs.ARTIFACTS['dknn_results'], results)
+        out.finish(names['dknn_results'], results)
+    results['written'] = list(out.written)
     return results
 
 
-def audit_files(run, settings=dknn.Settings(), top=100, flags=None):
+def audit_files(run, settings=dknn.Settings(), top=100, flags=None,
+                tag=None):
     """:func:`toolkit.audit.audit_run`, writing the forward passes, then
     ``train_audit.html`` and ``.png``, then ``train_audit.json`` (last: it
     records completion) into the run folder.
@@ -320,9 +335,10 @@ def audit_files(run, settings=dknn.Settings(), top=100, flags=None):
     Returns:
         dict: the ``train_audit.json`` content.
     """
+    names = {r: runfiles.tagged(runs.ARTIFACTS[r], tag)
+             for r in ('audit_page', 'audit_figure', 'audit')}
     with run.writing() as out:
-        out.expect(*(runs.ARTIFACTS[r] for r in ('audit_page', 'audit_figure',
-                                                  'audit')))
+        out.expect(*names.values())
         found = audit.audit_run(run, settings, out)
         record = audit.payload(run, found)
         note = ('{} training examples of {}, scored by their k = {} nearest '
@@ -332,14 +348,15 @@ def audit_files(run, settings=dknn.Settings(), top=100, flags=None):
                     len(found.p), run.folder, found.k,
                     ', '.join(found.layers), found.k * len(found.layers),
                     len(run.examples('calib'))))
-        out.write(runs.ARTIFACTS['audit_page'], lambda f: f.write(
+        out.write(names['audit_page'], lambda f: f.write(
             render.audit_page('Training-set audit', audit.page_records(
                 run, found, top), note)), 'w')
-        out.write(runs.ARTIFACTS['audit_figure'], render.png_writer(
+        out.write(names['audit_figure'], render.png_writer(
             render.plot_audit_scores(found.p, found.out.pred != found.labels,
                                      audit.ALPHA)))
         record['settings'] = dict(flags or {}, dknn=settings.public())
-        out.finish(runs.ARTIFACTS['audit'], record)
+        out.finish(names['audit'], record)
+    record['written'] = list(out.written)
     return record
 
 
@@ -347,9 +364,9 @@ def audit_line(record):
     """The one line ``--audit-train`` prints."""
     s = record['summary']
     return ('audit: {} training examples; {} with p < {:g} for their own '
-            'label; suggested label differs for {}; wrote {}, .html, .png'
-            .format(s['n_train'], s['below_alpha'], s['alpha'],
-                    s['suggested_differs'], runs.ARTIFACTS['audit']))
+            'label; suggested label differs for {}; wrote {}'.format(
+                s['n_train'], s['below_alpha'], s['alpha'],
+                s['suggested_differs'], ', '.join(record['written'])))
 
 
 def check_audit_flags(args):
@@ -370,7 +387,7 @@ def main(argv=None):
         check_audit_flags(args)
         record = audit_files(runs.from_args(args, cached=not args.rebuild),
                              cli.dknn_settings(args), args.audit_top,
-                             cli.settings_of(args))
+                             cli.settings_of(args), args.tag)
         print(audit_line(record) + ' in ' + os.path.dirname(os.path.abspath(
             args.model_setup)))
         return record
@@ -378,7 +395,7 @@ def main(argv=None):
     run = runs.from_args(args, cached=not args.rebuild)
     cli.agree(comm, cli.fingerprint(args, run))
     results = evaluate_run(run, cli.dknn_settings(args), cli.scorings(args),
-                           comm, args, cli.settings_of(args))
+                           comm, args, cli.settings_of(args), args.tag)
     if cli.is_rank0():
         warning = text_datasets.overlap_warning(results['shared_with_train'],
                                                 run.splits)
@@ -386,9 +403,8 @@ def main(argv=None):
             print(warning)
         report(results, cli.scorings(args))
         report_uncertainty(results)
-        print('wrote {}, {} in {}'.format(runs.ARTIFACTS['dknn_results'],
-                                          runs.ARTIFACTS['credibility'],
-                                          run.folder))
+        print('wrote {} in {}'.format(', '.join(results.pop('written')),
+                                      run.folder))
     return results
 
 

@@ -18,6 +18,7 @@ import dknn
 from toolkit import cli
 from toolkit import metrics
 from toolkit import render
+from toolkit import runfiles
 from toolkit import runs
 from toolkit.metrics import N_BINS
 from toolkit.temperature import TemperatureScaling
@@ -30,6 +31,7 @@ def build_parser():
                    help='equal-width confidence bins for ECE and the plots')
     cli.add_switches(p, {'--no-dknn': 'leave the DkNN panel out'})
     cli.add_dknn_flags(p)
+    cli.add_tag_flag(p)
     cli.add_device_args(p)
     return p
 
@@ -115,17 +117,22 @@ def format_table(results):
 
 
 def calibrate_run(run, settings=dknn.Settings(), n_bins=N_BINS,
-                  dknn_panel_too=True, flags=None):
+                  dknn_panel_too=True, flags=None, tag=None):
     """:func:`calibrate`, writing ``reliability.png``, then
     ``temperature.json`` (last: it records completion) into the run
-    folder. Returns the results dict."""
+    folder (with ``tag``: ``_TAG`` files, kept beside; only the untagged
+    ``temperature.json`` is the one later commands use). Returns the
+    results dict, with ``written``."""
+    names = [runfiles.tagged(runs.ARTIFACTS[r], tag)
+             for r in ('reliability', 'temperature')]
     with run.writing() as out:
-        out.expect(runs.ARTIFACTS['reliability'],
-                   runs.ARTIFACTS['temperature'])
+        out.expect(*names)
+        runfiles.replace_set(out, names[1], set(names))
         results, fig = calibrate(run, settings, n_bins, dknn_panel_too)
-        out.write(runs.ARTIFACTS['reliability'], render.png_writer(fig))
+        out.write(names[0], render.png_writer(fig))
         results['settings'] = dict(flags or {}, dknn=settings.public())
-        out.finish(runs.ARTIFACTS['temperature'], results)
+        out.finish(names[1], results)
+    results['written'] = names
     return results
 
 
@@ -134,14 +141,14 @@ def main(argv=None):
     args = cli.parse(build_parser(), argv)
     run = runs.from_args(args)
     results = calibrate_run(run, cli.dknn_settings(args), args.n_bins,
-                            not args.no_dknn, cli.settings_of(args))
+                            not args.no_dknn, cli.settings_of(args), args.tag)
     print(format_table(results))
     print('{}: T = {:.4f}; test NLL {:.4f} -> {:.4f}, ECE {:.4f} -> {:.4f} '
-          '(wrote {} and {})'.format(
+          '(wrote {})'.format(
               run.folder, results['temperature'],
               results['test']['nll_before'], results['test']['nll_after'],
               results['test']['ece_before'], results['test']['ece_after'],
-              runs.ARTIFACTS['temperature'], runs.ARTIFACTS['reliability']))
+              ' and '.join(results.pop('written'))))
     return results
 
 

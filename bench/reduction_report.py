@@ -34,10 +34,10 @@ def reduce_one(folder, method='grad', first=None, beam=5):
     n = len(run.splits.test)
     indices = list(range(n if first is None else min(first, n)))
     explainer = attribution.Explainer(run.model, run)
-    with run.writing() as out:
+    if first is None:
+        payload = explanations.reduce_run(explainer, indices, method, beam)
+    else:
         payload = reduction.reduce_run(run, explainer, indices, method, beam)
-        if first is None:
-            explanations.write_reduction(out, run, payload)
     payload['name'] = '{} {}'.format(run.setup['dataset'], run.setup['model'])
     return payload
 

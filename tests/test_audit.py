@@ -214,7 +214,8 @@ def test_audit_ranks_the_planted_flips_first(flipped_run, capsys):
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert re.match(r'audit: 61 training examples; \d+ with p < 0.05 for '
                     r'their own label; suggested label differs for \d+; '
-                    r'wrote train_audit.json, .html, .png in ', line)
+                    r'wrote train_audit.html, train_audit.png, '
+                    r'train_audit.json in ', line)
 
 
 def test_json_holds_every_example_in_rank_order(flipped_run):

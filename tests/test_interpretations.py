@@ -166,14 +166,28 @@ def test_faithfulness_matches_manual_deletions(run):
     assert f['mean_length'] == numpy.mean([len(x) - 1 for x in xs])
 
 
-def test_colour_values_follow_the_original_convention():
-    imp = numpy.array([0.3, -0.1, 0.1, 0.0])
-    pos = render.colour_values(imp, prediction=1, n_class=2, pair=False)
-    numpy.testing.assert_allclose(pos, [0.875, 0.0, 0.625, 0.5], atol=1e-5)
-    neg = render.colour_values(imp, prediction=0, n_class=2, pair=False)
-    numpy.testing.assert_allclose(neg, 1 - pos, atol=1e-5)
-    pair = render.colour_values(imp, prediction=0, n_class=3, pair=True)
-    numpy.testing.assert_allclose(pair, pos, atol=1e-5)
+def test_one_colour_convention_for_every_label():
+    """Support blue, evidence against orange, each sentence divided by its
+    largest absolute importance: a vote of 0.013 beside a main piece of
+    evidence of 0.5 stays pale, whatever label is explained."""
+    imp = numpy.array([0.5, -0.013, 0.1, 0.0])
+    v = render.colour_values(imp)
+    numpy.testing.assert_allclose(v, [1.0, 0.487, 0.6, 0.5], atol=1e-9)
+    cmap = render.colormap()
+    assert render._hex(cmap, 1.0) == '#2166ac'   # support: blue
+    assert render._hex(cmap, 0.0) == '#e66101'   # against: orange
+    assert min(cmap(0.5)[:3]) > 0.99              # none: white
+    att = attribution.Attribution(2, 0.9, imp)
+    rec = {'index': 0, 'label': 1, 'parts': [['a', 'b', 'c', 'd']],
+           'explained': [0], 'results': {'softmax': att}}
+    page = render.html_page('t', [rec], {'softmax': 'confidence LOO'},
+                            ['x', 'y', 'z'], False, 'hypothesis')
+    assert 'title="importance 0.5"' in page and 'importance -0.013' in page
+    assert 'toward' not in page    # no split of the label list
+    fig = render.plot_heatmaps([rec], {'softmax': 'confidence LOO'},
+                               ['x', 'y', 'z'], False)
+    ticks = [t.get_text() for t in fig.axes[-1].get_xticklabels()]
+    assert ticks == list(render.KEY)
 
 
 def test_html_escapes_every_token():

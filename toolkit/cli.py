@@ -285,6 +285,22 @@ def folder_arg(text):
     return text
 
 
+def tag_arg(text):
+    """argparse type: a ``--tag`` (letters, digits, ``_.-``, 1 to 40)."""
+    from toolkit import runfiles
+    if not runfiles.TAG.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            'expected 1 to 40 letters, digits, _ . or -, starting with a '
+            'letter or digit')
+    return text
+
+
+def add_tag_flag(p):
+    p.add_argument('--tag', type=tag_arg, default=None,
+                   help='keep these results beside others: every file this '
+                        'command writes gets _TAG before its extension')
+
+
 def once(values, flag):
     """Refuse a value given twice to ``flag`` (two seeds that are one)."""
     if len(set(values)) < len(values):

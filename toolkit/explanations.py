@@ -15,6 +15,7 @@ from toolkit import attribution
 from toolkit import faithfulness
 from toolkit import reduction
 from toolkit import render
+from toolkit import runfiles
 from toolkit import runs
 
 
@@ -106,22 +107,30 @@ def write_artifacts(out, records, method, names):
 
 
 def explain_run(explainer, methods, indices, neighbours=0, figure=5,
-                with_faithfulness=False, with_artifacts=False, flags=None):
-    """Explain test examples and write the page, the figure and the JSON.
+                with_faithfulness=False, with_artifacts=False, flags=None,
+                tag=None):
+    """Explain test examples and write the page, the figure and the JSON
+    (``interpretations_METHODS[_TAG].*``); a set written before under that
+    name is replaced, its files this one does not write removed.
 
     Returns:
-        tuple: (the JSON payload, the records, the files' common name).
+        tuple: (the JSON payload, with ``written``; the records; the files'
+        common name).
     """
     run, field = explainer.run, explainer.field
     titles = {m: attribution.title(m, explainer.settings.scoring)
               for m in methods}
-    base = 'interpretations_' + '+'.join(methods)
+    base = 'interpretations_' + '+'.join(methods) + ('_' + tag if tag
+                                                      else '')
+    names = [base + '.html', base + '.json'] + \
+        [base + '.png'] * bool(figure) + \
+        [base + '_faithfulness.md'] * with_faithfulness + \
+        ['artifacts_{}.{}'.format(methods[0], ext)
+         for ext in ('md', 'png')] * with_artifacts
     with run.writing(explainer.comm) as out:
-        out.expect(base + '.html', base + '.json', *(
-            [base + '.png'] * bool(figure) +
-            [base + '_faithfulness.md'] * with_faithfulness +
-            ['artifacts_{}.{}'.format(methods[0], ext)
-             for ext in ('md', 'png')] * with_artifacts))
+        out.expect(*names)
+        if out.folder is not None:
+            runfiles.replace_set(out, base + '.json', set(names))
         records = interpret(explainer, methods, indices, neighbours)
         payload = payload_of(records, methods, field if run.pair else None,
                              run.label_names)
@@ -135,31 +144,38 @@ def explain_run(explainer, methods, indices, neighbours=0, figure=5,
                 out, records, methods[0], run.label_names)
         payload['settings'] = dict(flags or {},
                                    dknn=explainer.settings.public())
+        if 'calibrated' in methods:
+            T, source = explainer.temperature
+            payload['temperature'] = {'T': T, 'source': source}
         write_page(out, base, records, payload, run, titles, figure)
+    payload['written'] = list(out.written)
     return payload, records, base
 
 
-def write_reduction(out, run, payload):
-    """``reduction.png``, ``reduction.html``, then ``reduction.json``."""
-    out.write(runs.ARTIFACTS['reduction_figure'], render.png_writer(
+def write_reduction(out, run, payload, names):
+    """``reduction.png``, ``reduction.html``, then ``reduction.json`` (the
+    file names ``names`` give, by role)."""
+    out.write(names['reduction_figure'], render.png_writer(
         render.plot_reduction(payload['examples'])))
     title = '{} {}: input reduction guided by {}'.format(
         run.setup['dataset'], run.setup['model'], payload['reduce_by'])
-    out.write(runs.ARTIFACTS['reduction_page'], lambda f: f.write(
+    out.write(names['reduction_page'], lambda f: f.write(
         render.reduction_page(title, payload, run.label_names)), 'w')
-    out.finish(runs.ARTIFACTS['reduction'], payload)
+    out.finish(names['reduction'], payload)
 
 
-def reduce_run(explainer, indices, method, beam, flags=None):
+def reduce_run(explainer, indices, method, beam, flags=None, tag=None):
     """Input reduction of the run's test examples ``indices``: writes
-    ``reduction.png``, ``.html``, then ``reduction.json``; returns its
-    content."""
+    ``reduction.png``, ``.html``, then ``reduction.json`` (``_TAG`` with a
+    tag); returns its content, with ``written``."""
     run = explainer.run
+    names = {role: runfiles.tagged(runs.ARTIFACTS[role], tag) for role in (
+        'reduction_figure', 'reduction_page', 'reduction')}
     with run.writing(explainer.comm) as out:
-        out.expect(*(runs.ARTIFACTS[role] for role in (
-            'reduction_figure', 'reduction_page', 'reduction')))
+        out.expect(*names.values())
         payload = reduction.reduce_run(run, explainer, indices, method, beam)
         payload['settings'] = dict(flags or {},
                                    dknn=explainer.settings.public())
-        write_reduction(out, run, payload)
+        write_reduction(out, run, payload, names)
+    payload['written'] = list(out.written)
     return payload

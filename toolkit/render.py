@@ -40,23 +40,29 @@ def png_writer(fig, dpi=100):
     return lambda f: fig.savefig(f, format='png', dpi=dpi)
 
 
-def colour_values(importance, prediction, n_class, pair):
-    """The original project's display values in [0, 1] (0.5 = neutral).
+# One convention everywhere, the explorer's page included: each method's
+# importances divided by their largest absolute value on the sentence, blue
+# for support of the label the method explains, orange for evidence against
+# it (colour-blind safe), white for none; the raw importance on hover.
+AGAINST, SUPPORT = (230, 97, 1), (33, 102, 172)
+KEY = ('spoke against the explained label', 'no importance',
+       'supported the explained label')
 
-    Sign: importance, negated for a single-text prediction in the lower
-    half of the labels. Scale: positive and negative values each divided by
-    their total (plus 1e-6), halved, then shifted by 0.5.
-    """
+
+def colour_values(importance):
+    """Display values in [0, 1] (0.5 = none): each importance divided by the
+    sentence's largest absolute importance, mapped from [-1, 1]."""
     v = numpy.asarray(importance, numpy.float64)
-    if not pair and prediction < n_class / 2.0 and n_class > 1:
-        v = -v
-    pos = v[v > 0].sum() + 1e-6
-    neg = -v[v < 0].sum() + 1e-6
-    return 0.5 + numpy.where(v > 0, v / pos, v / neg) / 2
+    top = numpy.abs(v).max() if v.size else 0.0
+    return 0.5 + (v / top if top > 0 else 0 * v) / 2
 
 
-def cmap_name(pair):
-    return 'PiYG' if pair else 'RdBu'
+def colormap():
+    """Orange (against) - white - blue (support)."""
+    import matplotlib.colors
+    return matplotlib.colors.LinearSegmentedColormap.from_list(
+        'dknn', [tuple(c / 255 for c in AGAINST), (1, 1, 1),
+                 tuple(c / 255 for c in SUPPORT)])
 
 
 def _hex(cmap, value):
@@ -64,14 +70,15 @@ def _hex(cmap, value):
     return matplotlib.colors.rgb2hex(cmap(float(value))[:3])
 
 
-def coloured_tokens(tokens, values, cmap):
-    """HTML spans, every token escaped, with background colours."""
+def coloured_tokens(tokens, values, raw, cmap):
+    """HTML spans, every token escaped, with background colours and the
+    raw importance on hover."""
     return ' '.join(
         '<span class="tok" style="background-color:{};color:{}" '
-        'title="{:.3f}">{}</span>'.format(
-            _hex(cmap, v), 'white' if abs(v - 0.5) > 0.33 else 'black',
-            v - 0.5, html.escape(t))
-        for t, v in zip(tokens, values))
+        'title="importance {:.4g}">{}</span>'.format(
+            _hex(cmap, v), 'white' if abs(v - 0.5) > 0.3 else 'black', r,
+            html.escape(t))
+        for t, v, r in zip(tokens, values, raw))
 
 
 PAGE_STYLE = """
@@ -102,20 +109,20 @@ def html_page(title, records, methods, label_names, pair, field):
             :class:`Attribution`) and optional ``neighbours``; ``label``
             may be None (no gold label).
     """
-    import matplotlib
-    cmap = matplotlib.colormaps[cmap_name(pair)]
+    cmap = colormap()
     rows = []
     name = lambda y: html.escape(label_name(label_names, y))  # NOQA
     for rec in records:
         for m_i, method in enumerate(methods):
             att = rec['results'][method]
-            values = iter(colour_values(att.importance, att.prediction,
-                                        len(label_names), pair))
+            values = iter(colour_values(att.importance))
+            raw = iter(att.importance)
             text = []
             for p, tokens in enumerate(rec['parts']):
                 if p in rec['explained']:
                     vals = [next(values) for _ in tokens]
-                    text.append(coloured_tokens(tokens, vals, cmap))
+                    text.append(coloured_tokens(
+                        tokens, vals, [next(raw) for _ in tokens], cmap))
                 else:
                     text.append(html.escape(' '.join(tokens)))
             cell = '<br>'.join(text)
@@ -128,14 +135,14 @@ def html_page(title, records, methods, label_names, pair, field):
                             rec['index'], html.escape(methods[method]),
                             name(rec['label']), name(att.prediction),
                             att.score, cell))
-    legend = ('Green: the token supported the prediction; pink: it spoke '
-              'against it.' if pair else 'Blue: support for the upper '
-              'labels (positive); red: support for the lower labels '
-              '(negative).')
+    legend = ('Blue: the token supported the label its method explains '
+              '(the prediction column); orange: it spoke against it; white: '
+              'no importance. Each method\'s importances are divided by '
+              'their largest absolute value on the sentence, for two labels '
+              'and for many.')
     return ('<!DOCTYPE html><html><head><meta charset="utf-8"><title>{0}'
             '</title><style>{1}</style></head><body><h1>{0}</h1><p>{2} '
-            'Values are normalised per sentence as in the original '
-            'project; hover a token for its value.{3}</p><table><tr>'
+            'Hover a token for its raw importance.{3}</p><table><tr>'
             '<th>#</th><th>method</th><th>label</th><th>prediction (score)'
             '</th><th>text</th></tr>{4}</table></body></html>\n').format(
                 html.escape(title), PAGE_STYLE, legend,
@@ -146,8 +153,7 @@ def html_page(title, records, methods, label_names, pair, field):
 def plot_heatmaps(records, methods, label_names, pair):
     """Methods side by side for each record: one row per method, one
     coloured cell per token (the paper's figures)."""
-    import matplotlib
-    cmap = matplotlib.colormaps[cmap_name(pair)]
+    cmap = colormap()
     width = max(len(next(iter(r['results'].values())).importance)
                 for r in records)
     fig = figure(max(6, 0.75 * width + 2.5),
@@ -159,17 +165,17 @@ def plot_heatmaps(records, methods, label_names, pair):
         grid = numpy.full((len(methods), width), numpy.nan)
         for r, m in enumerate(methods):
             att = rec['results'][m]
-            grid[r, :len(tokens)] = colour_values(
-                att.importance, att.prediction, len(label_names), pair)
+            grid[r, :len(tokens)] = colour_values(att.importance)
         ax.imshow(grid, cmap=cmap, vmin=0, vmax=1, aspect='auto')
         for r in range(len(methods)):
             for c, t in enumerate(tokens):
-                dark = abs(grid[r, c] - 0.5) > 0.33
+                dark = abs(grid[r, c] - 0.5) > 0.3
                 ax.text(c, r, t, ha='center', va='center', fontsize=8,
                         color='white' if dark else 'black', parse_math=False)
         ax.set_yticks(range(len(methods)))
-        ax.set_yticklabels(list(methods.values()), fontsize=8,
-                           parse_math=False)
+        ax.set_yticklabels(['{} (explains {})'.format(
+            t, label_names[rec['results'][m].prediction])
+            for m, t in methods.items()], fontsize=8, parse_math=False)
         ax.set_xticks([])
         first = next(iter(methods))
         att = rec['results'][first]
@@ -183,31 +189,18 @@ def plot_heatmaps(records, methods, label_names, pair):
     return fig
 
 
-def key_ends(label_names, pair):
-    """What the two ends of the colour scale mean (see
-    :func:`colour_values`): for a single text, the lower and the upper
-    half of the labels; for a pair, against and for the prediction."""
-    if pair:
-        return 'against the prediction', 'supports the prediction'
-    half = [i < len(label_names) / 2.0 for i in range(len(label_names))]
-    low = [n for n, h in zip(label_names, half) if h]
-    high = [n for n, h in zip(label_names, half) if not h]
-    return 'toward ' + ' / '.join(low), 'toward ' + ' / '.join(high)
-
-
 def colour_key(fig, axes, cmap, label_names, pair):
-    """A colour bar under the heatmaps: 0.5 is no importance; each end is
-    a token's whole share of the importance of its sign."""
+    """A colour bar under the heatmaps, in the words of :data:`KEY` (the
+    same for two labels and for many)."""
     import matplotlib.cm
     import matplotlib.colors
     bar = fig.colorbar(matplotlib.cm.ScalarMappable(
         norm=matplotlib.colors.Normalize(0, 1), cmap=cmap), ax=list(axes),
         orientation='horizontal', fraction=0.04, pad=0.02, aspect=60)
-    low, high = key_ends(label_names, pair)
     bar.set_ticks([0, 0.5, 1])
-    bar.set_ticklabels([low, 'no importance', high], fontsize=8)
-    bar.set_label('importance, as a share of the total of its sign',
-                  fontsize=8, parse_math=False)
+    bar.set_ticklabels(list(KEY), fontsize=8)
+    bar.set_label('importance / the largest absolute importance on the '
+                  'sentence', fontsize=8, parse_math=False)
 
 
 def plot_reliability(panels, n_bins=metrics.N_BINS):

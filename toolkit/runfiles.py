@@ -223,6 +223,41 @@ def is_data_stamp(v):
         isinstance(k, str) and settings.is_sha(s) for k, s in v.items())
 
 
+TAG = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]{0,39}')
+
+
+def tagged(name, tag=None):
+    """``dknn_results.json`` -> ``dknn_results_TAG.json``: the results of
+    one setting kept beside another's (``--tag``)."""
+    if not tag:
+        return name
+    stem, ext = os.path.splitext(name)
+    return '{}_{}{}'.format(stem, tag, ext)
+
+
+def replace_set(out, record, names):
+    """Before a command writes the set whose completion record is
+    ``record`` (with the files ``names``): the files the last such set
+    wrote that this one will not (figures it no longer describes) are
+    removed, and the replacement said in one line. Only regular files of
+    this tool's names, listed in a readable record, are touched."""
+    path = out.path(record)
+    if not os.path.isfile(path):
+        return
+    try:
+        old = fileio.read_json(path).get('files', {})
+    except (UserError, AttributeError):
+        old = {}
+    stale = sorted(n for n in old if n not in names and n != record and
+                   '/' not in n and os.path.isfile(out.path(n)) and
+                   (n in ARTIFACTS.values() or OUTPUT_NAMES.fullmatch(n)))
+    for n in stale:
+        os.unlink(out.path(n))
+    print('note: replacing {} in {}{}'.format(
+        record, out.folder, '; removed {}, which it no longer describes'
+        .format(', '.join(stale)) if stale else ''))
+
+
 def check_tool_entry(folder, name):
     """Refuse an entry of a run folder this tool did not write (a name it
     never writes, a link, a FIFO, a folder other than the cache): called
