@@ -185,9 +185,14 @@ def test_export_html_and_png(server):
     assert status == 200 and page.startswith(b'<!DOCTYPE html>')
     assert b'&lt;b&gt;x&lt;/b&gt;' in page and b'<b>x</b>' not in page
     assert b'http' not in page   # self-contained
+    assert b'<h2>Where the input sits</h2><svg' in page   # the map too
+    assert page.count(b'<circle') >= K
     status, png = get(server, '/api/export', text=SENTENCE, format='png',
                       index=0)
     assert status == 200 and png.startswith(b'\x89PNG')
+    import io
+    from PIL import Image
+    assert Image.open(io.BytesIO(png)).size[1] > 400   # heatmap and map
 
 
 def test_audit_absent_present_and_malformed(run_copy):

@@ -513,9 +513,9 @@ class Explorer:
             AUDIT_FILE, len(entries)), 'entries': {
             str(int(i)): entries.get(int(i)) for i in indices}}
 
-    def export(self, payload, index=None, fmt='html'):
-        """An explain payload as the exported HTML page (str) or PNG
-        (bytes), drawn by the renderers of interpretations.py.
+    def export(self, payload, index=None, fmt='html', where=None):
+        """An explain payload (and its map, ``where``) as the exported HTML
+        page or PNG (bytes), drawn by the renderers of interpretations.py.
 
         Args:
             index (int): the test example the payload explains (its gold
@@ -528,16 +528,17 @@ class Explorer:
             if not 0 <= index < n:
                 raise ExploreError('index must be in 0..{}'.format(n - 1))
             label = self.run.splits.raw['test'][index][1]
-        where = index if index is not None else 'input'
+        shown = index if index is not None else 'input'
         s = self.run.setup
         with self.lock:   # one matplotlib figure at a time
             if fmt == 'png':
-                return explore_export.png_of(payload, self.run.pair, where,
-                                             label)
+                return explore_export.png_of(payload, self.run.pair, shown,
+                                             label, where=where)
             return explore_export.html_of(
                 payload, '{} {}'.format(os.path.basename(s['dataset']),
                                         s['model']),
-                self.run.pair, self.field, where, label).encode('utf-8')
+                self.run.pair, self.field, shown, label,
+                where=where).encode('utf-8')
 
 
 def read_audit(folder):

@@ -144,7 +144,8 @@ def routes(explorer):
         if fmt not in EXPORTS:
             raise ExploreError('format must be html or png')
         index = number(q, 'index', int)
-        return fmt, explorer.export(explain(q, deadline), index, fmt)
+        return fmt, explorer.export(explain(q, deadline), index, fmt,
+                                    where=project(q, deadline))
 
     def project(q, deadline):
         return explorer.map(texts_of(q, pair), deadline=deadline,

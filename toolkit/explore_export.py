@@ -55,17 +55,37 @@ def _titles(payload):
     return {m: info['title'] for m, info in payload['methods'].items()}
 
 
-def html_of(payload, run_name, pair, field, index='input', label=None):
-    """The view as one HTML document (styles inline, no external file)."""
-    return render.html_page(title_of(payload, run_name),
+def html_of(payload, run_name, pair, field, index='input', label=None,
+            where=None):
+    """The view as one HTML document (styles inline, no external file):
+    the saliency rows, and the map (``where``, :meth:`Explorer.map`)."""
+    page = render.html_page(title_of(payload, run_name),
                             [record_of(payload, index, label)],
                             _titles(payload), payload['labels'], pair, field)
+    if where is None:
+        return page
+    return page.replace('</body>', '<h2>Where the input sits</h2>{}</body>'
+                        .format(render.map_svg(where, payload['labels'])))
 
 
-def png_of(payload, pair, index='input', label=None, dpi=110):
-    """The view's heatmap (one row per method) as PNG bytes."""
-    fig = render.plot_heatmaps([record_of(payload, index, label)],
-                               _titles(payload), payload['labels'], pair)
-    buf = io.BytesIO()
-    render.png_writer(fig, dpi)(buf)
-    return buf.getvalue()
+def png_of(payload, pair, index='input', label=None, dpi=110, where=None):
+    """The view's heatmap (one row per method), and the map below it, as
+    PNG bytes."""
+    import matplotlib.image
+    figs = [render.plot_heatmaps([record_of(payload, index, label)],
+                                 _titles(payload), payload['labels'], pair)]
+    if where is not None:
+        figs.append(render.plot_map(where, payload['labels']))
+    images = []
+    for fig in figs:
+        buf = io.BytesIO()
+        render.png_writer(fig, dpi)(buf)
+        buf.seek(0)
+        images.append(matplotlib.image.imread(buf, format='png'))
+    width = max(i.shape[1] for i in images)
+    rows = [numpy.pad(i, ((0, 0), (0, width - i.shape[1]), (0, 0)),
+                      constant_values=1.0) for i in images]
+    out = io.BytesIO()
+    matplotlib.image.imsave(out, numpy.concatenate(rows, axis=0),
+                            format='png')
+    return out.getvalue()

@@ -518,3 +518,77 @@ def plot_audit_scores(p_values, differs, alpha):
     ax.legend(fontsize=8, title='key')
     fig.tight_layout()
     return fig
+
+
+# ------------------------------------------------------------------ map
+
+MAP_COLOURS = ('#1b9e77', '#7570b3', '#e7298a', '#66a61e', '#e6ab02',
+               '#a6761d', '#666666', '#8c564b', '#17becf', '#d62728')
+
+
+def map_caption(m):
+    """What a map shows and how much of the layer it holds."""
+    return ('{} of layer {}, fitted on the {} training examples ({} drawn; '
+            'the {} neighbours ringed, the input a cross). The two axes '
+            'hold {:.0%} and {:.0%} of the layer\'s variance: points close '
+            'here may be far apart in the layer.'.format(
+                m['method'], m['layer'], m['n_train'], len(m['points']),
+                len(m['neighbours']), m['variance'][0], m['variance'][1]))
+
+
+def map_svg(m, labels, width=560, height=400, pad=16):
+    """The explorer's map as an SVG string (every text escaped)."""
+    pts = m['points'] + [m['input']]
+    xs, ys = [p['x'] for p in pts], [p['y'] for p in pts]
+    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+    sx = lambda x: pad + (width - 2 * pad) * ((x - x0) / (x1 - x0)  # NOQA
+                                              if x1 > x0 else 0.5)
+    sy = lambda y: height - pad - (height - 2 * pad) * (  # NOQA
+        (y - y0) / (y1 - y0) if y1 > y0 else 0.5)
+    lit = set(m['neighbours'])
+    colour = lambda n: MAP_COLOURS[labels.index(n) % len(MAP_COLOURS)]  # NOQA
+    dots = []
+    for p in sorted(m['points'], key=lambda p: p['index'] in lit):
+        ring = p['index'] in lit
+        dots.append('<circle cx="{:.1f}" cy="{:.1f}" r="{}" fill="{}" '
+                    'fill-opacity="{}"{}><title>{}</title></circle>'.format(
+                        sx(p['x']), sy(p['y']), 5 if ring else 2.5,
+                        colour(p['label']), 1 if ring else 0.45,
+                        ' stroke="black" stroke-width="1.5"' if ring else '',
+                        html.escape('#{} [{}] {}'.format(
+                            p['index'], p['label'], p['text']))))
+    cx, cy = sx(m['input']['x']), sy(m['input']['y'])
+    dots.append('<path d="M{0:.1f},{1:.1f}H{2:.1f}M{3:.1f},{4:.1f}V{5:.1f}" '
+                'stroke="black" stroke-width="3"/>'.format(
+                    cx - 7, cy, cx + 7, cx, cy - 7, cy + 7))
+    legend = ' '.join('<span style="color:{}">&#9679;</span> {}'.format(
+        colour(n), html.escape(n)) for n in labels)
+    return ('<svg width="{}" height="{}" '
+            'style="border:1px solid #ddd">{}</svg><p class="nb">{}</p>'
+            '<p>{}</p>'.format(width, height, ''.join(dots),
+                               html.escape(map_caption(m)), legend))
+
+
+def plot_map(m, labels):
+    """The explorer's map as a Figure."""
+    fig = figure(6, 4.6)
+    ax = fig.subplots()
+    lit = set(m['neighbours'])
+    for name in labels:
+        colour = MAP_COLOURS[labels.index(name) % len(MAP_COLOURS)]
+        for ring in (False, True):
+            pts = [p for p in m['points'] if p['label'] == name and
+                   (p['index'] in lit) == ring]
+            if pts:
+                ax.scatter([p['x'] for p in pts], [p['y'] for p in pts],
+                           s=40 if ring else 6, c=colour,
+                           alpha=1 if ring else 0.45,
+                           edgecolors='black' if ring else 'none',
+                           label=None if ring else name)
+    ax.scatter([m['input']['x']], [m['input']['y']], marker='+', s=160,
+               c='black', linewidths=3, label='the input')
+    ax.legend(fontsize=8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(map_caption(m), fontsize=7, wrap=True, parse_math=False)
+    return fig
