@@ -363,10 +363,12 @@ def audit_files(run, settings=dknn.Settings(), top=100, flags=None,
 def audit_line(record):
     """The one line ``--audit-train`` prints."""
     s = record['summary']
-    return ('audit: {} training examples; {} with p < {:g} for their own '
-            'label; suggested label differs for {}; wrote {}'.format(
-                s['n_train'], s['below_alpha'], s['alpha'],
-                s['suggested_differs'], ', '.join(record['written'])))
+    return ('audit: {} training examples; {} flagged as likely label errors '
+            '(the confident joint of their neighbours\' votes); {} with p < '
+            '{:g} for their own label; suggested label differs for {}; wrote '
+            '{}'.format(s['n_train'], s['flagged'], s['below_alpha'],
+                        s['alpha'], s['suggested_differs'],
+                        ', '.join(record['written'])))
 
 
 def check_audit_flags(args):

@@ -21,6 +21,10 @@ kNN on the logits and cleanlab, into RESULTS.md.
    rankings are those of seed 0).
 4. ``real``: audit the real SST-2 training labels of the `make train`
    model; its top 20 go to RESULTS.md.
+5. ``flagged``: the flagged lists (the audit's confident-joint list, its
+   p < 0.05 list, cleanlab's find_label_issues) on SST-2 and TREC with 20%
+   uniform and 40% one-way noise, the calibration examples clean and as
+   noisy as the training examples: precision and recall.
 
 Writes the ``label-noise`` and ``label-noise-real`` sections of RESULTS.md
 (``--quick``: a smoke run of the whole pipeline, tiny settings, into
@@ -87,6 +91,12 @@ CONDITIONS = [Condition('stsa.binary', rate=0.1), Condition('stsa.binary'),
               Condition('TREC', 'pair', 0.2, classes=('DESC', 'ENTY')),
               Condition('subj', rate=0.1), Condition('subj')]
 TUNE = Condition('stsa.binary', noise_seed=1)
+# The flagged lists with the calibration examples as noisy as the rest
+# (issue: the calibration set is drawn from the file under audit)
+FLAGGED = [Condition('stsa.binary', rate=0.2), Condition('TREC', rate=0.2),
+           Condition('stsa.binary', 'one-way', 0.4,
+                     classes=('negative', 'positive')),
+           Condition('TREC', 'one-way', 0.4, classes=('DESC', 'ENTY'))]
 CLEAN = Condition('stsa.binary')
 EXTRA = {'bilstm': Condition('stsa.binary', model='bilstm'),
          'snli': Condition('snli', model='bow')}
@@ -118,14 +128,28 @@ def noisy_parts(cond, args):
     parts, names = base_parts(cond.dataset, args)
     labels = [y for _, y in parts['train']]
     rng = numpy.random.RandomState(cond.noise_seed)
-    if cond.noise == 'uniform':
-        noisy, flipped = noisy_data.flip_uniform(labels, cond.rate,
-                                                 len(names), rng)
-    else:
-        a, b = (names.index(c) for c in cond.classes)
-        noisy, flipped = noisy_data.flip_pair(labels, a, b, cond.rate, rng)
+    noisy, flipped = flip(cond, labels, names, rng)
     return dict(parts, train=noisy_data.with_labels(parts['train'], noisy)), \
         flipped, names
+
+
+def flip(cond, labels, names, rng):
+    """The condition's noise on ``labels``: (noisy labels, positions)."""
+    if cond.noise == 'uniform':
+        return noisy_data.flip_uniform(labels, cond.rate, len(names), rng)
+    a, b = (names.index(c) for c in cond.classes)
+    if cond.noise == 'one-way':
+        return noisy_data.flip_one_way(labels, a, b, cond.rate, rng)
+    return noisy_data.flip_pair(labels, a, b, cond.rate, rng)
+
+
+def noisy_calibration(cond, parts, names):
+    """``parts`` with the calibration labels flipped too, by the same noise
+    (another draw)."""
+    labels = [y for _, y in parts['calib']]
+    noisy, _ = flip(cond, labels, names,
+                    numpy.random.RandomState(cond.noise_seed + 1000))
+    return dict(parts, calib=noisy_data.with_labels(parts['calib'], noisy))
 
 
 def recipe(model, args):
@@ -223,8 +247,9 @@ def cleanlab_timed(cond, parts, names, args):
     return ranking
 
 
-def rankings(cond, parts, names, setup, tuned, args):
-    """Every ranker on one noisy run (saved; reused when found)."""
+def rankings(cond, parts, names, setup, tuned, args, only=None):
+    """Every ranker on one noisy run (saved; reused when found); ``only``:
+    that one."""
     folder = os.path.join(args.out, 'rankings', cond.name)
     out = {}
     makers = {
@@ -235,6 +260,8 @@ def rankings(cond, parts, names, setup, tuned, args):
         'logit_knn': lambda: rk.logit_knn_ranker(setup, tuned['logit_k']),
         'cleanlab': lambda: cleanlab_timed(cond, parts, names, args)}
     for name, make in makers.items():
+        if only is not None and name != only:
+            continue
         path = os.path.join(folder, name + '.npz')
         if not os.path.exists(path):
             rk.save(path, make())
@@ -284,6 +311,34 @@ def clean(cond, args):
             'n_removed': len(flipped), 'accuracy': rows}
 
 
+def flagged_lists(cond, args):
+    """Precision and recall of the flagged lists under noise, with the
+    calibration examples clean and as noisy as the training examples: the
+    audit's confident-joint list, its p < 0.05 list, and cleanlab's
+    find_label_issues (which reads no calibration set)."""
+    from toolkit import audit
+    parts, flipped, names = noisy_parts(cond, args)
+    mask = numpy.zeros(len(parts['train']), bool)
+    mask[flipped] = True
+    score = lambda flags: {  # NOQA
+        'count': int(flags.sum()),
+        'precision': float((flags & mask).sum() / max(int(flags.sum()), 1)),
+        'recall': float((flags & mask).sum() / max(int(mask.sum()), 1))}
+    out = {'condition': cond.name, 'n_flipped': int(mask.sum()),
+           'n_train': len(mask)}
+    for calib in ('clean', 'noisy'):
+        p = parts if calib == 'clean' else noisy_calibration(cond, parts,
+                                                             names)
+        name = cond.name + ('_s0' if calib == 'clean' else '_noisycalib_s0')
+        setup, _ = train(name, p, names, 0, cond.model, args)
+        found = audit.audit_run(runs.load(setup), PAPER)
+        out[calib] = {'confident joint': score(found.flagged),
+                      'p < 0.05': score(found.p < audit.ALPHA)}
+    cl = rankings(cond, parts, names, None, None, args, only='cleanlab')
+    out['cleanlab'] = score(cl['cleanlab'].flagged)
+    return out
+
+
 def real(args):
     """The DkNN audit (paper setting) of the real SST-2 training labels of
     the `make train` model: the files, and the top entries."""
@@ -304,8 +359,8 @@ def real(args):
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[1])
     p.add_argument('--stages', nargs='+', default=['tune', 'detect', 'clean',
-                                                    'real'],
-                   choices=['tune', 'detect', 'clean', 'real'])
+                                                    'real', 'flagged'],
+                   choices=['tune', 'detect', 'clean', 'real', 'flagged'])
     p.add_argument('--extra', nargs='*', default=[], choices=sorted(EXTRA),
                    help='also the SST-2 BiLSTM, and the SNLI stand-in '
                         '(bow pair model), at 20%% uniform noise')
@@ -353,6 +408,11 @@ def stage_results(args, conditions):
         done['clean'] = clean(CLEAN, args)
     if 'real' in args.stages:
         done['real'] = real(args)
+    if 'flagged' in args.stages:
+        for c in FLAGGED:
+            if args.datasets is None or c.dataset in args.datasets:
+                done.setdefault('flagged', {})[c.name] = flagged_lists(c, args)
+                fileio.save_json(cache, done)
     fileio.save_json(cache, done)
     return done
 

@@ -232,4 +232,32 @@ def sections(done, args, cost):
         out['label-noise'] = '\n'.join(parts)
     if 'real' in done:
         out['label-noise-real'] = real_section(done['real'])
+    if 'flagged' in done:
+        out['label-noise-flagged'] = flagged_section(done['flagged'])
     return out
+
+
+def flagged_section(rows):
+    """Precision / recall of each flagged list, calibration clean or noisy.
+    """
+    lines = ['## The flagged list when the calibration set is noisy too '
+             '(`bench/label_noise.py --stages flagged`)', '',
+             'The `make train` recipe on each noisy training set, seed 0; '
+             'the calibration examples either clean or flipped by the same '
+             'noise (another draw). Each cell: precision / recall (the '
+             'number flagged). The audit\'s flagged list is the confident '
+             'joint of the leave-self-out votes (toolkit/audit.py); its '
+             '`p < 0.05` list reads the calibration set; cleanlab\'s '
+             'find_label_issues reads 5-fold cross-validated probabilities '
+             'and no calibration set.', '',
+             '| condition | flipped | audit, clean calib. | audit, noisy '
+             'calib. | p < 0.05, clean calib. | p < 0.05, noisy calib. | '
+             'cleanlab |', '|---|---|---|---|---|---|---|']
+    cell = lambda r: '{:.2f} / {:.2f} ({})'.format(  # NOQA
+        r['precision'], r['recall'], r['count'])
+    for name, r in rows.items():
+        lines.append('| {} | {} | {} | {} | {} | {} | {} |'.format(
+            name, r['n_flipped'], cell(r['clean']['confident joint']),
+            cell(r['noisy']['confident joint']), cell(r['clean']['p < 0.05']),
+            cell(r['noisy']['p < 0.05']), cell(r['cleanlab'])))
+    return '\n'.join(lines)

@@ -22,7 +22,8 @@ import os
 import numpy
 
 from report import ROOT  # NOQA (sets sys.path)
-import text_datasets  # NOQA
+from toolkit import fileio  # NOQA
+from toolkit import user_data  # NOQA
 
 
 def flip_uniform(labels, rate, n_class, rng):
@@ -63,6 +64,18 @@ def flip_pair(labels, a, b, rate, rng):
     return noisy, numpy.sort(numpy.concatenate(flipped))
 
 
+def flip_one_way(labels, a, b, rate, rng):
+    """Asymmetric noise: ``round(rate * n_a)`` examples of class ``a`` get
+    label ``b``, none the other way. Returns (noisy labels, positions)."""
+    labels = numpy.asarray(labels)
+    noisy = labels.copy()
+    members = numpy.flatnonzero(labels == a)
+    pick = numpy.sort(rng.choice(members, int(round(rate * len(members))),
+                                 replace=False))
+    noisy[pick] = b
+    return noisy, pick
+
+
 def record(fields, label):
     """One JSON Lines record: tokens joined by spaces, label by name."""
     keys = ('premise', 'hypothesis') if len(fields) == 2 else ('text',)
@@ -87,7 +100,7 @@ def pool_order(train, calib, seed):
 
 
 def write_folder(folder, parts, names, seed):
-    """Write a JSON Lines data set that :func:`text_datasets.get_dataset`
+    """Write a JSON Lines data set that :func:`toolkit.user_data.get_dataset`
     splits back into exactly ``parts``.
 
     Args:
@@ -102,18 +115,17 @@ def write_folder(folder, parts, names, seed):
     files = {'train': pool_order(parts['train'], parts['calib'], seed),
              'dev': parts['val'], 'test': parts['test']}
     for name, rows in files.items():
-        path = os.path.join(folder, name + '.jsonl')
-        with open(path + '.part', 'w', encoding='utf-8') as f:
-            for fields, y in rows:
-                f.write(json.dumps(record(fields, names[y])) + '\n')
-        os.replace(path + '.part', path)
+        fileio.save_atomic(os.path.join(folder, name + '.jsonl'), lambda f,
+                           rows=rows: f.write(''.join(json.dumps(record(
+                               fields, names[y])) + '\n' for fields, y in
+                               rows)), 'w')
     return folder
 
 
 def check_folder(folder, parts, names, seed):
     """Refuse a folder whose splits differ from ``parts`` (by name)."""
-    got = text_datasets.get_dataset(folder, seed=seed,
-                                    n_calib=len(parts['calib']))
+    got = user_data.get_dataset(folder, seed=seed,
+                                n_calib=len(parts['calib']))
     for split in ('train', 'calib', 'val', 'test'):
         mine = [(tuple(f), names[y]) for f, y in parts[split]]
         theirs = [(tuple(f), got.label_names[y])

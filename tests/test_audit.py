@@ -212,7 +212,8 @@ def test_audit_ranks_the_planted_flips_first(flipped_run, capsys):
         assert e['suggested'] != e['label'] and e['score'] <= 0.05
         assert e['source'].endswith('stsa.binary.train')
     line = capsys.readouterr().out.strip().splitlines()[-1]
-    assert re.match(r'audit: 61 training examples; \d+ with p < 0.05 for '
+    assert re.match(r'audit: 61 training examples; \d+ flagged .*; \d+ '
+                    r'with p < 0.05 for '
                     r'their own label; suggested label differs for \d+; '
                     r'wrote train_audit.html, train_audit.png, '
                     r'train_audit.json in ', line)
@@ -353,3 +354,26 @@ def test_char_model(tiny_data, tmp_path):
         .splitlines()
     for e in record['entries']:
         assert e['text'] == lines[e['line'] - 1].split(' ', 1)[1]
+
+
+def test_the_flagged_list_does_not_rest_on_the_calibration_set():
+    """Planted flips are flagged, about as many as were planted, whether
+    the calibration examples are clean or as noisy as the training set
+    (their p-values move; the confident joint does not read them)."""
+    rng = numpy.random.RandomState(3)
+    layers, truth = clusters(200, rng)
+    given = truth.copy()
+    flipped = rng.choice(200, 30, replace=False)
+    given[flipped] = 1 - given[flipped]
+    train = acts(layers, given)
+    clean_layers, clean_truth = clusters(60, rng)
+    noisy = clean_truth.copy()
+    noisy[:15] = 1 - noisy[:15]
+    got = []
+    for calib_labels in (clean_truth, noisy):
+        head = fitted(train, acts(clean_layers, calib_labels), k=10)
+        got.append(audit.audit_activations(head, train,
+                                           numpy.arange(200)).flagged)
+    numpy.testing.assert_array_equal(got[0], got[1])
+    hits = got[0][flipped].sum()
+    assert hits >= 27 and got[0].sum() <= 36

@@ -20,6 +20,17 @@ neighbours disagree with the label more than they disagree with almost any
 calibration example's label: a mislabel, an ambiguous text, or a region the
 model has not learnt.
 
+**The flagged list** does not rest on the calibration set, which is drawn
+from the same file and is as noisy as the rest: how many examples to flag is
+estimated from the leave-self-out votes themselves, as cleanlab's confident
+joint estimates it from predicted probabilities (Northcutt, Jiang & Chuang,
+2021, "Confident learning"): per label j, a threshold t_j, the mean share
+of votes for j among the examples labelled j; an example labelled i counts
+as confidently j when its share for j reaches t_j (the largest such j);
+the counts, each row rescaled to its label's size, off the diagonal, are
+the estimated label issues of each label, and that many of each label's
+most suspicious examples are flagged (:func:`confident_issues`).
+
 Usage::
 
     found = audit.audit_run(run, dknn.Settings(k=75, layers='last'))
@@ -53,6 +64,8 @@ class Audit:
             included.
         layers (list): the chosen layers; k (int): neighbours per layer.
         seconds (dict): build, calibrate, audit.
+        flagged: (N,) the flagged list (:func:`confident_issues`).
+        joint: (C, C) the calibrated confident joint.
     """
     order: numpy.ndarray
     p: numpy.ndarray
@@ -63,6 +76,8 @@ class Audit:
     layers: list
     k: int
     seconds: dict
+    flagged: numpy.ndarray = None
+    joint: numpy.ndarray = None
 
 
 def duplicate_groups(examples):
@@ -74,6 +89,45 @@ def duplicate_groups(examples):
                     for part in nlp_utils.parts(x))
         group[i] = seen.setdefault(key, len(seen))
     return group
+
+
+def confident_issues(shares, labels, order):
+    """The flagged examples: the confident joint's estimate of each label's
+    issues (see the module docstring), that many of its most suspicious.
+
+    Args:
+        shares: (N, C) share of the votes for each label.
+        labels: (N,) given labels.
+        order: (N,) suspicion order (:func:`suspicion_order`).
+
+    Returns:
+        tuple: (N,) bool flagged, and the (C, C) calibrated confident joint
+        (given label x confident label).
+    """
+    shares = numpy.asarray(shares, numpy.float64)
+    n, c = shares.shape
+    thresholds = numpy.array([shares[labels == j, j].mean()
+                              if (labels == j).any() else 1.0
+                              for j in range(c)])                     # (C,)
+    above = shares >= thresholds - 1e-12                             # (N, C)
+    masked = numpy.where(above, shares, -1.0)
+    confident = masked.argmax(axis=1)
+    has = above.any(axis=1)
+    joint = numpy.zeros((c, c))
+    numpy.add.at(joint, (labels[has], confident[has]), 1)
+    sizes = numpy.bincount(labels, minlength=c)
+    rows = joint.sum(axis=1, keepdims=True)
+    joint = numpy.where(rows > 0, joint / numpy.maximum(rows, 1) *
+                        sizes[:, None], 0)                          # (C, C)
+    flagged = numpy.zeros(n, bool)
+    rank = numpy.empty(n, numpy.int64)
+    rank[order] = numpy.arange(n)
+    for i in range(c):
+        n_issues = int(round(joint[i].sum() - joint[i, i]))
+        members = numpy.flatnonzero(labels == i)
+        worst = members[numpy.argsort(rank[members], kind='stable')]
+        flagged[worst[:n_issues]] = True
+    return flagged, joint
 
 
 def suspicion_order(p, share):
@@ -100,11 +154,13 @@ def audit_activations(head, train, group):
                                   group)
     out = head.answer(found)
     p = head.label_p_values(out, labels)
-    share = found.counts[numpy.arange(len(labels)), labels] / \
-        float(head.n_votes)
-    return Audit(suspicion_order(p, share), p, share, labels, out,
-                 numpy.bincount(group)[group], list(head.layers), head.k,
-                 {'audit': time.time() - start})
+    shares = found.counts / float(head.n_votes)                      # (N, C)
+    share = shares[numpy.arange(len(labels)), labels]
+    order = suspicion_order(p, share)
+    flagged, joint = confident_issues(shares, labels, order)
+    return Audit(order, p, share, labels, out, numpy.bincount(group)[group],
+                 list(head.layers), head.k, {'audit': time.time() - start},
+                 flagged, joint)
 
 
 def audit_run(run, settings=dknn.Settings(), out=None):
@@ -154,6 +210,7 @@ def entry(run, found, i):
     return dict({'index': int(i), 'source': source, 'line': line},
                 **text_fields(fields, run.setup['char_based']),
                 label=names[label], suggested=names[found.out.pred[i]],
+                flagged=bool(found.flagged[i]),
                 score=float(found.p[i]), share=float(found.share[i]),
                 counts={n: int(c) for n, c in zip(names, found.out.counts[i])},
                 copies=int(found.copies[i]),
@@ -176,13 +233,15 @@ def summary(found, label_names):
     differs = found.out.pred != found.labels
     return {'n_train': int(len(found.p)),
             'alpha': ALPHA, 'below_alpha': int((found.p < ALPHA).sum()),
+            'flagged': int(found.flagged.sum()),
+            'confident_joint': found.joint.round(1).tolist(),
             'suggested_differs': int(differs.sum()),
             'mean_score': float(found.p.mean()),
             'layers': found.layers, 'k_per_layer': found.k,
             'n_votes': found.k * len(found.layers),
             'duplicates': int((found.copies > 1).sum()),
             'flagged_by_label': {
-                n: int(((found.p < ALPHA) & (found.labels == y)).sum())
+                n: int((found.flagged & (found.labels == y)).sum())
                 for y, n in enumerate(label_names)},
             'seconds': found.seconds}
 
