@@ -52,6 +52,7 @@ def build_parser():
                    choices=['premise', 'hypothesis', 'both'],
                    help='pair models: which side to explain')
     cli.add_dknn_flags(p)
+    p.set_defaults(scoring=explore.DEFAULT_RULE)   # the best measured
     cli.add_device_args(p)
     return p
 

@@ -38,8 +38,9 @@ def build_parser():
                    choices=list(nlp_utils.FIELD_PARTS),
                    help='SNLI: which side to explain')
     p.add_argument('--neighbours', type=cli.int_in(0, 1000), default=0,
-                   help="show each example's N nearest training examples "
-                        '(interpretation by analogy)')
+                   help="show each example's N most relevant training "
+                        'examples (interpretation by analogy)')
+    cli.add_metric_flag(p)
     p.add_argument('--figure', type=cli.int_in(0, 1000), default=5,
                    help='examples drawn in the PNG heatmap (0: no PNG)')
     p.add_argument('--reduce-by', default='grad', choices=list(INTERPRETERS),
@@ -126,13 +127,14 @@ def main(argv=None):
         return reduce_command(explainer, indices, args.reduce_by, args.beam,
                               flags, args.tag)
     methods = parse_methods(args.interp_method)
-    if args.neighbours > settings.k:
+    if args.neighbours > settings.k and args.neighbour_metric == 'l2':
         raise UserError('--neighbours {} is more than the --k {} neighbours '
                         'the DkNN finds; raise --k'.format(args.neighbours,
                                                            settings.k))
     payload, records, base = explanations.explain_run(
         explainer, methods, indices, args.neighbours, args.figure,
-        args.faithfulness, args.artifacts, flags, args.tag)
+        args.faithfulness, args.artifacts, flags, args.tag,
+        args.neighbour_metric)
     if not cli.is_rank0():
         return payload
     if not args.quiet:

@@ -70,6 +70,7 @@ def add_audit_args(p):
     g.add_argument('--audit-top', type=cli.int_in(1, 10 ** 6), default=100,
                    help='examples shown, with their neighbours, in '
                         'train_audit.html (the JSON holds all)')
+    cli.add_metric_flag(g)
 
 
 def ood_names(text):
@@ -327,7 +328,7 @@ def evaluate_run(run, settings=dknn.Settings(), scorings=dknn.PAPER,
 
 
 def audit_files(run, settings=dknn.Settings(), top=100, flags=None,
-                tag=None):
+                tag=None, metric='l2'):
     """:func:`toolkit.audit.audit_run`, writing the forward passes, then
     ``train_audit.html`` and ``.png``, then ``train_audit.json`` (last: it
     records completion) into the run folder.
@@ -350,7 +351,7 @@ def audit_files(run, settings=dknn.Settings(), top=100, flags=None,
                     len(run.examples('calib'))))
         out.write(names['audit_page'], lambda f: f.write(
             render.audit_page('Training-set audit', audit.page_records(
-                run, found, top), note)), 'w')
+                run, found, top, metric), note)), 'w')
         out.write(names['audit_figure'], render.png_writer(
             render.plot_audit_scores(found.p, found.out.pred != found.labels,
                                      audit.ALPHA)))
@@ -389,7 +390,8 @@ def main(argv=None):
         check_audit_flags(args)
         record = audit_files(runs.from_args(args, cached=not args.rebuild),
                              cli.dknn_settings(args), args.audit_top,
-                             cli.settings_of(args), args.tag)
+                             cli.settings_of(args), args.tag,
+                             args.neighbour_metric)
         print(audit_line(record) + ' in ' + os.path.dirname(os.path.abspath(
             args.model_setup)))
         return record

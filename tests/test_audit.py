@@ -258,7 +258,7 @@ def test_html_escapes_every_token(flipped_run):
     assert '<script>' not in page and '<b>fun' not in page
     assert '&lt;b&gt;fun&lt;/b&gt; &quot;superb&quot; &amp;amp; ' \
         '&lt;script&gt;' in page
-    assert 'nearest training examples' in page and 'distance' in page
+    assert 'nearest training examples' in page and 'relevance' in page
 
 
 def test_audit_builds_the_cache_then_reuses_it(run_copy, monkeypatch):

@@ -411,6 +411,22 @@ def test_the_page_is_static_and_strict(server):
     assert "default-src 'none'" in csp and 'unsafe' not in csp
 
 
+def test_related_examples_by_each_metric(server, explorer):
+    """The default metric is the one the tests chose; l2 gives the DkNN's
+    own neighbours; an unknown metric is refused."""
+    _, p = get(server, '/api/explain', text=SENTENCE)
+    assert p['related']['metric'] == 'grad-cos' == p['settings']['metric']
+    assert p['related']['why']
+    scores = [e['relevance'] for e in p['related']['examples']]
+    assert scores == sorted(scores, reverse=True)
+    _, p = get(server, '/api/explain', text=SENTENCE, metric='l2', k=5)
+    layer = p['settings']['layers'][-1]
+    assert [e['index'] for e in p['related']['examples']][:5] == \
+        [n['index'] for n in p['neighbours'][layer]]
+    status, body = get(server, '/api/explain', text=SENTENCE, metric='x')
+    assert status == 400 and 'metric must be one of' in body['error']
+
+
 def test_map_places_the_input_among_its_neighbours(server, explorer):
     status, m = get(server, '/api/map', text=SENTENCE, k=4)
     assert status == 200 and m['method'] == 'PCA'
@@ -624,6 +640,12 @@ def explain_in_browser(b, wait, ex, shot):
     assert shown == {int(r.find_elements(By.TAG_NAME, 'td')[0].text)
                      for r in rows}
     assert '% and' in b.find_element(By.ID, 'map-note').text
+    related = b.find_elements(By.CSS_SELECTOR, '#related-list tr.related')
+    assert len(related) == min(explore.N_RELATED, len(ex.run.splits.train))
+    note = b.find_element(By.ID, 'metric-note')
+    assert 'cosine of last-layer loss gradients' in note.text
+    assert note.find_element(By.TAG_NAME, 'a').get_attribute(
+        'href').startswith('https://arxiv.org/')
     time.sleep(0.5)   # let the last colours paint
     save_small_png(b.get_screenshot_as_png(), shot)
     assert os.path.getsize(shot) < 400 * 1024

@@ -254,9 +254,31 @@ def payload(run, found):
             'entries': [entry(run, found, i) for i in found.order]}
 
 
-def page_records(run, found, top):
-    """The ``top`` most suspicious entries, each with its neighbours, for
-    :func:`toolkit.render.audit_page`."""
-    return [dict(entry(run, found, i),
-                 nearest=neighbour_records(run, found, i))
-            for i in found.order[:top]]
+def page_records(run, found, top, metric='l2'):
+    """The ``top`` most suspicious entries, each with its neighbours (the
+    DkNN's votes, ``l2``) or its most relevant other training examples by
+    ``metric``, for :func:`toolkit.render.audit_page`."""
+    rows = found.order[:top]
+    if metric == 'l2':
+        return [dict(entry(run, found, i),
+                     nearest=neighbour_records(run, found, i)) for i in rows]
+    from toolkit import relevance
+    train = run.forward('train')
+    rel = relevance.Relevance(metric, relevance.train_inputs(train),
+                              run.model.layer_names[-1], run.setup['seed'])
+    group = duplicate_groups(run.examples('train'))
+    queries = relevance.Inputs(
+        {k: numpy.asarray(v)[rows] for k, v in train.layers.items()},
+        numpy.asarray(train.logits)[rows], found.labels[rows])
+    most = int(numpy.bincount(group).max())
+    idx, score = rel.top(queries, min(N_SHOWN + most, len(group)))
+    raw, out = run.splits.raw['train'], []
+    for r, i in enumerate(rows):
+        keep = [(j, v) for j, v in zip(idx[r], score[r])
+                if group[j] != group[i]][:N_SHOWN]
+        out.append(dict(entry(run, found, i), nearest=[dict(
+            {'index': int(j), 'label': run.label_names[raw[j][1]],
+             'relevance': float(v)},
+            **text_fields(raw[j][0], run.setup['char_based']))
+            for j, v in keep]))
+    return out

@@ -301,6 +301,19 @@ def add_tag_flag(p):
                         'command writes gets _TAG before its extension')
 
 
+def add_metric_flag(p):
+    """``--neighbour-metric``: how the training examples shown beside an
+    input are found (:mod:`toolkit.relevance`)."""
+    from toolkit import relevance
+    p.add_argument('--neighbour-metric', default=relevance.DEFAULT,
+                   choices=list(relevance.METRICS),
+                   help='the relevance metric of the training examples '
+                        'shown: {} (the default) passes the tests of '
+                        'Hanawa et al. best on our models; l2 is the '
+                        "paper's (docs/interpretations.md)".format(
+                            relevance.DEFAULT))
+
+
 def once(values, flag):
     """Refuse a value given twice to ``flag`` (two seeds that are one)."""
     if len(set(values)) < len(values):

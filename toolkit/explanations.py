@@ -8,19 +8,26 @@ completion last.
 """
 import functools
 
+import numpy
+
 import nlp_utils
 
 from toolkit import artifacts
 from toolkit import attribution
 from toolkit import faithfulness
 from toolkit import reduction
+from toolkit import relevance
 from toolkit import render
 from toolkit import runfiles
 from toolkit import runs
 
 
-def interpret(explainer, methods, indices, n_neighbours=0):
-    """Explain the run's test examples ``indices`` with each method.
+def interpret(explainer, methods, indices, n_neighbours=0,
+              metric=relevance.DEFAULT):
+    """Explain the run's test examples ``indices`` with each method, and
+    show each one's ``n_neighbours`` most relevant training examples by the
+    relevance ``metric`` (:mod:`toolkit.relevance`; ``l2``: the DkNN's own
+    neighbours, the paper's).
 
     Returns:
         list: one record per example, for the page, figure and JSON:
@@ -34,11 +41,9 @@ def interpret(explainer, methods, indices, n_neighbours=0):
     xs = [run.splits.test[i][0] for i in indices]
     results = {m: attribution.explain(explainer, xs, m, desc=m) for m in methods}
     nbrs = [None] * len(xs)
-    if n_neighbours:   # interpretation by analogy: the nearest examples
-        found = explainer.head.predict(xs).neighbours
-        nbrs = neighbour_texts(
-            run.splits.raw['train'],
-            found[explainer.head.layers[-1]].indices[:, :n_neighbours])
+    if n_neighbours:   # interpretation by analogy: the relevant examples
+        nbrs = neighbour_texts(run.splits.raw['train'], related(
+            explainer, xs, metric, n_neighbours))
     explained = nlp_utils.explained_parts(run.pair, explainer.field)
     test = run.splits.raw['test']
     return [
@@ -46,6 +51,20 @@ def interpret(explainer, methods, indices, n_neighbours=0):
          'explained': explained, 'neighbours': nbrs[j],
          'results': {m: r[j] for m, r in results.items()}}
         for j, i in enumerate(indices)]
+
+
+def related(explainer, xs, metric, n):
+    """(B, n) the training examples most relevant to inputs ``xs``."""
+    run = explainer.run
+    if metric == 'l2':
+        found = explainer.head.predict(xs).neighbours
+        return found[explainer.head.layers[-1]].indices[:, :n]
+    logits, layers = explainer.forward(xs)
+    import nets
+    rel = relevance.Relevance(metric, relevance.train_inputs(run.forward(
+        'train')), run.model.layer_names[-1], run.setup['seed'])
+    return rel.top(relevance.test_inputs(nets.Activations(
+        logits, layers, numpy.zeros(len(xs), numpy.int32))), n)[0]
 
 
 def neighbour_texts(raw_train, indices):
@@ -108,7 +127,7 @@ def write_artifacts(out, records, method, names):
 
 def explain_run(explainer, methods, indices, neighbours=0, figure=5,
                 with_faithfulness=False, with_artifacts=False, flags=None,
-                tag=None):
+                tag=None, metric=relevance.DEFAULT):
     """Explain test examples and write the page, the figure and the JSON
     (``interpretations_METHODS[_TAG].*``); a set written before under that
     name is replaced, its files this one does not write removed.
@@ -131,7 +150,7 @@ def explain_run(explainer, methods, indices, neighbours=0, figure=5,
         out.expect(*names)
         if out.folder is not None:
             runfiles.replace_set(out, base + '.json', set(names))
-        records = interpret(explainer, methods, indices, neighbours)
+        records = interpret(explainer, methods, indices, neighbours, metric)
         payload = payload_of(records, methods, field if run.pair else None,
                              run.label_names)
         if with_faithfulness:

@@ -475,9 +475,10 @@ def audit_page(title, records, note):
             '<div class="nb">{}:{}</div>'.format(html.escape(str(
                 r['source'])), r['line'])
         nearest = '<br>'.join(
-            '[{}] {} <span class="nb">(#{}, distance {:.3f})</span>'.format(
+            '[{}] {} <span class="nb">(#{}, {} {:.3f})</span>'.format(
                 html.escape(n['label']), _fields_html(n), n['index'],
-                n['distance']) for n in r['nearest'])
+                'distance' if 'distance' in n else 'relevance',
+                n.get('distance', n.get('relevance'))) for n in r['nearest'])
         rows.append(
             '<tr><td>{}</td><td>{}{}</td><td>{}</td><td><b>{}</b></td>'
             '<td>{:.4f}<div class="nb">{}</div></td><td>{}'
