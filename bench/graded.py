@@ -373,8 +373,9 @@ def goals(rows):
                 lambda r: r['methods']['graded']['aopc_softmax'] >=
                 r['methods']['softmax']['aopc_softmax']),
             'VADER sign >= confidence LOO (graded, zeros as misses)': count(
-                lambda r: r['methods']['graded'].get('sign_all', 1) >=
-                r['methods']['softmax'].get('sign_all', 0)),
+                lambda r: r['methods']['graded']['sign_all'] >=
+                r['methods']['softmax']['sign_all'])
+            if 'sign_all' in rs[0]['methods']['graded'] else None,
             'accuracy at most 0.5 point below the softmax (graded)': count(
                 lambda r: r['calibration']['graded']['accuracy'] >=
                 r['calibration']['softmax']['accuracy'] - 0.005),
@@ -391,7 +392,8 @@ def goals_table(rows):
              '|' + '---|' * (len(names) + 1)]
     for cell, n, held in entries:
         lines.append('| {} | {} |'.format(cell_name(cell), ' | '.join(
-            '{}/{}'.format(held[k], n) for k in names)))
+            '–' if held[k] is None else '{}/{}'.format(held[k], n)
+            for k in names)))
     return '\n'.join(lines)
 
 
