@@ -82,7 +82,9 @@ class Settings:
             original code); ``'total'``: k in all, split evenly over the
             layers (k must be at least the number of layers).
         backend (str): a key of :data:`search.BACKENDS`.
-        scoring (str): ``'conformity'`` or ``'conformal'``.
+        scoring (str): a key of :data:`SCORINGS`: the paper's
+            ``'conformity'`` or ``'conformal'``, or the graded
+            ``'graded'`` or ``'graded-conformal'``.
         batchsize (int): inputs per forward pass.
         nlist, nprobe: faiss-ivf, faiss-ivfpq: k-means cells, cells
             searched per query.

@@ -22,7 +22,7 @@ import urllib.request
 import numpy
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, real_data_dir
 
 pytest.importorskip('uvicorn', reason='the explorer extra is not '
                     'installed: make install-explore')
@@ -40,8 +40,10 @@ SENTENCE = 'good great movie , not dull'
 USER = os.path.join(ROOT, 'tests', 'data', 'user')
 
 
-def explorer_for(setup_path, k=K, **kw):
-    return explore.Explorer(runs.load(setup_path), dknn.Settings(k=k), **kw)
+def explorer_for(setup_path, k=K, data_dir=None, scoring='conformity',
+                 **kw):
+    return explore.Explorer(runs.load(setup_path, data_dir=data_dir),
+                            dknn.Settings(k=k, scoring=scoring), **kw)
 
 
 @pytest.fixture(scope='module')
@@ -556,11 +558,11 @@ def headless(chrome, driver, folder):
 
 
 def save_small_png(png, path):
-    """A screenshot in a 64-colour palette: a fraction of the bytes."""
+    """A screenshot in a 256-colour palette: a fraction of the bytes."""
     import io
     from PIL import Image
     image = Image.open(io.BytesIO(png)).convert('RGB')
-    image.quantize(64).save(path, optimize=True)
+    image.quantize(256).save(path, optimize=True)
 
 
 MARKUP = '<img src=x onerror="window.pwned=1">'
@@ -581,7 +583,11 @@ def test_browser(tiny_run, tmp_path):
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
     setup = os.environ.get('EXPLORE_RUN') or tiny_run
-    ex = explorer_for(setup, k=10 if setup != tiny_run else K)
+    # the make train run reads the real data ($DKNN_DATA_DIR is the tiny
+    # data in the tests), as the user's explore.py would
+    rule = explore.DEFAULT_RULE   # as explore.py opens it
+    ex = explorer_for(setup, k=10, data_dir=real_data_dir(), scoring=rule) \
+        if setup != tiny_run else explorer_for(setup, scoring=rule)
     shot = os.environ.get('EXPLORE_SCREENSHOT') or str(
         tmp_path / 'explorer.png')
     with explore_api.Background(explore_api.build_app(ex)) as url:
@@ -634,6 +640,9 @@ def explain_in_browser(b, wait, ex, shot):
         assert hover.get_attribute('title').startswith('importance ')
     assert b.find_element(By.ID, 'predicted-label').text in \
         ex.run.label_names
+    assert b.find_element(By.ID, 'rule').get_attribute('value') == 'graded'
+    assert 'every importance is 0' not in b.find_element(
+        By.ID, 'saliency').text   # the graded rule never goes blank
     lit = wait.until(lambda d: d.find_elements(
         By.CSS_SELECTOR, '#map-svg circle.neighbour-point'))
     shown = {int(c.get_attribute('data-index')) for c in lit}
@@ -648,6 +657,9 @@ def explain_in_browser(b, wait, ex, shot):
         'href').startswith('https://arxiv.org/')
     time.sleep(0.5)   # let the last colours paint
     save_small_png(b.get_screenshot_as_png(), shot)
+    assert b.execute_script(   # the map is on the first screen
+        "return document.getElementById('map-svg').getBoundingClientRect()"
+        ".bottom <= window.innerHeight")
     assert os.path.getsize(shot) < 400 * 1024
 
 

@@ -158,7 +158,7 @@ def test_snli_pair_model_dknn_and_interpretations(snli_dir, tmp_path):
     run_dir = str(out / 'snli_bow')
     page = open(os.path.join(run_dir, 'interpretations_dknn+grad.html')).read()
     assert 'entailment' in page or 'neutral' in page
-    assert 'Green' in page  # the PiYG legend
+    assert 'Blue: the token supported the label its method explains' in page
     ex = payload['examples'][0]
     hyp = text_datasets.load_raw('snli', snli_dir).test[0][0][1]
     assert ex['tokens'] == hyp   # the hypothesis is explained by default

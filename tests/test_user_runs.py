@@ -10,6 +10,7 @@ import pytest
 import interpretations
 import run_dknn
 import scaling
+from toolkit import runs
 import train_text_classifier
 
 DATA = os.path.join(os.path.dirname(__file__), 'data', 'user')
@@ -35,13 +36,15 @@ def test_own_data_end_to_end(source, run_name, labels, tmp_path, capsys,
     if labels:
         assert setup['label_names'] == labels
     names = setup['label_names']
-    monkeypatch.chdir(str(tmp_path))   # a relative path was made absolute
-    # the user says where the data is: the file or folder itself, or the
-    # folder holding it (a run folder never chooses what is read)
+    # from another folder, with neither --data-dir nor $DKNN_DATA_DIR: the
+    # run finds its data by the recorded path, checked by its sha256
+    elsewhere = tmp_path / 'elsewhere'
+    elsewhere.mkdir()
+    monkeypatch.chdir(str(elsewhere))
+    monkeypatch.delenv('DKNN_DATA_DIR')
     results = run_dknn.main(['--model-setup', setup_path, '--k', '3',
-                             '--conformal-sets', '--data-dir', data])
+                             '--conformal-sets'])
     assert results['label_names'] == names
-    monkeypatch.setenv('DKNN_DATA_DIR', str(tmp_path))
     scaling.main(['--model-setup', setup_path, '--k', '3', '--no-dknn'])
     payload = interpretations.main(['--model-setup', setup_path, '--k', '3',
                                     '--interp_method', 'all', '--all'])
@@ -55,6 +58,10 @@ def test_own_data_end_to_end(source, run_name, labels, tmp_path, capsys,
     page = open(str(tmp_path / run_name / (
         'interpretations_dknn+softmax+calibrated+grad.html'))).read()
     assert any(n in page for n in names)
+    audit = run_dknn.main(['--model-setup', setup_path, '--k', '3',
+                           '--audit-train'])
+    assert len(audit['entries']) == len(runs.load(setup_path).splits.train)
+    assert os.listdir(str(elsewhere)) == []   # nothing written here
     reduced = interpretations.main(['--model-setup', setup_path, '--k', '3',
                                     '--reduce', '--first', '4'])
     assert len(reduced['examples']) == 4
@@ -79,3 +86,34 @@ def test_a_converted_builtin_gives_the_builtin_accuracy(tmp_path):
     b = train_text_classifier.main(base + ['--dataset', str(folder)])
     assert a['test_accuracy'] == b['test_accuracy']
     assert a['val_accuracy'] == b['val_accuracy']
+
+
+SECRET = 'a-line-nobody-may-see'
+
+
+def test_a_changed_data_file_is_refused_without_its_content(tmp_path,
+                                                            monkeypatch):
+    data = str(tmp_path / 'reviews.csv')
+    shutil.copy(os.path.join(DATA, 'reviews.csv'), data)
+    train_text_classifier.main(['--dataset', data, '--out', str(tmp_path)] +
+                               TRAIN)
+    setup_path = str(tmp_path / 'reviews_cnn' / 'args.json')
+    monkeypatch.delenv('DKNN_DATA_DIR')
+    before = run_dknn.main(['--model-setup', setup_path, '--k', '3'])
+    with open(data, 'a') as f:
+        f.write('{},pos\n'.format(SECRET))
+    for script in (run_dknn, scaling, interpretations):
+        with pytest.raises(SystemExit) as e:
+            script.main(['--model-setup', setup_path, '--k', '3'])
+        line = str(e.value)
+        assert line.startswith('error: ') and '\n' not in line
+        assert 'reviews.csv' in line and 'data_files' in line
+        assert '--data-dir' in line and SECRET not in line
+    # a copy of the original elsewhere, named by --data-dir, is used
+    copy = tmp_path / 'copy'
+    copy.mkdir()
+    shutil.copy(os.path.join(DATA, 'reviews.csv'), str(copy))
+    r = run_dknn.main(['--model-setup', setup_path, '--k', '3',
+                       '--data-dir', str(copy)])
+    assert r['softmax'] == before['softmax']
+    assert r['conformity'] == before['conformity']

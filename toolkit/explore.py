@@ -51,10 +51,10 @@ METRICS = tuple(relevance.METRICS)   # how the related examples are found
 N_RELATED = 10            # most relevant training examples shown
 WHY = {m: '' for m in METRICS}
 WHY[relevance.DEFAULT] = (
-    'the default: of every metric measured, it passes the three tests of '
-    'Hanawa et al. (2021) best on our TREC and SST-5 models: its most '
-    'relevant example always has the predicted label, it finds the '
-    'sub-class as well as any, and it changes when the weights are '
+    'the default, because of every metric we measured it passed the three '
+    'tests of Hanawa et al. (2021) best on our TREC and SST-5 models: its '
+    'most relevant example always had the predicted label, it found the '
+    'sub-class as often as any, and it changed when the weights were '
     'randomised')
 WHY['l2'] = 'the paper\'s: the DkNN\'s own neighbours in the last layer'
 PAPER_LINK = 'https://arxiv.org/abs/2006.04528'

@@ -308,8 +308,8 @@ def run_state(path, setup):
 
     Args:
         setup (dict): the new run's ``args.json``-to-be (its
-            ``word_vectors_sha256`` settles a vectors file named by
-            another path).
+            ``word_vectors_sha256``, when both runs have one, stands for
+            the vectors file whatever path names it).
     """
     if not os.listdir(path):
         return 'new'
@@ -324,11 +324,11 @@ def run_state(path, setup):
     mine, theirs = identity(setup), identity(
         dict({k: getattr(train_settings.TrainSettings(), k)
               for k in train_settings.IDENTITY}, **old))
-    if mine['word_vectors'] != theirs['word_vectors'] and \
-            setup.get('word_vectors_sha256') and \
-            setup.get('word_vectors_sha256') == old.get(
-                'word_vectors_sha256'):
-        theirs['word_vectors'] = mine['word_vectors']   # the same file
+    shas = setup.get('word_vectors_sha256'), old.get('word_vectors_sha256')
+    if mine['word_vectors'] and theirs['word_vectors'] and all(shas):
+        # the vectors are their bytes: one file by two paths is one run,
+        # a file rewritten in place is another
+        mine['word_vectors'], theirs['word_vectors'] = shas
     diff = [k for k in train_settings.IDENTITY if mine[k] != theirs[k]]
     if diff:
         return 'other: differs in ' + ', '.join(diff)
