@@ -53,6 +53,7 @@ def build_parser():
                    help='pair models: which side to explain')
     cli.add_dknn_flags(p)
     p.set_defaults(scoring=explore.DEFAULT_RULE)   # the best measured
+    cli.add_metric_flag(p)
     cli.add_device_args(p)
     return p
 
@@ -86,7 +87,8 @@ def main(argv=None):
     run = runs.from_args(args)
     explorer = explore.Explorer(
         run, cli.dknn_settings(args), field=args.field,
-        max_tokens=args.max_tokens, epsilon=args.epsilon, max_k=args.max_k)
+        max_tokens=args.max_tokens, epsilon=args.epsilon, max_k=args.max_k,
+        metric=args.neighbour_metric)
     guard = explore_api.Guard(host, port, token)
     app = explore_api.build_app(explorer, guard=guard,
                                 time_limit=args.time_limit,

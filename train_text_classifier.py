@@ -393,10 +393,10 @@ def main(argv=None):
     if final_dir is None:   # another rank of data-parallel training
         return results
     print('{}: validation accuracy {:.4f}, test accuracy {:.4f} ({:.1f} s '
-          'per epoch, {} epochs)'.format(
+          'per epoch, {} epoch{})'.format(
               cli.printable(final_dir), results['val_accuracy'],
               results['test_accuracy'], results['seconds_per_epoch'],
-              results['epochs']))
+              results['epochs'], '' if results['epochs'] == 1 else 's'))
     return results
 
 

@@ -95,6 +95,17 @@ def test_one_failing_rank_stops_the_job(tmp_path, how, line):
 
 
 
+@pytest.mark.parametrize('script,argv', [
+    ('run_dknn.py', ['--model-setup', 'x/args.json', '--k', '0']),
+    ('train_text_classifier.py', ['--epoch', '-1']),
+    ('interpretations.py', ['--model-setup', 'x/args.json', '--nosuch'])])
+def test_a_flag_error_is_said_once(script, argv):
+    r = mpirun(2, script, '--distributed', *argv, timeout=120)
+    assert r.returncode != 0
+    lines = [x for x in r.stderr.splitlines() if 'error:' in x]
+    assert len(lines) == 1, r.stderr[-2000:]
+    assert r.stderr.count('usage:') == 1
+
 
 def mpmd(script, args, other, timeout=120):
     """Two ranks started with different arguments (Open MPI's MPMD form)."""

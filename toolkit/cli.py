@@ -367,9 +367,26 @@ def chosen_examples(args, n_test):
     return list(range(min(args.first, n_test)))
 
 
+LAUNCHER_RANK = ('OMPI_COMM_WORLD_RANK', 'PMIX_RANK', 'PMI_RANK')
+
+
+def launcher_rank():
+    """This process's rank as mpiexec numbered it (0 outside MPI), read
+    before MPI starts: a flag error is then said once, by rank 0."""
+    for name in LAUNCHER_RANK:
+        value = os.environ.get(name, '')
+        if value.isdigit():
+            return int(value)
+    return 0
+
+
 def parse(parser, argv):
     """Parse ``argv``; with ``--verbose`` (where the parser has it) print
-    the settings as JSON. Otherwise they go only to the results file."""
+    the settings as JSON. Otherwise they go only to the results file.
+    Under mpiexec only rank 0 prints usage, help and flag errors (every
+    rank still exits on them)."""
+    if launcher_rank():
+        parser._print_message = lambda message, file=None: None
     args = parser.parse_args(argv)
     if getattr(args, 'verbose', False) and is_rank0():
         print(json.dumps(vars(args), indent=2))

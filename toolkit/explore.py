@@ -111,15 +111,19 @@ class Explorer:
         max_tokens (int): inputs with more tokens (all sides) are refused.
         epsilon (float): default significance of the prediction set.
         max_k (int): the largest k a request may ask for.
+        metric (str): how the relevant training examples are found when a
+            request does not say (:data:`METRICS`; ``--neighbour-metric``).
     """
 
     def __init__(self, run, settings=dknn.Settings(), *, field='hypothesis',
-                 max_tokens=MAX_TOKENS, epsilon=0.1, max_k=MAX_K):
+                 max_tokens=MAX_TOKENS, epsilon=0.1, max_k=MAX_K,
+                 metric=relevance.DEFAULT):
         dknn.require_calibration(len(run.examples('calib')))
         self.run, self.field, self.max_tokens = run, field, max_tokens
         self.settings = settings
         self.max_k = min(max_k, len(run.examples('train')))
         self.epsilon = check_epsilon(epsilon)
+        self.metric = check_metric(metric, relevance.DEFAULT)
         self.lock = threading.RLock()
         self.temperature = run.temperature_or_fit()   # (T, where from)
         self._heads = collections.OrderedDict()
@@ -153,7 +157,7 @@ class Explorer:
                 'default_layers': dknn.resolve_layers(
                     self.layer_names, self.settings.layers),
                 'rule': self.settings.scoring, 'rules': list(RULES),
-                'metric': relevance.DEFAULT, 'metrics': {
+                'metric': self.metric, 'metrics': {
                     m: relevance.METRICS[m].title for m in METRICS},
                 'methods': {m: attribution.INTERPRETERS[m].title
                             for m in METHODS},
@@ -275,12 +279,12 @@ class Explorer:
         """
         eps = self.epsilon if epsilon is None else check_epsilon(epsilon)
         settings = self.settings_for(k, layers, rule)
-        metric = check_metric(metric)
+        metric = check_metric(metric, self.metric)
         x, fields = self.encode(texts)
         return self._explain(x, fields, settings, eps, deadline, metric)
 
     def _explain(self, x, fields, settings, eps, deadline=None,
-                 metric=relevance.DEFAULT):
+                 metric=None):
         """:meth:`explain` of model input ``x`` (token lists ``fields``)."""
         start = time.perf_counter()
         with self.lock:
@@ -291,7 +295,7 @@ class Explorer:
             for m in METHODS:
                 in_time(deadline)
                 atts[m] = attribution.explain(ex, [x], m)[0]
-            out['related'] = self._related(ex, x, metric)
+            out['related'] = self._related(ex, x, metric or self.metric)
         out.update(self._tokens(fields), importance={
             m: a.importance.tolist() for m, a in atts.items()}, methods={
             m: {'title': attribution.title(m, settings.scoring),
@@ -405,7 +409,7 @@ class Explorer:
             ``neighbours`` (training indices, nearest first).
         """
         settings = self.settings_for(k, layers, rule)
-        check_metric(metric)
+        check_metric(metric, self.metric)
         x, _ = self.encode(texts)
         layer = settings.layers[-1]
         with self.lock:
@@ -456,7 +460,7 @@ class Explorer:
             raise ExploreError('limit must be at least 1, got {}'.format(
                 limit))
         settings = self.settings_for(k, layers, rule)
-        check_metric(metric)
+        check_metric(metric, self.metric)
         with self.lock:
             table = self._test_table(settings)
         rows = _ordered(table, order)[:limit]
@@ -508,7 +512,7 @@ class Explorer:
             raise ExploreError('beam must be between 1 and {}'.format(
                 MAX_BEAM))
         settings = self.settings_for(k, layers, rule)
-        check_metric(metric)
+        check_metric(metric, self.metric)
         x, fields = self.encode(texts)
         with self.lock:
             in_time(deadline)
@@ -608,11 +612,11 @@ def check_epsilon(epsilon):
     return float(epsilon)
 
 
-def check_metric(metric):
-    """The relevance metric of a request (default: :data:`relevance.DEFAULT`).
+def check_metric(metric, default):
+    """The relevance metric of a request (``default`` when none is asked).
     """
     if metric is None:
-        return relevance.DEFAULT
+        return default
     if metric not in METRICS:
         raise ExploreError('metric must be one of {}, got {!r}'.format(
             ', '.join(METRICS), metric[:40]))
