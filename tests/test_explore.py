@@ -29,6 +29,7 @@ pytest.importorskip('uvicorn', reason='the explorer extra is not '
 
 import dknn
 from toolkit import attribution
+from toolkit import conformal
 import nlp_utils
 import train_text_classifier
 from toolkit import explore
@@ -149,6 +150,35 @@ def test_prediction_set_follows_epsilon_and_p_values(server):
         assert p['prediction_set'] == [n for n in p['labels']
                                        if p['probabilities']['p_value'][n]
                                        > eps]
+
+
+def test_each_rule_answers_with_its_own_numbers(server, explorer):
+    """A graded request: the DkNN's numbers are the graded rule's, its set
+    comes from graded-conformal p-values, and ``dknn_conformity`` stays the
+    share of the neighbours' votes."""
+    x, _ = explorer.encode((SENTENCE,))
+    _, hidden = explorer.explainer(explorer.settings_for()).forward([x])
+    head = explorer.head(explorer.settings_for())
+    for rule in explore.RULES:
+        status, p = get(server, '/api/explain', text=SENTENCE, rule=rule)
+        assert status == 200 and p['settings']['rule'] == rule
+        out = head.with_scoring(rule).predict_activations(hidden)
+        names = p['labels']
+        assert p['confidence']['dknn_credibility'] == pytest.approx(
+            float(out.credibility[0]))
+        votes = p['neighbour_counts']['all layers']
+        assert p['confidence']['dknn_conformity'] == pytest.approx(
+            max(votes.values()) / sum(votes.values()))
+        assert [p['probabilities']['dknn'][n] for n in names] == \
+            pytest.approx(out.scores[0].tolist())
+        if rule in dknn.GRADED:   # split-conformal p-values, smoothed
+            want = conformal.p_values(dknn.margins(out.distances),
+                                      head.calib_alpha)[0]
+        else:
+            want = conformal.p_values(conformal.dknn_nonconformity(
+                out.counts, head.n_votes), head.calib_nonconformity)[0]
+        assert [p['probabilities']['p_value'][n] for n in names] == \
+            pytest.approx(want.tolist())
 
 
 def test_examples_orders(server, explorer):

@@ -321,10 +321,14 @@ class Explorer:
         probs = metrics.softmax(logits)[0]
         scaled = ex.scaled.probs(logits)[0]
         head = ex.head
-        vote = head.predict_activations(layers)                 # conformity
+        vote = head.with_scoring('conformity').predict_activations(layers)
         chosen = head.with_scoring(rule).predict_activations(layers)
-        p = conformal.p_values(conformal.dknn_nonconformity(
-            vote.counts, head.n_votes), head.calib_nonconformity)[0]
+        if rule in dknn.GRADED:   # the set of the rule's own family
+            p = conformal.p_values(dknn.margins(chosen.distances),
+                                   head.calib_alpha)[0]
+        else:
+            p = conformal.p_values(conformal.dknn_nonconformity(
+                vote.counts, head.n_votes), head.calib_nonconformity)[0]
         pred = int(probs.argmax())
         return {
             'prediction': names[pred], 'labels': names,
