@@ -12,7 +12,7 @@ DATA_DIR ?= $(abspath ../shared/data)
 export DKNN_DATA_DIR ?= $(DATA_DIR)
 
 .PHONY: install install-mpi install-bench install-explore train test test-mpi \
-        test-browser grid grid-quick clean
+        test-browser check-docs grid grid-quick clean
 
 install: $(VENV)/.installed
 
@@ -56,6 +56,12 @@ test-browser: install-explore
 	EXPLORE_SCREENSHOT=docs/explorer.png \
 	    EXPLORE_RUN=$(wildcard result/stsa.binary_cnn/args.json) \
 	    $(PY) -m pytest -q tests/test_explore.py -k browser
+
+# Every documented command on the real data, each page in a fresh folder,
+# its printed numbers against the page's (about 15 minutes; one page:
+# make check-docs DOCS=docs/uncertainty.md)
+check-docs: install
+	$(PY) bench/check_docs.py --data-dir $(DKNN_DATA_DIR) $(if $(DOCS),--docs $(DOCS))
 
 # The paper's table (RESULTS.md), and the same grid in smoke-test size
 grid: install

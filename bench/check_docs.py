@@ -42,6 +42,7 @@ TRAINED = ('args.json', 'best_model.npz', 'vocab.json', 'calib.json', 'log',
 NUMBER = re.compile(r'[-+]?(?:\d+\.\d+|\d+)(?:e[-+]?\d+)?')
 SECONDS = re.compile(r'\s*(?:s|ms|seconds)\b')
 PATHS = re.compile(r'\S*/(result/)')
+ESCAPES = re.compile(r'\x1b\[[0-9;?]*[A-Za-z]')   # progress bars' cursor moves
 
 
 # ------------------------------------------------------------- the pages
@@ -100,26 +101,44 @@ def checked_numbers(line):
             for m in NUMBER.finditer(line)]
 
 
+def printed_lines(text):
+    """What a terminal would show: escapes dropped, each line as its last
+    carriage return left it."""
+    return [line.rsplit('\r', 1)[-1] for line in
+            ESCAPES.sub('', text).splitlines()]
+
+
+def stale(want, got):
+    """The numbers of an expected line that a printed line of the same
+    words does not print as written."""
+    return [(a, b) for a, b in zip(checked_numbers(want),
+                                   checked_numbers(got))
+            if a is not None and a != b]
+
+
 def compare(expected, printed, where):
     """Problems (``'PAGE:LINE: ...'``) of an expected block against what
-    was printed: each expected line in order, its numbers as written."""
+    was printed: each expected line in order, its numbers as written (of
+    several printed lines with its words, the first whose numbers match)."""
     problems, lines, at = [], [skeleton(x) for x in printed], 0
     for lineno, want in expected:
         if not want.strip() or want.strip() == '...':
             continue
         shape = skeleton(want)
-        found = next((j for j in range(at, len(lines)) if lines[j] == shape),
-                     None)
-        if found is None:
+        same = [j for j in range(at, len(lines)) if lines[j] == shape]
+        if not same:
             problems.append('{}:{}: no printed line reads like {!r}'.format(
                 where, lineno, want.strip()))
             continue
+        found = next((j for j in same if not stale(want, printed[j])),
+                     same[0])
         at = found + 1
-        for a, b in zip(checked_numbers(want),
-                        checked_numbers(printed[found])):
-            if a is not None and a != b:
-                problems.append('{}:{}: says {}, the command printed {}'
-                                .format(where, lineno, a, b))
+        wrong = stale(want, printed[found])
+        if wrong:
+            problems.append('{}:{}: says {}, the command printed {} in: {}'
+                            .format(where, lineno, ', '.join(a for a, _ in wrong),
+                                    ', '.join(str(b) for _, b in wrong),
+                                    printed[found].strip()))
     return problems
 
 
@@ -153,8 +172,8 @@ def runnable(argv, data_dir):
     return None
 
 
-def run(argv, work, env, where):
-    print('{}: {}'.format(where, ' '.join(argv[1:])), flush=True)
+def run(argv, work, env, where, label=None):
+    print('{}: {}'.format(where, label or ' '.join(argv[1:])), flush=True)
     start = time.time()
     proc = subprocess.run(argv, cwd=work, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
@@ -167,8 +186,9 @@ def run(argv, work, env, where):
 
 
 def snippet(code, work, env, where):
-    return run([sys.executable, '-c', 'import sys; sys.path.insert(0, {!r})'
-                '\n'.format(ROOT) + code], work, env, where)
+    head = 'import sys; sys.path.insert(0, {!r})\n'.format(ROOT)
+    return run([sys.executable, '-c', head + code], work, env, where,
+               'the python block')
 
 
 def check_page(page, data_dir, trained, keep):
@@ -182,8 +202,14 @@ def check_page(page, data_dir, trained, keep):
         for kind, body, lineno in steps(page):
             where = '{}:{}'.format(rel, lineno)
             if kind == 'text':
-                problems += compare(body, printed.splitlines(), rel)
+                problems += compare(body, printed_lines(printed), rel)
                 continue
+            if RUN in (body if kind == 'python' else ' '.join(
+                    ' '.join(a) for a in body)) and trained and \
+                    not os.path.isdir(os.path.join(work, RUN)) and \
+                    not any('--dataset' in a or a[:2] == ['make', 'train']
+                            for a in (body if kind == 'sh' else [])):
+                shutil.copytree(trained, os.path.join(work, RUN))
             if kind == 'python':
                 printed, p = snippet(body, work, env, where)
                 problems += p
@@ -192,10 +218,6 @@ def check_page(page, data_dir, trained, keep):
                 argv = runnable(argv, data_dir)
                 if argv is None:
                     continue
-                if RUN in ' '.join(argv) and not os.path.isdir(
-                        os.path.join(work, RUN)) and '--dataset' not in \
-                        argv and trained:
-                    shutil.copytree(trained, os.path.join(work, RUN))
                 printed, p = run(argv, work, env, where)
                 problems += p
     finally:

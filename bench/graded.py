@@ -31,7 +31,7 @@ import time
 
 import numpy
 
-from report import RESULTS, write_section, read_json  # NOQA (first)
+from report import read_json, write_table  # NOQA (first)
 import dknn  # NOQA
 import text_datasets  # NOQA
 import human_alignment  # NOQA
@@ -458,13 +458,9 @@ def main(argv=None):
             if args.report and not os.path.exists(path):
                 continue
             rows.append(measure_cell(args, lex, dataset, model, recipe, seed))
-    text = section(rows, args)
-    fileio.save_atomic(os.path.join(args.out, 'table.md'),
-                       lambda f: f.write(text), 'w')
-    if not args.no_results:
-        write_section('graded', text, RESULTS)
-    print('{} models measured; wrote {}'.format(
-        len(rows), os.path.join(args.out, 'table.md')))
+    table = write_table(args.out, 'graded', section(rows, args),
+                        not args.no_results)
+    print('{} models measured; wrote {}'.format(len(rows), table))
     return rows
 
 

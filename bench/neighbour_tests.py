@@ -37,7 +37,7 @@ import time
 
 import numpy
 
-from report import RESULTS, write_section, read_json  # NOQA (first)
+from report import read_json, write_table  # NOQA (first)
 import nets  # NOQA
 import text_datasets  # NOQA
 import train_text_classifier  # NOQA
@@ -361,13 +361,9 @@ def main(argv=None):
             if args.stage == 'report' and not os.path.exists(path):
                 continue
             cells_.append(measure_cell(args, d, sup, m, seed))
-        text = section(cells_, args)
-        fileio.save_atomic(os.path.join(args.out, 'table.md'),
-                           lambda f: f.write(text), 'w')
-        if not args.no_results:
-            write_section('neighbour-tests', text, RESULTS)
-        print('{} models tested; wrote {}'.format(
-            len(cells_), os.path.join(args.out, 'table.md')))
+        table = write_table(args.out, 'neighbour-tests',
+                            section(cells_, args), not args.no_results)
+        print('{} models tested; wrote {}'.format(len(cells_), table))
 
 
 if __name__ == '__main__':

@@ -38,7 +38,8 @@ ORDER = ['grid', 'grid-analysis', 'claims', 'graded', 'graded-reading',
          'dknn-sweep', 'seeds', 'training', 'sst2-dknn', 'faithfulness',
          'snli',
          'bad-input',
-         'dknn', 'interpretations', 'explore', 'scale', 'float16',
+         'dknn', 'search-by-label', 'interpretations', 'explore', 'scale',
+         'float16',
          'ood-cost', 'imdb']
 BLOCK = re.compile(r'<!-- ([\w-]+) -->\n.*?\n<!-- /\1 -->', re.S)
 
@@ -50,16 +51,38 @@ def read_json(path):
     return fileio.read_json(path, 'run the command that writes it again')
 
 
+def provenance():
+    """One line: the commit and machine a section was measured on."""
+    import platform
+    import subprocess
+    try:
+        commit = subprocess.run(
+            ['git', 'describe', '--always', '--dirty'], cwd=ROOT,
+            capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ''
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            cpu = next((ln.split(':', 1)[1].strip() for ln in f
+                        if ln.startswith('model name')), cpu)
+    except OSError:
+        pass
+    return '_Measured at commit {} on {} ({} cores)._'.format(
+        commit or 'unknown', cpu, os.cpu_count())
+
+
 def write_section(name, body, path=BENCHMARKS):
     """Replace or add the section between ``<!-- name -->`` markers,
-    keeping the sections in :data:`ORDER`. The file is written atomically
-    (a temporary file renamed into place), so a full disk never leaves it
-    half-written."""
+    keeping the sections in :data:`ORDER`, with a last line saying the
+    commit and machine (:func:`provenance`). The file is written
+    atomically (a temporary file renamed into place), so a full disk never
+    leaves it half-written."""
     text = fileio.read_bytes(path, 'data').decode('utf-8') \
         if os.path.exists(path) else HEADERS[path]
     blocks = {m.group(1): m.group(0) for m in BLOCK.finditer(text)}
-    blocks[name] = '<!-- {0} -->\n{1}\n<!-- /{0} -->'.format(
-        name, body.strip())
+    blocks[name] = '<!-- {0} -->\n{1}\n\n{2}\n<!-- /{0} -->'.format(
+        name, body.strip(), provenance())
     head = BLOCK.split(text)[0].rstrip('\n') if blocks else text.rstrip()
     rank = lambda n: ORDER.index(n) if n in ORDER else len(ORDER)  # NOQA
     text = head.rstrip('\n') + '\n\n' + '\n\n'.join(
@@ -67,6 +90,16 @@ def write_section(name, body, path=BENCHMARKS):
     fileio.save_atomic(path, lambda f: f.write(text), 'w')
     print(body.strip())
     print('wrote section {!r} of {}'.format(name, path))
+
+
+def write_table(folder, name, text, results=True):
+    """A bench script's table: ``folder/table.md`` (atomically), and its
+    section ``name`` of RESULTS.md unless ``results`` is False."""
+    path = os.path.join(folder, 'table.md')
+    fileio.save_atomic(path, lambda f: f.write(text), 'w')
+    if results:
+        write_section(name, text, RESULTS)
+    return path
 
 
 MAKE_TRAIN_RUN = 'result/stsa.binary_cnn/args.json'

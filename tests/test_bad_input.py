@@ -723,6 +723,13 @@ BENCH = [
     bench('imdb_scale', ['--reviews', '0'], nothing, r'--reviews'),
     bench('bench_scale', ['--queries', '0'], nothing, r'--queries'),
     bench('seeds', ['--seeds', '-1'], nothing, r'--seeds'),
+    bench('bench_search', ['--repeats', '0'], nothing, r'--repeats'),
+    bench('bench_search', ['--sizes', '10x', '--no-write'], nothing,
+          r'--sizes 10x: expected POINTSxDIMS'),
+    bench('check_docs', ['--docs', '{ws.root}/nosuch.md'], nothing,
+          r'nosuch\.md: no such page'),
+    bench('robustness_lines', ['--tree', '{ws.root}/gone'], nothing,
+          r'gone is not a folder'),
     bench('snli_report', ['--epoch', '0'], nothing, r'--epoch'),
     # issue 27: every bench script under the wrapper, names checked,
     # repeated seeds refused, results read through the one reader

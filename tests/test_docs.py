@@ -120,13 +120,36 @@ def test_documented_command_runs_as_written(argv, sandbox):
     assert b'error:' not in proc.stderr
 
 
-SNIPPETS = [(os.path.relpath(p, ROOT), s) for p in DOCS
-            for s in blocks(p, 'python')]
+def snippets(path):
+    """(the python block, the ``text`` block after it or None) of a page."""
+    sys.path.insert(0, os.path.join(ROOT, 'bench'))
+    import check_docs
+    found = check_docs.steps(path)
+    return [(body, next((b for k, b, _ in found[i + 1:i + 2]
+                         if k == 'text'), None))
+            for i, (kind, body, _) in enumerate(found) if kind == 'python']
 
 
-@pytest.mark.parametrize('where,code', SNIPPETS,
-                         ids=[w for w, _ in SNIPPETS])
-def test_python_snippet_runs(where, code, sandbox, monkeypatch, capsys):
+SNIPPETS = [(os.path.relpath(p, ROOT), code, expected) for p in DOCS
+            for code, expected in snippets(p)]
+
+
+def shape(line, words=4):
+    """The kind of each of a line's first words: a number or a word."""
+    return ['#' if re.fullmatch(r'[-+]?[\d.]+(e[-+]?\d+)?', w) else 'w'
+            for w in line.split()[:words]]
+
+
+@pytest.mark.parametrize('where,code,expected', SNIPPETS,
+                         ids=[w for w, _, _ in SNIPPETS])
+def test_python_snippet_prints_what_its_page_says(where, code, expected,
+                                                  sandbox, monkeypatch,
+                                                  capsys):
+    """On the sandbox's synthetic data the numbers and words differ from
+    the real data's (``make check-docs`` compares those); the lines and
+    their shape must not."""
+    assert expected, '{}: a snippet needs its expected output (a text ' \
+        'block after it)'.format(where)
     work, env = sandbox
     if not os.path.exists(str(work / 'result' / 'stsa.binary_cnn' /
                               'args.json')):
@@ -134,7 +157,11 @@ def test_python_snippet_runs(where, code, sandbox, monkeypatch, capsys):
     monkeypatch.chdir(str(work))
     monkeypatch.setenv('DKNN_DATA_DIR', env['DKNN_DATA_DIR'])
     exec(compile(code, where, 'exec'), {'__name__': '__doc__'})
-    assert capsys.readouterr().out.strip()
+    printed = capsys.readouterr().out.strip().splitlines()
+    want = [t for _, t in expected if t.strip()]
+    assert len(printed) == len(want), printed
+    for got, line in zip(printed, want):
+        assert shape(got) == shape(line), (got, line)
 
 
 @pytest.mark.parametrize('script', SCRIPTS)
@@ -145,3 +172,42 @@ def test_every_flag_has_help(script):
             if a.option_strings and not a.help]
     assert bare == []
     assert not parser.description.rstrip().endswith(('(', ',', ':'))
+
+
+# ------------------------------------------------- make check-docs itself
+
+def check_docs():
+    import importlib
+    sys.path.insert(0, os.path.join(ROOT, 'bench'))
+    return importlib.import_module('check_docs')
+
+
+def test_check_docs_fails_on_a_stale_number_naming_page_and_line():
+    c = check_docs()
+    printed = c.printed_lines(
+        'epoch 1\r\x1b[Jresult/x: accuracy 0.8287 (10.6 s per epoch)\n'
+        'sets at eps = 0.01   0.99\nsets at eps = 0.1   0.92\n')
+    assert c.compare([(7, 'result/x: accuracy 0.8287 (9.8 s per epoch)'),
+                      (8, '...'), (9, 'sets at eps = 0.1   0.92')],
+                     printed, 'README.md') == []   # seconds are not checked
+    problems = c.compare([(12, '/home/you/result/x: accuracy 0.8215 (9 s '
+                               'per epoch)')], printed, 'docs/a.md')
+    assert problems == ['docs/a.md:12: says 0.8215, the command printed '
+                        '0.8287 in: result/x: accuracy 0.8287 (10.6 s per '
+                        'epoch)']
+    assert c.compare([(3, 'a line nobody printed')], printed, 'b.md') == [
+        "b.md:3: no printed line reads like 'a line nobody printed'"]
+
+
+def test_check_docs_reads_text_blocks_after_their_command(tmp_path):
+    c = check_docs()
+    page = tmp_path / 'p.md'
+    page.write_text('x\n\n```sh\npython run_dknn.py --k 5  # note\n```\n\n'
+                    'prints\n\n```text\nsoftmax 0.8\n```\n\n```python\n'
+                    'print(1)\n```\n')
+    assert c.steps(str(page)) == [
+        ('sh', [['python', 'run_dknn.py', '--k', '5']], 3),
+        ('text', [(10, 'softmax 0.8')], 9),
+        ('python', 'print(1)', 13)]
+    assert c.make_train('/d')[:2] == ['python', 'train_text_classifier.py']
+    assert '/d/glove/glove.6B.50d.txt.gz' in c.make_train('/d')

@@ -2,8 +2,12 @@
 force, graded leave-one-out against a manual deletion, graded-conformal
 coverage over random calibration splits, and importances that a unanimous
 neighbourhood cannot blank."""
+import os
+
 import numpy
 import pytest
+
+from conftest import ROOT
 
 import dknn
 import nets
@@ -151,3 +155,17 @@ def test_a_unanimous_neighbourhood_still_moves(graded):
     grade = attribution.explain(ex, [xs[i] for i in blank], 'dknn')
     for a in grade:
         assert numpy.count_nonzero(a.importance) == len(a.importance)
+
+
+def test_the_search_bench_finds_the_same_global_k(capsys):
+    """bench/bench_search.py at a toy size: the per-label search gives the
+    one index's global k, and the section names every search."""
+    import sys
+    sys.path.insert(0, os.path.join(ROOT, 'bench'))
+    import bench_search
+    bench_search.main(['--sizes', '600x16', '--repeats', '1', '--no-write'])
+    table = capsys.readouterr().out
+    row = [ln for ln in table.splitlines() if ln.startswith('| 600x16 |')]
+    assert len(row) == 1 and row[0].endswith('| yes |')
+    with pytest.raises(SystemExit, match='--sizes 600: expected'):
+        bench_search.main(['--sizes', '600', '--no-write'])
