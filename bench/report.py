@@ -38,7 +38,8 @@ ORDER = ['grid', 'grid-analysis', 'claims', 'graded', 'graded-reading',
          'dknn-sweep', 'seeds', 'training', 'sst2-dknn', 'faithfulness',
          'snli',
          'bad-input',
-         'dknn', 'search-by-label', 'interpretations', 'explore', 'scale',
+         'dknn', 'search-by-label', 'cache-startup', 'interpretations',
+         'explore', 'scale',
          'float16',
          'ood-cost', 'imdb']
 BLOCK = re.compile(r'<!-- ([\w-]+) -->\n.*?\n<!-- /\1 -->', re.S)

@@ -1267,7 +1267,8 @@ def record(case, r):
             f.write(json.dumps({
                 'kind': case.kind, 'name': case.name, 'script': case.script,
                 'lines': r['lines'], 'traceback': repr(r['traceback'])
-                if r['traceback'] else None, 'changed': r['changed']}) + '\n')
+                if r['traceback'] else None, 'changed': r['changed'],
+                'seconds': r['seconds']}) + '\n')
 
 
 @pytest.mark.parametrize('case', CASES, ids=[c.name for c in CASES])

@@ -1,0 +1,115 @@
+#!/usr/bin/env python
+"""How long a command takes to open a run and its forward-pass cache: the
+cheap check of today against a full hash of the cache, which every command
+did before (``--verify-cache`` still does).
+
+    python bench/cache_startup.py --model-setup result/stsa.binary_cnn/args.json
+    python bench/cache_startup.py --model-setup A/args.json B/args.json \\
+        --old-tree OLD --old-setup OLD_A/args.json OLD_B/args.json
+
+Each measurement is a fresh process that opens the run
+(``runs.load``) and reads the train, calibration and test forward passes
+from ``activations/`` (building the cache first if it is missing, outside
+the timing), the two ways interleaved ``--repeats`` times: what
+``run_dknn.py`` and the explorer do before their first search. With
+``--old-tree``, the same is timed with that checkout's code on its own run
+folder (``--old-setup``): the code before the cheap check. Medians and the
+ratio go to the ``cache-startup`` section of BENCHMARKS.md.
+"""
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+
+from report import ROOT, write_section  # NOQA (first: sets sys.path)
+from toolkit import cli  # NOQA
+from toolkit import runs  # NOQA
+
+PROBE = '''
+import json, sys, time
+sys.path.insert(0, {tree!r})
+from toolkit import runs
+start = time.perf_counter()
+run = runs.load({setup!r}{verify})
+n = 0
+for split in ('train', 'calib', 'test'):
+    acts = run.forward(split)
+    n += len(acts.labels)
+print(json.dumps({{'seconds': time.perf_counter() - start, 'n': n,
+                  'train': len(run.forward('train').labels)}}))
+'''
+
+
+def probe(tree, setup, verify):
+    """Seconds one fresh process takes to open the run and its cache."""
+    code = PROBE.format(tree=tree, setup=setup,
+                        verify=', verify_cache=True' if verify else '')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                         text=True, cwd=tree)
+    if out.returncode:
+        raise SystemExit('error: the probe failed: ' +
+                         out.stderr.strip().splitlines()[-1])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def measure(ways, repeats):
+    """{name: (median seconds, training points)}, interleaved."""
+    times = {name: [] for name in ways}
+    sizes = {}
+    for _ in range(repeats):
+        for name, (tree, setup, verify) in ways.items():
+            r = probe(tree, setup, verify)
+            times[name].append(r['seconds'])
+            sizes[name] = r['train']
+    return {name: (statistics.median(t), sizes[name])
+            for name, t in times.items()}
+
+
+@cli.script
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('--model-setup', required=True, nargs='+',
+                   type=cli.path_arg, help="runs' args.json, one row each")
+    p.add_argument('--old-tree', type=cli.folder_arg,
+                   help='a checkout of the code before the cheap check')
+    p.add_argument('--old-setup', nargs='+', type=cli.path_arg,
+                   help='for each run, one that code wrote (its args.json)')
+    p.add_argument('--repeats', type=cli.int_in(1, 50), default=3,
+                   help='interleaved runs of each way')
+    p.add_argument('--no-write', action='store_true',
+                   help='print the rows without writing BENCHMARKS.md')
+    args = p.parse_args(argv)
+    if bool(args.old_tree) != bool(args.old_setup) or (
+            args.old_setup and len(args.old_setup) != len(args.model_setup)):
+        raise SystemExit('error: --old-tree goes with --old-setup, one run '
+                         'of the old code for each --model-setup')
+    rows = []
+    for i, setup in enumerate(args.model_setup):
+        runs.load(setup).forward('train')   # the cache exists
+        ways = {'cheap check (today)': (ROOT, setup, False),
+                'full hash (--verify-cache, as before)': (ROOT, setup, True)}
+        if args.old_tree:
+            ways['the code before'] = (args.old_tree, args.old_setup[i],
+                                       False)
+        got = measure(ways, args.repeats)
+        today = got['cheap check (today)'][0]
+        rows += ['| {} | {} | {:.2f} | {:.1f}x |'.format(
+            name, n, s, s / today) for name, (s, n) in got.items()]
+        print('\n'.join(rows), flush=True)
+    if not args.no_write:
+        write_section('cache-startup', '\n'.join([
+            '## Opening a run and its cache (`bench/cache_startup.py`)', '',
+            'Command: `python bench/cache_startup.py --model-setup ...` '
+            '(with `--old-tree` and `--old-setup` for the code before). '
+            'Median seconds of {} interleaved fresh processes that open the '
+            'run and read its train, calibration and test forward passes, '
+            'as `run_dknn.py` and the explorer do before their first '
+            'search; the last column divides by the cheap check\'s time on '
+            'the same run.'.format(args.repeats), '',
+            '| way | training points | seconds | against today |',
+            '|---|---|---|---|'] + rows))
+
+
+if __name__ == '__main__':
+    main()
