@@ -9,8 +9,8 @@ did before (``--verify-cache`` still does).
 
 Each measurement is a fresh process that opens the run
 (``runs.load``) and reads the train, calibration and test forward passes
-from ``activations/`` (building the cache first if it is missing, outside
-the timing), the two ways interleaved ``--repeats`` times: what
+from ``activations/`` (a first, untimed probe of each way builds a missing
+cache and warms the disk), the two ways interleaved ``--repeats`` times: what
 ``run_dknn.py`` and the explorer do before their first search. With
 ``--old-tree``, the same is timed with that checkout's code on its own run
 folder (``--old-setup``): the code before the cheap check. Medians and the
@@ -24,14 +24,19 @@ import sys
 
 from report import ROOT, write_section  # NOQA (first: sets sys.path)
 from toolkit import cli  # NOQA
-from toolkit import runs  # NOQA
 
 PROBE = '''
 import json, sys, time
 sys.path.insert(0, {tree!r})
 from toolkit import runs
 start = time.perf_counter()
-run = runs.load({setup!r}{verify})
+run = runs.load({setup!r}, data_dir={data!r}{verify})
+if {build}:
+    with run.writing() as out:
+        for split in ('train', 'calib', 'test'):
+            run.forward(split, out=out)
+    start = time.perf_counter()
+    run = runs.load({setup!r}, data_dir={data!r})
 n = 0
 for split in ('train', 'calib', 'test'):
     acts = run.forward(split)
@@ -41,9 +46,10 @@ print(json.dumps({{'seconds': time.perf_counter() - start, 'n': n,
 '''
 
 
-def probe(tree, setup, verify):
-    """Seconds one fresh process takes to open the run and its cache."""
-    code = PROBE.format(tree=tree, setup=setup,
+def probe(tree, setup, verify, data=None, build=False):
+    """Seconds one fresh process takes to open the run and its cache
+    (``build``: write the cache first, where it is missing)."""
+    code = PROBE.format(tree=tree, setup=setup, data=data, build=build,
                         verify=', verify_cache=True' if verify else '')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True,
                          text=True, cwd=tree)
@@ -53,13 +59,15 @@ def probe(tree, setup, verify):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def measure(ways, repeats):
+def measure(ways, repeats, data=None):
     """{name: (median seconds, training points)}, interleaved."""
     times = {name: [] for name in ways}
     sizes = {}
+    for tree, setup, verify in ways.values():
+        probe(tree, setup, verify, data, build=True)   # and warms the disk
     for _ in range(repeats):
         for name, (tree, setup, verify) in ways.items():
-            r = probe(tree, setup, verify)
+            r = probe(tree, setup, verify, data)
             times[name].append(r['seconds'])
             sizes[name] = r['train']
     return {name: (statistics.median(t), sizes[name])
@@ -75,6 +83,9 @@ def main(argv=None):
                    help='a checkout of the code before the cheap check')
     p.add_argument('--old-setup', nargs='+', type=cli.path_arg,
                    help='for each run, one that code wrote (its args.json)')
+    p.add_argument('--data-dir', nargs='+', type=cli.path_arg,
+                   help="for each run, where its data is (both codes are "
+                        "told; '-': where the run finds it by itself)")
     p.add_argument('--repeats', type=cli.int_in(1, 50), default=3,
                    help='interleaved runs of each way')
     p.add_argument('--no-write', action='store_true',
@@ -84,15 +95,19 @@ def main(argv=None):
             args.old_setup and len(args.old_setup) != len(args.model_setup)):
         raise SystemExit('error: --old-tree goes with --old-setup, one run '
                          'of the old code for each --model-setup')
+    data = args.data_dir or ['-'] * len(args.model_setup)
+    if len(data) != len(args.model_setup):
+        raise SystemExit('error: --data-dir: one folder (or -) for each '
+                         '--model-setup')
     rows = []
     for i, setup in enumerate(args.model_setup):
-        runs.load(setup).forward('train')   # the cache exists
         ways = {'cheap check (today)': (ROOT, setup, False),
                 'full hash (--verify-cache, as before)': (ROOT, setup, True)}
         if args.old_tree:
             ways['the code before'] = (args.old_tree, args.old_setup[i],
                                        False)
-        got = measure(ways, args.repeats)
+        got = measure(ways, args.repeats,
+                      None if data[i] == '-' else data[i])
         today = got['cheap check (today)'][0]
         rows += ['| {} | {} | {:.2f} | {:.1f}x |'.format(
             name, n, s, s / today) for name, (s, n) in got.items()]

@@ -26,6 +26,7 @@ their gradient-guided reductions; OOD AUROC against SNLI hypotheses and
 IMDB sentences; conformal coverage and set size at epsilon 0.1; seconds per
 1,000 inputs. A measured cell is kept in ``OUT/cells/``.
 """
+import functools
 import os
 import time
 
@@ -215,9 +216,10 @@ def measure(folder, lex, n_explain, n_reduce):
     return row
 
 
-def measure_cell(args, lex, dataset, model, recipe, seed):
+def measure_cell(args, lexicon, dataset, model, recipe, seed):
     """One cell's row: read from ``OUT/cells/`` when measured, else
-    measured and kept."""
+    measured and kept; ``lexicon()`` gives VADER's lexicon, asked for
+    only when a cell is measured."""
     path = os.path.join(args.out, 'cells', '{}_{}_{}_s{}.json'.format(
         dataset, model, recipe, seed))
     if os.path.exists(path):
@@ -225,7 +227,7 @@ def measure_cell(args, lex, dataset, model, recipe, seed):
     folder = train(args.models_dir, dataset, model, recipe, seed,
                    args.data_dir)
     start = time.time()
-    row = measure(folder, lex, args.n_explain, args.n_reduce)
+    row = measure(folder, lexicon(), args.n_explain, args.n_reduce)
     row.update(dataset=dataset, model=model, recipe=recipe, seed=seed,
                folder=folder, seconds=time.time() - start)
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -449,7 +451,7 @@ def main(argv=None):
         raise UserError('--seeds names a seed twice; name each once')
     cells = chosen_cells(args)
     args.data_dir = text_datasets.data_dir_from(args.data_dir)
-    lex = human_alignment.lexicon()
+    lexicon = functools.lru_cache(maxsize=None)(human_alignment.lexicon)
     rows = []
     for dataset, model, recipe in cells:
         for seed in args.seeds:
@@ -457,7 +459,7 @@ def main(argv=None):
                 dataset, model, recipe, seed))
             if args.report and not os.path.exists(path):
                 continue
-            rows.append(measure_cell(args, lex, dataset, model, recipe, seed))
+            rows.append(measure_cell(args, lexicon, dataset, model, recipe, seed))
     table = write_table(args.out, 'graded', section(rows, args),
                         not args.no_results)
     print('{} models measured; wrote {}'.format(len(rows), table))

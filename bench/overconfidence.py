@@ -35,6 +35,7 @@ RESULTS.md.
 """
 import argparse
 import contextlib
+import functools
 import json
 import os
 import time
@@ -257,14 +258,16 @@ def trained(out, recipe, model, seed):
                                        runs.ARTIFACTS['train_results']))
 
 
-def measure_cell(args, lex, recipe, model, extra, seed):
+def measure_cell(args, lexicon, recipe, model, extra, seed):
     """One finished cell's row: read from ``cells/``, else measured and
-    saved (the file records completion)."""
+    saved (the file records completion); ``lexicon()`` gives VADER's
+    lexicon, asked for only when a cell is measured."""
     path = cell_path(args.out, recipe, model, seed)
     if os.path.exists(path):
         return read_json(path)
     folder = train_cell(args.out, recipe, model, extra, seed, args.data_dir)
-    row = measure(folder, lex, args.n_explain, args.n_reduce, args.data_dir)
+    row = measure(folder, lexicon(), args.n_explain, args.n_reduce,
+                  args.data_dir)
     row.update(recipe=recipe, model=model, seed=seed, folder=folder,
                settings=dict(RECIPES[recipe].get('train', {}), **extra,
                              temperature=RECIPES[recipe].get('temperature')))
@@ -690,7 +693,7 @@ def main(argv=None):
                     args.data_dir)
     if args.stage == 'train':
         return None
-    lex = human_alignment.lexicon()
+    lexicon = functools.lru_cache(maxsize=None)(human_alignment.lexicon)
     rows = []
     for recipe, model, extra, seed in tqdm(jobs, desc='measure'):
         done = os.path.exists(cell_path(args.out, recipe, model, seed))
@@ -698,7 +701,7 @@ def main(argv=None):
                 not trained(args.out, recipe, model, seed):
             continue
         rows.append(_logged(args, '{}_{}_s{}.measure'.format(
-            recipe, model, seed), measure_cell, args, lex, recipe, model,
+            recipe, model, seed), measure_cell, args, lexicon, recipe, model,
             extra, seed))
     if args.stage == 'measure' or not rows:
         return rows
