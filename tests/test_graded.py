@@ -169,3 +169,63 @@ def test_the_search_bench_finds_the_same_global_k(capsys):
     assert len(row) == 1 and row[0].endswith('| yes |')
     with pytest.raises(SystemExit, match='--sizes 600: expected'):
         bench_search.main(['--sizes', '600', '--no-write'])
+
+
+USER = os.path.join(os.path.dirname(__file__), 'data', 'user')
+
+
+def tiny_setup(kind, tmp_path):
+    """Train a tiny run of ``kind``: a character CNN on the tiny SST, a
+    word CNN on your own CSV, a pair model on your own JSONL folder."""
+    import shutil
+    import train_text_classifier
+    from conftest import TINY_TRAIN
+    flags = ['--model', 'cnn', '--out', str(tmp_path)]
+    if kind == 'char':
+        train_text_classifier.main(TINY_TRAIN + flags + ['--char-based'])
+        return str(tmp_path / 'stsa.binary_cnn_char' / 'args.json')
+    source = {'csv': 'reviews.csv', 'pair': 'nli'}[kind]
+    data = str(tmp_path / source)
+    (shutil.copytree if kind == 'pair' else shutil.copy)(
+        os.path.join(USER, source), data)
+    train_text_classifier.main(TINY_TRAIN[2:] + flags + ['--dataset', data])
+    return str(tmp_path / '{}_cnn'.format(os.path.splitext(source)[0]) /
+               'args.json')
+
+
+@pytest.mark.parametrize('kind', ['char', 'csv', 'pair'])
+def test_the_scripts_run_the_graded_rule(kind, tmp_path, capsys):
+    """``run_dknn.py --scoring graded`` and ``interpretations.py
+    --interp_method dknn --scoring graded`` on a character model, your own
+    CSV and a pair model: the accuracy is the graded head's, and each
+    importance is the drop of the graded score when its token is
+    deleted."""
+    import interpretations
+    import run_dknn
+    setup = tiny_setup(kind, tmp_path)
+    results = run_dknn.main(['--model-setup', setup, '--k', '3',
+                             '--scoring', 'graded'])
+    assert 'graded' in results and 'conformity' not in results
+    run = runs.load(setup)
+    ex = attribution.Explainer(run.model, run, settings=dknn.Settings(
+        k=3, scoring='graded'))
+    xs = [x for x, _ in run.splits.test]
+    labels = numpy.concatenate([y for _, y in run.splits.test])   # (N,)
+    predicted = numpy.array([ex.scores([x], 'dknn')[0].argmax() for x in xs])
+    assert results['graded']['accuracy'] == pytest.approx(
+        (predicted == labels).mean())
+    payload = interpretations.main([
+        '--model-setup', setup, '--k', '3', '--interp_method', 'dknn',
+        '--scoring', 'graded', '--first', '3', '--quiet'])
+    assert payload['settings']['scoring'] == 'graded'
+    for e in payload['examples']:
+        x, att = xs[e['index']], e['dknn']
+        assert att['prediction'] == predicted[e['index']]
+        assert len(att['importance']) == len(e['tokens'])
+        if kind == 'pair':   # the hypothesis is explained; see test_snli
+            continue
+        full = ex.scores([x], 'dknn')[0][att['prediction']]
+        for j, value in enumerate(att['importance']):
+            less = ex.scores([numpy.delete(x, j)], 'dknn')[0]
+            assert value == pytest.approx(full - less[att['prediction']],
+                                          rel=1e-5, abs=1e-5)
