@@ -6,6 +6,8 @@ import numpy
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# small data sets of your own kind (a CSV, a TSV folder, a JSONL pair folder)
+USER_DATA = os.path.join(ROOT, 'tests', 'data', 'user')
 sys.path.insert(0, ROOT)
 
 POSITIVE = ['good', 'great', 'fun', 'superb']

@@ -14,10 +14,8 @@ import nets
 import run_dknn
 import text_datasets
 import train_text_classifier
-from conftest import synthetic_lines
+from conftest import USER_DATA, synthetic_lines
 from toolkit import audit
-
-DATA = os.path.join(os.path.dirname(__file__), 'data', 'user')
 
 
 class FakeModel:
@@ -319,7 +317,7 @@ def test_a_run_without_calibration_set_is_refused(tiny_data, tmp_path):
 
 def test_pair_model(tmp_path):
     data = str(tmp_path / 'nli')
-    shutil.copytree(os.path.join(DATA, 'nli'), data)
+    shutil.copytree(os.path.join(USER_DATA, 'nli'), data)
     train_text_classifier.main([
         '--dataset', data, '--model', 'cnn', '--unit', '9', '--layer', '1',
         '--epoch', '2', '--batchsize', '8', '--n-calib', '10',

@@ -22,7 +22,7 @@ import urllib.request
 import numpy
 import pytest
 
-from conftest import ROOT, real_data_dir
+from conftest import ROOT, USER_DATA, real_data_dir
 
 pytest.importorskip('uvicorn', reason='the explorer extra is not '
                     'installed: make install-explore')
@@ -38,7 +38,6 @@ from toolkit import runs
 
 K = 5
 SENTENCE = 'good great movie , not dull'
-USER = os.path.join(ROOT, 'tests', 'data', 'user')
 
 
 def explorer_for(setup_path, k=K, data_dir=None, scoring='conformity',
@@ -538,7 +537,7 @@ def test_a_char_model(tmp_path_factory):
 
 def test_a_pair_model(tmp_path):
     data = str(tmp_path / 'nli')
-    shutil.copytree(os.path.join(USER, 'nli'), data)
+    shutil.copytree(os.path.join(USER_DATA, 'nli'), data)
     train_text_classifier.main(['--dataset', data, '--out', str(tmp_path),
                                 '--model', 'cnn', '--unit', '9', '--layer',
                                 '1', '--epoch', '1', '--batchsize', '8',
@@ -568,7 +567,7 @@ def test_own_csv_from_another_folder_without_data_dir(tmp_path,
     run recorded, from any working directory, with no --data-dir."""
     import explore as script
     data = str(tmp_path / 'reviews.csv')
-    shutil.copy(os.path.join(USER, 'reviews.csv'), data)
+    shutil.copy(os.path.join(USER_DATA, 'reviews.csv'), data)
     train_text_classifier.main(['--dataset', data, '--out', str(tmp_path),
                                 '--model', 'cnn', '--unit', '9', '--layer',
                                 '1', '--epoch', '1', '--batchsize', '8',

@@ -7,13 +7,13 @@ import shutil
 
 import pytest
 
+from conftest import USER_DATA
 import interpretations
 import run_dknn
 import scaling
 from toolkit import runs
 import train_text_classifier
 
-DATA = os.path.join(os.path.dirname(__file__), 'data', 'user')
 TRAIN = ['--model', 'cnn', '--unit', '9', '--layer', '1', '--epoch', '2',
          '--batchsize', '8', '--n-calib', '10']
 
@@ -25,9 +25,9 @@ TRAIN = ['--model', 'cnn', '--unit', '9', '--layer', '1', '--epoch', '2',
 def test_own_data_end_to_end(source, run_name, labels, tmp_path, capsys,
                              monkeypatch):
     data = str(tmp_path / source)
-    copy = shutil.copytree if os.path.isdir(os.path.join(DATA, source)) \
-        else shutil.copy
-    copy(os.path.join(DATA, source), data)
+    original = os.path.join(USER_DATA, source)
+    copy = shutil.copytree if os.path.isdir(original) else shutil.copy
+    copy(original, data)
     train_text_classifier.main(['--dataset', data, '--out', str(tmp_path)] +
                                TRAIN)
     setup_path = str(tmp_path / run_name / 'args.json')
@@ -94,7 +94,7 @@ SECRET = 'a-line-nobody-may-see'
 def test_a_changed_data_file_is_refused_without_its_content(tmp_path,
                                                             monkeypatch):
     data = str(tmp_path / 'reviews.csv')
-    shutil.copy(os.path.join(DATA, 'reviews.csv'), data)
+    shutil.copy(os.path.join(USER_DATA, 'reviews.csv'), data)
     train_text_classifier.main(['--dataset', data, '--out', str(tmp_path)] +
                                TRAIN)
     setup_path = str(tmp_path / 'reviews_cnn' / 'args.json')
@@ -112,7 +112,7 @@ def test_a_changed_data_file_is_refused_without_its_content(tmp_path,
     # a copy of the original elsewhere, named by --data-dir, is used
     copy = tmp_path / 'copy'
     copy.mkdir()
-    shutil.copy(os.path.join(DATA, 'reviews.csv'), str(copy))
+    shutil.copy(os.path.join(USER_DATA, 'reviews.csv'), str(copy))
     r = run_dknn.main(['--model-setup', setup_path, '--k', '3',
                        '--data-dir', str(copy)])
     assert r['softmax'] == before['softmax']
