@@ -107,6 +107,24 @@ def test_a_flag_error_is_said_once(script, argv):
     assert r.stderr.count('usage:') == 1
 
 
+def test_a_flag_error_is_said_when_rank_0_is_slower(tmp_path):
+    """The quiet rank waits for rank 0 to say the error: exiting at once,
+    it let the launcher stop rank 0 before it had printed (seen in CI)."""
+    slow = tmp_path / 'slow_rank0.py'
+    slow.write_text(
+        'import os, sys, time\n'
+        'sys.path.insert(0, {!r})\n'
+        "if os.environ.get('OMPI_COMM_WORLD_RANK') == '0':\n"
+        '    time.sleep(3)\n'
+        'import run_dknn\n'
+        'run_dknn.main(sys.argv[1:])\n'.format(ROOT))
+    r = mpirun(2, str(slow), '--distributed', '--model-setup', 'x/args.json',
+               '--k', '0', timeout=120)
+    assert r.returncode != 0
+    lines = [x for x in r.stderr.splitlines() if 'error:' in x]
+    assert len(lines) == 1, r.stderr[-2000:]
+
+
 def mpmd(script, args, other, timeout=120):
     """Two ranks started with different arguments (Open MPI's MPMD form)."""
     cmd = [MPIEXEC, '--allow-run-as-root', '--oversubscribe', '-n', '1',

@@ -380,6 +380,16 @@ def launcher_rank():
     return 0
 
 
+def _let_rank0_say_it(seconds=10):
+    """A flag error on a rank other than 0, which says nothing: wait up to
+    ``seconds`` for rank 0 to print the same error and end the job (the
+    launcher then stops this rank, quietly). Exiting at once could let the
+    launcher stop rank 0 before it has said anything."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(2))
+    time.sleep(seconds)
+
+
 def parse(parser, argv):
     """Parse ``argv``; with ``--verbose`` (where the parser has it) print
     the settings as JSON. Otherwise they go only to the results file.
@@ -387,7 +397,14 @@ def parse(parser, argv):
     rank still exits on them)."""
     if launcher_rank():
         parser._print_message = lambda message, file=None: None
-    args = parser.parse_args(argv)
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as e:
+            if e.code:
+                _let_rank0_say_it()
+            raise
+    else:
+        args = parser.parse_args(argv)
     if getattr(args, 'verbose', False) and is_rank0():
         print(json.dumps(vars(args), indent=2))
     return args
