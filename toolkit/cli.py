@@ -397,14 +397,12 @@ def parse(parser, argv):
     rank still exits on them)."""
     if launcher_rank():
         parser._print_message = lambda message, file=None: None
-        try:
-            args = parser.parse_args(argv)
-        except SystemExit as e:
-            if e.code:
-                _let_rank0_say_it()
-            raise
-    else:
+    try:
         args = parser.parse_args(argv)
+    except SystemExit as e:
+        if e.code and launcher_rank():
+            _let_rank0_say_it()
+        raise
     if getattr(args, 'verbose', False) and is_rank0():
         print(json.dumps(vars(args), indent=2))
     return args
